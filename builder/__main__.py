@@ -1,0 +1,5 @@
+"""``python -m builder`` runs the sbuild command line."""
+
+from builder.cli import entry
+
+entry()

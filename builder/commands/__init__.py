@@ -1,0 +1,16 @@
+"""One module per sbuild command; each exposes ``register(subparsers)``.
+
+``add_output_flags`` gives a command the ``--quiet``/``--verbose`` pair every command takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_output_flags"]
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    group.add_argument("-v", "--verbose", action="store_true", help="print debug messages")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up sbuild on a Debian/Ubuntu machine: install the system packages it and its tests
+# need (only those missing), then sbuild itself into ./.venv (Debian's python3, so that
+# unprivileged users can run it too). Safe to run again; it changes nothing when all is there.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# What sbuild uses at run time, then what the tests start as real servers and clients.
+PACKAGES=(
+  python3 python3-venv python3-pip
+  squashfs-tools squashfs-tools-ng e2fsprogs busybox-static uidmap squashfuse fuse3
+  debootstrap siftool skopeo umoci docker-registry apache2-utils openssl ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=/usr/bin/python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+echo "setup: sbuild is at $(pwd)/.venv/bin/sbuild"
