@@ -1,0 +1,122 @@
+"""Find out what an image is and where its filesystem lies, without mounting it.
+
+``probe(path)`` recognises a sandbox directory, a Singularity 2.x ``.simg`` (launch
+line + squashfs, or + ext3 for old writable images), a SIF (its first PrimSys
+partition), a raw squashfs file and a raw ext3 image, and checks the filesystem's
+superblock the way Apptainer's runtime does (spec §D.1, §D.2). The runtime uses
+``fs_offset``/``fs_size`` to loop-mount or squashfuse the filesystem.
+
+Limits: reads at most the first few KiB plus the SIF descriptor table; it does not
+verify the filesystem beyond its superblock. ``arch`` is known for SIF only (None
+otherwise; see ``builder.images.elfarch`` to read it from the rootfs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import ImageError
+from builder.images import headers, sif
+
+__all__ = ["ImageInfo", "probe"]
+
+_HEAD = 4096
+_SIMG_MARK = b" run-singularity"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What ``probe`` found.
+
+    kind: "sandbox" | "simg" | "sif" | "squashfs" | "ext3"
+    fstype: "squashfs" | "ext3" | "dir"
+    fs_offset, fs_size: where the filesystem lies in the file, in bytes (0, 0 for a sandbox)
+    arch: Go arch name ("amd64") for SIF, else None
+    compression: squashfs compressor name ("gzip"), else None
+    descriptors: the SIF's used descriptors (empty for other kinds)
+    overlay: (offset, size) of a SIF ext3 overlay partition in the rootfs's group, if any
+    """
+
+    path: Path
+    kind: str
+    fstype: str
+    fs_offset: int = 0
+    fs_size: int = 0
+    arch: str | None = None
+    compression: str | None = None
+    descriptors: tuple[sif.SifDescriptor, ...] = ()
+    overlay: tuple[int, int] | None = None
+
+
+def probe(path: str | os.PathLike) -> ImageInfo:
+    """Identify the image at ``path``. Raises ImageError with a one-line message."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {p}", path=str(p)) from None
+    except OSError as e:
+        raise ImageError(f"cannot read image {p}: {e.strerror}", path=str(p)) from e
+    if p.is_dir():
+        return ImageInfo(p, "sandbox", "dir")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(_HEAD)
+            if head[32:42] == sif.SIF_MAGIC:
+                layout = sif.read_sif(fh, path=str(p))
+                return _sif_info(p, fh, layout, st.st_size)
+    except OSError as e:
+        raise ImageError(f"cannot read image {p}: {e.strerror}", path=str(p)) from e
+    return _plain_info(p, head, st.st_size)
+
+
+def _plain_info(p: Path, head: bytes, size: int) -> ImageInfo:
+    where = str(p)
+    if not head:
+        raise ImageError(f"{where}: empty file, not an image", path=where)
+    if head.startswith(headers.SQUASHFS_MAGIC):
+        sb = headers.parse_squashfs(head, available=size, where=where)
+        return ImageInfo(p, "squashfs", "squashfs", 0, sb.bytes_used, compression=sb.compression)
+    mark = head.find(_SIMG_MARK, 0, 2048)
+    if mark > 0:
+        off = mark + len(_SIMG_MARK) + 1
+        body = head[off:]
+        if body.startswith(headers.SQUASHFS_MAGIC):
+            sb = headers.parse_squashfs(body, available=size - off, where=where)
+            return ImageInfo(p, "simg", "squashfs", off, sb.bytes_used, compression=sb.compression)
+        if body[headers.EXT_MAGIC_OFFSET:headers.EXT_MAGIC_OFFSET + 2] == headers.EXT_MAGIC:
+            eb = headers.parse_ext3(body, available=size - off, where=where)
+            return ImageInfo(p, "ext3", "ext3", off, eb.size)
+        raise ImageError(f"{where}: singularity launch line but no squashfs or ext3 after it "
+                         f"(bad magic at offset {off})", path=where)
+    if head[headers.EXT_MAGIC_OFFSET:headers.EXT_MAGIC_OFFSET + 2] == headers.EXT_MAGIC:
+        eb = headers.parse_ext3(head, available=size, where=where)
+        return ImageInfo(p, "ext3", "ext3", 0, eb.size)
+    raise ImageError(f"{where}: not an image: no SIF, squashfs or ext3 magic", path=where)
+
+
+def _sif_info(p: Path, fh, layout: sif.SifLayout, size: int) -> ImageInfo:
+    where = str(p)
+    part = layout.primary_partition()
+    if part is None:
+        raise ImageError(f"{where}: sif has no system partition (nothing to run)", path=where)
+    fh.seek(part.offset)
+    raw = fh.read(min(part.size, _HEAD))
+    if part.fstype == sif.FS_SQUASH:
+        sb = headers.parse_squashfs(raw, available=part.size, where=where)
+        fstype, comp, fs_size = "squashfs", sb.compression, sb.bytes_used
+    elif part.fstype == sif.FS_EXT3:
+        fstype, comp, fs_size = "ext3", None, headers.parse_ext3(raw, available=part.size, where=where).size
+    else:
+        raise ImageError(f"{where}: sif system partition has unsupported filesystem type "
+                         f"{part.fstype} (squashfs and ext3 only)", path=where)
+    overlay = None
+    for d in layout.descriptors:
+        if (d.data_type == sif.DATA_PARTITION and d.parttype == sif.PART_OVERLAY
+                and d.fstype == sif.FS_EXT3 and d.group_id == part.group_id):
+            overlay = (d.offset, d.size)
+            break
+    arch = sif.arch_name(part.arch or "00")
+    return ImageInfo(p, "sif", fstype, part.offset, fs_size, arch, comp, layout.descriptors, overlay)
