@@ -61,8 +61,8 @@ class Diagnostic:
     message: str
     hint: str | None = None
 
-    def render(self) -> str:
-        text = f"{self.path}:{self.line}:{self.column}: {self.message}"
+    def render(self, severity: str = "error") -> str:
+        text = f"{self.path}:{self.line}:{self.column}: {severity}: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
