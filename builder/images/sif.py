@@ -25,7 +25,7 @@ __all__ = [
     "DATA_PARTITION", "DATA_SIGNATURE", "DATA_GENERIC_JSON", "DATA_GENERIC", "FS_SQUASH",
     "FS_EXT3", "PART_SYSTEM", "PART_PRIMSYS", "PART_DATA", "PART_OVERLAY", "ARCH_CODES",
     "SifDescriptor", "SifHeader", "SifLayout", "SifObject", "SifCreateOptions",
-    "parse_sif", "read_sif", "write_sif", "sif_bytes", "arch_name", "arch_code",
+    "parse_sif", "read_sif", "write_sif", "plan_offsets", "sif_bytes", "arch_name", "arch_code",
 ]
 
 SIF_MAGIC = b"SIF_MAGIC\0"
@@ -204,7 +204,9 @@ def read_sif(fh: BinaryIO, *, path: str = "") -> SifLayout:
 
 @dataclass(frozen=True)
 class SifObject:
-    """An object to write. ``data`` is bytes or a path (str/Path) whose content is copied.
+    """An object to write. ``data`` is bytes, a path (str/Path) whose content is copied,
+    or None for content already in place in the output file (``size`` bytes at the
+    offset the plan gives it; used to let mksquashfs write a partition directly).
 
     ``align``: None = the type's default (4096 for partitions, else none).
     ``group``: the group number (1 by default, 0 for none).
@@ -220,6 +222,7 @@ class SifObject:
     parttype: int = 0
     arch: str = ""  # Go arch name, for partitions
     extra: bytes = b""
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,8 @@ class SifCreateOptions:
 
 
 def _object_size(obj: SifObject) -> int:
+    if obj.data is None:
+        return obj.size or 0
     if isinstance(obj.data, (bytes, bytearray)):
         return len(obj.data)
     import os
@@ -304,6 +309,10 @@ def write_sif(fh: BinaryIO, objects: list[SifObject], opts: SifCreateOptions = S
     fh.write(head)
     pos = len(head)
     for offset, obj in placements:
+        if obj.data is None:
+            fh.seek(offset + _object_size(obj))
+            pos = offset + _object_size(obj)
+            continue
         if offset > pos:
             fh.write(bytes(offset - pos))
         if isinstance(obj.data, (bytes, bytearray)):
@@ -314,6 +323,12 @@ def write_sif(fh: BinaryIO, objects: list[SifObject], opts: SifCreateOptions = S
                 shutil.copyfileobj(src, fh, 1 << 20)
             pos = offset + _object_size(obj)
     return pos
+
+
+def plan_offsets(objects: list[SifObject], opts: SifCreateOptions = SifCreateOptions()) -> list[int]:
+    """Where ``write_sif`` would place each object (an object's offset depends only on
+    the objects before it, so a last object's size may still be unknown)."""
+    return [offset for offset, _ in _plan(list(objects), opts)[1]]
 
 
 def sif_bytes(objects: list[SifObject], opts: SifCreateOptions = SifCreateOptions()) -> bytes:

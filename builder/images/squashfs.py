@@ -1,0 +1,215 @@
+"""Pack a rootfs with mksquashfs and unpack squashfs with unsquashfs (spec §E).
+
+``pack`` runs ``mksquashfs ROOTFS OUT -noappend [-comp gzip] [ARGS] [-all-root]`` with
+all cores, optionally at a byte offset inside OUT (for .simg and SIF, which saves a copy
+of the whole filesystem). With ``source_date_epoch`` set, mksquashfs (4.5+) gets
+``SOURCE_DATE_EPOCH`` in its environment: it uses it as the filesystem time and clamps
+newer file times to it, and its output is otherwise reproducible by default, so the
+same tree gives the same bytes.
+
+``unpack`` runs unsquashfs at an offset into a new directory; rootless it skips ``dev/``
+(device nodes cannot be made) and extracts user xattrs only, as Apptainer does. When
+unsquashfs is missing it falls back to PySquashfsImage (slower, same tree).
+``open_image`` opens a squashfs at an offset with PySquashfsImage for reading files
+without extracting (lz4 images included: PySquashfsImage's own lz4 support is broken).
+
+Limits: a non-gzip compressor needs the host's mksquashfs to support it (and
+``zstandard``/``lz4``/``python-lzo`` for the PySquashfsImage fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import BuildError, CapabilityError, ImageError
+
+__all__ = ["PackOptions", "pack", "unpack", "open_image", "Runner"]
+
+log = logging.getLogger("sbuild.images")
+
+Runner = Callable[..., subprocess.CompletedProcess]
+_TIME_FLAGS = {"-mkfs-time", "-fstime", "-all-time", "-root-time"}
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """How to pack a rootfs.
+
+    mksquashfs_args: extra arguments passed on (``--mksquashfs-args``, already split)
+    all_root: ``-all-root`` (files owned by root); None = only when not running as root
+    processors: ``-processors N``; None = all cores (mksquashfs's default)
+    source_date_epoch: makes the output byte-for-byte reproducible (and SIFs deterministic)
+    """
+
+    mksquashfs_args: tuple[str, ...] = ()
+    all_root: bool | None = None
+    processors: int | None = None
+    source_date_epoch: int | None = None
+    env: dict[str, str] | None = field(default=None, compare=False)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if not found:
+        raise CapabilityError(f"{name} not found", hint="install squashfs-tools (apt-get install squashfs-tools)")
+    return found
+
+
+def pack_command(rootfs: Path, out: Path, opts: PackOptions, *, offset: int = 0) -> list[str]:
+    """The mksquashfs command line ``pack`` runs (exposed for the benchmark)."""
+    cmd = [_tool("mksquashfs"), str(rootfs), str(out), "-noappend", "-no-progress", "-quiet"]
+    if opts.processors:
+        cmd += ["-processors", str(opts.processors)]
+    if "-comp" not in opts.mksquashfs_args:
+        cmd += ["-comp", "gzip"]
+    cmd += list(opts.mksquashfs_args)
+    all_root = opts.all_root if opts.all_root is not None else os.geteuid() != 0
+    if all_root and "-all-root" not in cmd and "-root-owned" not in cmd:
+        cmd.append("-all-root")
+    if offset:
+        cmd += ["-offset", str(offset)]
+    return cmd
+
+
+def pack_env(opts: PackOptions) -> dict[str, str]:
+    """The environment for mksquashfs: ours, with SOURCE_DATE_EPOCH from the options only."""
+    env = dict(opts.env if opts.env is not None else os.environ)
+    env.pop("SOURCE_DATE_EPOCH", None)
+    explicit = _TIME_FLAGS.intersection(opts.mksquashfs_args)
+    if opts.source_date_epoch is not None:
+        if explicit:  # mksquashfs refuses both; the explicit flags win
+            log.debug("mksquashfs: %s given, not passing SOURCE_DATE_EPOCH", ", ".join(sorted(explicit)))
+        else:
+            env["SOURCE_DATE_EPOCH"] = str(opts.source_date_epoch)
+    return env
+
+
+def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: int = 0,
+         runner: Runner = subprocess.run) -> int:
+    """Write a squashfs of ``rootfs`` into ``out`` at ``offset`` (bytes before it are
+    zeroed). Returns the size of the squashfs, padded to 4 KiB as mksquashfs writes it."""
+    if not Path(rootfs).is_dir():
+        raise ImageError(f"packing {rootfs}: not a directory", path=str(rootfs))
+    cmd = pack_command(rootfs, out, opts, offset=offset)
+    log.debug("running %s", " ".join(cmd))
+    proc = runner(cmd, env=pack_env(opts), stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"packing {rootfs} with mksquashfs: exit status {proc.returncode}",
+                         exit_code=proc.returncode, output_tail=_tail(proc))
+    for line in _tail(proc, 5):
+        log.debug("mksquashfs: %s", line)
+    return os.stat(out).st_size - offset
+
+
+def _tail(proc: subprocess.CompletedProcess, n: int = 20) -> list[str]:
+    text = (proc.stdout or "") + (proc.stderr or "")
+    return [l for l in text.splitlines() if l.strip()][-n:]
+
+
+def _user_xattrs_ok(directory: Path) -> bool:
+    probe = directory / f".sbuild-xattr-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        os.setxattr(probe, "user.sbuild", b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def unpack(image: Path, dest: Path, *, offset: int = 0, rootless: bool | None = None,
+           runner: Runner = subprocess.run) -> None:
+    """Extract the squashfs at ``offset`` in ``image`` into ``dest``, which must not exist."""
+    rootless = os.geteuid() != 0 if rootless is None else rootless
+    if Path(dest).exists():
+        raise ImageError(f"unpacking into {dest}: already exists", path=str(dest))
+    tool = shutil.which("unsquashfs") or shutil.which("unsquashfs", path="/usr/sbin:/usr/bin")
+    if tool is None:
+        log.info("unsquashfs not found, extracting with PySquashfsImage (slower)")
+        _py_unpack(image, dest, offset=offset, rootless=rootless)
+        return
+    cmd = [tool, "-no-progress", "-quiet", "-d", str(dest)]
+    if offset:
+        cmd += ["-offset", str(offset)]
+    if rootless:
+        cmd.append("-user-xattrs" if _user_xattrs_ok(Path(dest).parent) else "-no-xattrs")
+    cmd.append(str(image))
+    if rootless:  # device nodes cannot be made: skip dev/ and make it empty afterwards
+        cmd += ["-excludes", "dev"]
+    log.debug("running %s", " ".join(cmd))
+    proc = runner(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImageError(f"unpacking {image} with unsquashfs: exit status {proc.returncode}: "
+                         + " / ".join(_tail(proc, 3)), path=str(image))
+    if rootless:
+        (Path(dest) / "dev").mkdir(mode=0o755, exist_ok=True)
+
+
+def open_image(path: Path, offset: int = 0):
+    """A PySquashfsImage.SquashFsImage for the squashfs at ``offset`` (caller closes it)."""
+    try:
+        import PySquashfsImage
+    except ImportError as e:  # a dependency of sbuild; only missing in a broken install
+        raise CapabilityError("PySquashfsImage is not installed",
+                              hint="pip install PySquashfsImage") from e
+    _fix_lz4(PySquashfsImage)
+    try:
+        return PySquashfsImage.SquashFsImage.from_file(str(path), offset=offset)
+    except ModuleNotFoundError as e:
+        raise CapabilityError(f"reading {path}: the squashfs compressor needs the python module "
+                              f"{e.name!r}", hint=f"pip install {e.name}") from e
+    except Exception as e:
+        raise ImageError(f"reading squashfs in {path}: {type(e).__name__}: {e}", path=str(path)) from e
+
+
+def _fix_lz4(mod) -> None:
+    """PySquashfsImage decodes lz4 as frames; squashfs stores raw lz4 blocks."""
+    from PySquashfsImage import compressor
+    from PySquashfsImage.const import Compression
+
+    current = compressor.compressors.get(Compression.LZ4)
+    if current is None or getattr(current, "_sbuild_fixed", False):
+        return
+
+    class _Lz4Block(compressor.Compressor):
+        name = "lz4"
+        _sbuild_fixed = True
+
+        def __init__(self) -> None:
+            import lz4.block
+
+            self._lib = lz4.block
+
+        def uncompress(self, src, size, outsize):
+            return self._lib.decompress(src, uncompressed_size=outsize)
+
+    compressor.compressors[Compression.LZ4] = _Lz4Block
+    mod.compressors[Compression.LZ4] = _Lz4Block
+
+
+def _py_unpack(image: Path, dest: Path, *, offset: int, rootless: bool) -> None:
+    from PySquashfsImage.extract import extract_dir
+
+    with open_image(image, offset) as im:
+        try:
+            extract_dir(im.root, str(dest), quiet=True)
+        except OSError as e:
+            raise ImageError(f"unpacking {image} with PySquashfsImage: {e}", path=str(image)) from e
+    if rootless:
+        (Path(dest) / "dev").mkdir(mode=0o755, exist_ok=True)
+
+
+def run_checked(cmd: Sequence[str], what: str, runner: Runner = subprocess.run) -> subprocess.CompletedProcess:
+    """Run ``cmd``; a non-zero exit becomes ImageError naming ``what``."""
+    proc = runner(list(cmd), stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImageError(f"{what}: {Path(cmd[0]).name} exited {proc.returncode}: "
+                         + " / ".join(_tail(proc, 3)))
+    return proc
