@@ -11,8 +11,8 @@ Public API (details in each module):
     open_tree(path) -> Tree; collect(tree) -> inspect metadata    read without mounting
 """
 
-from builder.images.convert import (FORMATS, ImageResult, convert_image, extract_image, file_digest,
-                                    format_for_target, write_image)
+from builder.images.convert import (FORMATS, ImageResult, convert_image, create_overlay,
+                                    extract_image, file_digest, format_for_target, write_image)
 from builder.images.ext3 import OverlayOptions
 from builder.images.metadata import collect, go_json
 from builder.images.probe import ImageInfo, probe
@@ -21,6 +21,6 @@ from builder.images.squashfs import PackOptions
 
 __all__ = [
     "FORMATS", "ImageInfo", "ImageResult", "OverlayOptions", "PackOptions", "Tree", "collect",
-    "convert_image", "extract_image", "file_digest", "format_for_target", "go_json", "open_tree",
+    "convert_image", "create_overlay", "extract_image", "file_digest", "format_for_target", "go_json", "open_tree",
     "probe", "write_image",
 ]

@@ -33,7 +33,7 @@ from builder.images.reader import open_tree
 from builder.images.squashfs import PackOptions, unpack
 
 __all__ = ["FORMATS", "ImageResult", "format_for_target", "write_image", "extract_image",
-           "convert_image", "file_digest"]
+           "convert_image", "create_overlay", "file_digest"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -94,14 +94,16 @@ def _remove(path: Path) -> None:
 def _atomic(target: Path, force: bool) -> Iterator[Path]:
     """Yield a fresh temp path beside ``target``; rename it into place on success."""
     target = Path(target)
-    if target.exists() or target.is_symlink():
-        if not force:
+    parent = target.parent
+    try:
+        if not parent.is_dir():
+            raise ImageError(f"cannot write {target}: directory {parent} does not exist", path=str(target))
+        if os.path.lexists(target) and not force:
             raise ImageError(f"{target} already exists", path=str(target),
                              hint="use --force to overwrite it")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ImageError(f"cannot write {target}: directory {parent} does not exist", path=str(target))
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.sbuild-", dir=parent))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.sbuild-", dir=parent))
+    except OSError as e:
+        raise ImageError(f"cannot write {target}: {e.strerror}", path=str(target)) from e
     tmp = tmp_dir / "new"
     try:
         yield tmp
@@ -256,3 +258,13 @@ def _deffile_of(rootfs: Path) -> bytes:
         if p.is_file() and not p.is_symlink():
             return p.read_bytes()
     return b""
+
+
+def create_overlay(target: Path, options: ext3.OverlayOptions = ext3.OverlayOptions(), *,
+                   force: bool = False) -> ImageResult:
+    """Create the ext3 overlay image ``target`` (``sbuild overlay create``)."""
+    target = Path(target)
+    with _atomic(target, force) as tmp:
+        ext3.write_overlay(tmp, options)
+        probe(tmp)  # the runtime's own checks: journal, features
+    return ImageResult(target, "ext3", target.stat().st_size)
