@@ -94,3 +94,18 @@ def test_console_script_runs_outside_pytest(tmp_path):
     path = write(tmp_path, "Bootstrap: scratch\n%runscript\necho\n")
     done = subprocess.run([sys.executable, "-m", "builder", "check", str(path)], capture_output=True, text=True)
     assert done.returncode == 0 and "ok" in done.stdout
+
+
+def test_huge_file_is_refused_without_reading_it(sbuild, tmp_path):
+    path = tmp_path / "huge.def"
+    with open(path, "wb") as f:
+        f.write(b"Bootstrap: docker\nFrom: x\n%post\n")
+        f.truncate(65 * 1024 * 1024)
+    r = sbuild("check", path)
+    assert r.status == 2 and "too large to be a definition file" in r.err
+
+
+def test_non_utf8_recipe_checks_without_traceback(sbuild, tmp_path):
+    r = sbuild("check", "--json", write(tmp_path, b"Bootstrap: docker\nFrom: x\n%post\necho \xff\xfe\n"))
+    assert r.status == 0
+    assert json.loads(r.out)[0]["buildData"]["buildScripts"]["post"]["script"] == "echo \ufffd\ufffd\n"
