@@ -20,7 +20,7 @@ from typing import Any
 
 from builder.images.reader import Tree
 
-__all__ = ["collect", "go_json", "empty_metadata", "ATTRIBUTE_ORDER", "APP_ATTRIBUTE_ORDER"]
+__all__ = ["collect", "read_metadata", "go_json", "empty_metadata", "ATTRIBUTE_ORDER", "APP_ATTRIBUTE_ORDER"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -123,3 +123,49 @@ def go_json(obj: Any, *, indent: bool = False) -> str:
                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return text
+
+
+def _sif_metadata(info) -> tuple[dict[str, Any] | None, str | None]:
+    """(inspect-metadata.json object, Deffile text) stored in a SIF, each None if absent."""
+    from builder.images import sif
+
+    meta = deffile = None
+    with open(info.path, "rb") as fh:
+        for d in info.descriptors:
+            if d.data_type == sif.DATA_DEFFILE and deffile is None:
+                fh.seek(d.offset)
+                deffile = fh.read(d.size).decode("utf-8", "replace")
+            elif d.data_type == sif.DATA_GENERIC_JSON and d.name == "inspect-metadata.json" and meta is None:
+                fh.seek(d.offset)
+                try:
+                    obj = json.loads(fh.read(d.size))
+                    if isinstance(obj.get("data", {}).get("attributes"), dict):
+                        meta = obj
+                    else:
+                        log.warning("%s: inspect-metadata.json has no attributes, reading the image", info.path)
+                except (ValueError, AttributeError) as e:
+                    log.warning("%s: unable to read inspect-metadata.json (%s), reading the image", info.path, e)
+    return meta, deffile
+
+
+def read_metadata(path, info=None) -> dict[str, Any]:
+    """All metadata of an image or sandbox, as ``apptainer inspect --all`` gives it.
+
+    A SIF's ``inspect-metadata.json`` and Deffile objects are used when present (no
+    squashfs read at all); otherwise the files are read from the filesystem.
+    """
+    from builder.images.probe import probe
+    from builder.images.reader import open_tree
+
+    info = info or probe(path)
+    deffile = None
+    if info.kind == "sif":
+        meta, deffile = _sif_metadata(info)
+        if meta is not None:
+            attrs = meta["data"]["attributes"]
+            if deffile and not attrs.get("deffile"):
+                attrs["deffile"] = deffile.rstrip("\n")
+            meta["data"]["attributes"] = {k: attrs[k] for k in ATTRIBUTE_ORDER if attrs.get(k)}
+            return meta
+    with open_tree(info.path, info) as tree:
+        return collect(tree, deffile=deffile)
