@@ -48,3 +48,94 @@ def sbuild():
         return CliResult(status, out.getvalue(), err.getvalue())
 
     return run
+
+
+# ---- BEGIN unprivileged_user (runtime issue) ------------------------------------------------
+# A real unprivileged account for tests that must run without root (rootless runtime and
+# builds). Created once per session when missing, with an /etc/subuid and /etc/subgid range.
+
+
+@dataclass(frozen=True)
+class UnprivilegedUser:
+    """An ordinary user: ``name``, ``uid``, ``gid``, ``home``; ``run`` runs a command as them."""
+
+    name: str
+    uid: int
+    gid: int
+    home: Path
+    subuid: tuple[int, int] | None
+
+    def argv(self, *cmd: str | os.PathLike) -> list[str]:
+        """``cmd`` wrapped to run as this user (setpriv: no setuid helper, no PAM session)."""
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
+                "--reset-env", "--", *map(str, cmd)]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name,
+               "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
+        env.update(extra)
+        return env
+
+    def run(self, *cmd: str | os.PathLike, check: bool = False, timeout: float = 120, env=None, **kw):
+        """Run ``cmd`` as the user (``subprocess.run``; text mode, output captured by default)."""
+        import subprocess
+
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(self.argv("env", *[f"{k}={v}" for k, v in self.env(**(env or {})).items()], *cmd),
+                              check=check, timeout=timeout, cwd=kw.pop("cwd", str(self.home)), **kw)
+
+    def chown(self, path: str | os.PathLike) -> None:
+        """Give ``path`` (recursively, symlinks not followed) to the user."""
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), self.uid, self.gid)
+        os.lchown(path, self.uid, self.gid)
+
+
+def _ensure_subids(path: str, name: str, start: int, count: int) -> tuple[int, int]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        parts = line.split(":")
+        if len(parts) == 3 and parts[0] == name:
+            return int(parts[1]), int(parts[2])
+    with open(path, "a") as f:
+        f.write(f"{name}:{start}:{count}\n")
+    return start, count
+
+
+@pytest.fixture(scope="session")
+def unprivileged_user() -> UnprivilegedUser:
+    """The user ``sbtester`` (created when missing, with subordinate ids 200000-265535).
+
+    Skips, saying why, when the tests do not run as root or the tools are missing.
+    """
+    import pwd
+    import shutil
+    import subprocess
+
+    name = "sbtester"
+    if os.geteuid() != 0:
+        pytest.skip("creating the unprivileged test user needs root")
+    for tool in ("setpriv", "useradd"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is missing (util-linux / passwd)")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        r = subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", "--user-group", name],
+                           capture_output=True, text=True)
+        if r.returncode != 0 and "already exists" not in r.stderr:
+            pytest.skip(f"cannot create user {name}: {r.stderr.strip()}")
+        entry = pwd.getpwnam(name)
+    home = Path(entry.pw_dir)
+    if not home.is_dir():
+        home.mkdir(mode=0o755, parents=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+    sub = _ensure_subids("/etc/subuid", name, 200000, 65536)
+    _ensure_subids("/etc/subgid", name, 200000, 65536)
+    return UnprivilegedUser(name, entry.pw_uid, entry.pw_gid, home, sub)
+# ---- END unprivileged_user ------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""Thin wrappers over the Linux system calls the runtime needs, through ctypes and ``os``.
+
+mount(2), umount2(2), unshare(2), setns(2), pivot_root(2), prctl(2) and the loop-device
+ioctls. Every call raises ``OSError`` with errno on failure; callers add context. Nothing
+here spawns a program. Linux only; constants are the x86-64/arm64 (generic) values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import struct
+
+__all__ = [
+    "mount", "umount2", "unshare", "setns", "pivot_root", "set_pdeathsig", "loop_attach",
+    "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_MOVE", "MS_REC",
+    "MS_PRIVATE", "MS_SLAVE", "MNT_DETACH", "CLONE_NEWNS", "CLONE_NEWUSER", "CLONE_NEWPID",
+    "CLONE_NEWIPC", "CLONE_NEWUTS",
+]
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC = 32, 4096, 8192, 16384
+MS_PRIVATE, MS_SLAVE = 1 << 18, 1 << 19
+MNT_DETACH = 2
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(
+    os.uname().machine, 155)
+
+
+def _b(value: str | bytes | os.PathLike | None) -> bytes | None:
+    if value is None:
+        return None
+    return os.fsencode(value)
+
+
+def _check(result: int, what: str, path: object = None) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", None if path is None else str(path))
+
+
+def mount(source, target, fstype=None, flags: int = 0, data: str | None = None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
+
+
+def umount2(target, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), flags), "umount", target)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def pivot_root(new_root, put_old) -> None:
+    res = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
+    _check(0 if res == 0 else -1, "pivot_root", new_root)
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl")
+
+
+def set_pdeathsig(sig: int, expected_parent: int) -> None:
+    """Die with ``sig`` when the parent dies; exit now if it already has.
+
+    ``expected_parent`` is what ``getppid()`` should say: 0 when the parent is outside our
+    PID namespace (then it cannot be checked).
+    """
+    prctl(PR_SET_PDEATHSIG, sig)
+    if expected_parent and os.getppid() != expected_parent:
+        os._exit(137)
+
+
+def no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+# -- loop devices ------------------------------------------------------------------------
+_LOOP_CTL_GET_FREE = 0x4C82
+_LOOP_CONFIGURE = 0x4C0A
+_LOOP_SET_FD, _LOOP_SET_STATUS64, _LOOP_CLR_FD = 0x4C00, 0x4C04, 0x4C01
+LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR = 1, 4
+# struct loop_info64: 5 u64, 4 u32, name[64], crypt[64], key[32], 2 u64 = 232 bytes
+_INFO64 = struct.Struct("=QQQQQIIII64s64s32sQQ")
+
+
+def _loop_info(offset: int, size: int, readonly: bool, name: str) -> bytes:
+    flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_READ_ONLY if readonly else 0)
+    return _INFO64.pack(0, 0, 0, offset, size, 0, 0, 0, flags, os.fsencode(name)[-63:], b"", b"", 0, 0)
+
+
+def loop_attach(image: str, offset: int, size: int, readonly: bool) -> tuple[str, int]:
+    """Attach ``image[offset:offset+size]`` to a free loop device with autoclear set.
+
+    Returns ``("/dev/loopN", fd)``: keep ``fd`` open until the device is mounted, then close
+    it. Autoclear frees the device when its last user (the open fd, then the mount in our
+    namespace) goes away, so a killed launch leaves nothing behind.
+    """
+    img_fd = os.open(image, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
+    if size:  # filesystems check their size against the device's, which counts whole sectors
+        size = min(-(-size // 4096) * 4096, os.fstat(img_fd).st_size - offset)
+    try:
+        ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for _attempt in range(20):
+                number = fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)
+                dev = f"/dev/loop{number}"
+                if not os.path.exists(dev):
+                    os.mknod(dev, 0o660 | 0o060000, os.makedev(7, number))
+                dev_fd = os.open(dev, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
+                keep = False
+                try:
+                    config = struct.pack("=II", img_fd, 0) + _loop_info(offset, size, readonly, image) + bytes(64)
+                    try:
+                        fcntl.ioctl(dev_fd, _LOOP_CONFIGURE, config)
+                    except OSError as e:
+                        if e.errno == errno.EBUSY:
+                            continue  # another process took it between GET_FREE and here
+                        if e.errno not in (errno.EINVAL, errno.ENOTTY):
+                            raise
+                        fcntl.ioctl(dev_fd, _LOOP_SET_FD, img_fd)  # kernels before 5.8
+                        fcntl.ioctl(dev_fd, _LOOP_SET_STATUS64, _loop_info(offset, size, readonly, image))
+                    keep = True
+                    return dev, dev_fd
+                finally:
+                    if not keep:
+                        os.close(dev_fd)
+            raise OSError(errno.EBUSY, "no free loop device")
+        finally:
+            os.close(ctl)
+    finally:
+        os.close(img_fd)

@@ -1,0 +1,185 @@
+"""Host integration on top of the assembled root, then the switch into it.
+
+``assemble(plan)`` runs in the container's first process (PID 1 of its PID namespace, inside
+the new mount namespace): layers (``runtime.rootfs``), then /proc, /sys, a minimal /dev,
+/tmp and /var/tmp, $HOME, the current directory, generated /etc/passwd and /etc/group, host
+/etc files and the user's binds; finally the root is remounted read-only unless something made
+it writable. ``enter(root)`` pivots into it and drops the host's mounts.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runtime import _sys
+from runtime.rootfs import RootPlan, SetupFailure, _Builder, _fail, plan_targets, remount_ro
+
+__all__ = ["assemble", "enter"]
+
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_NOSUID_NODEV_NOEXEC = _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC
+
+
+def _home(plan: RootPlan) -> tuple[str | None, str | None]:
+    m = plan.mounts
+    if m.no_home or m.build_config or not m.home_dst:
+        return None, None
+    return m.home_src, m.home_dst
+
+
+def assemble(plan: RootPlan) -> str:
+    """Build the container root under ``plan.session``; return its host path."""
+    b = _Builder(plan)
+    m = plan.mounts
+    b.session()
+    b.base()
+    b.overlays()
+    home_src, home_dst = _home(plan)
+    targets = plan_targets(plan, home_dst, not m.build_config)
+    if not b.writable:
+        missing = b.missing(targets)
+        if (missing or m.writable_tmpfs) and b.upper is None:
+            b.tmpfs_upper()
+        if b.upper is not None:
+            b.precreate(b.upper, missing)
+    b.mount_root()
+    _dev(b, plan)
+    _proc_sys(b, plan)
+    _tmp_home_cwd(b, plan, home_src, home_dst)
+    _etc(b, plan)
+    for bind in m.binds:
+        dst = b.target(bind.dst, os.path.isdir(bind.src))
+        if dst is None:
+            raise SetupFailure("UsageError", f"binding {bind.src}: no mount point {bind.dst} in the container")
+        b._bind(bind.src, dst, rec=os.path.isdir(bind.src), readonly=bind.readonly)
+    if not (m.writable or m.writable_tmpfs or any(not o.readonly for o in m.overlays)):
+        try:
+            remount_ro(b.root)
+        except OSError as e:
+            raise _fail("making the root read-only", e) from e
+    return b.root
+
+
+def _dev(b: _Builder, plan: RootPlan) -> None:
+    dev = b.target("/dev")
+    if dev is None:
+        return
+    try:
+        _sys.mount("dev", dev, "tmpfs", _sys.MS_NOSUID | _sys.MS_NOEXEC, "mode=0755,size=64k")
+        for name in _DEV_NODES:
+            os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+            _sys.mount(f"/dev/{name}", f"{dev}/{name}", None, _sys.MS_BIND)
+        for name, to in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                         ("core", "/proc/kcore")):
+            os.symlink(to, f"{dev}/{name}")
+        os.mkdir(f"{dev}/shm")
+        _sys.mount("shm", f"{dev}/shm", "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, "mode=1777")
+        if plan.mounts.build_config:
+            return
+        os.mkdir(f"{dev}/pts")
+        if plan.mounts.contain:
+            _sys.mount("devpts", f"{dev}/pts", "devpts", _sys.MS_NOSUID | _sys.MS_NOEXEC,
+                       "newinstance,ptmxmode=0666,mode=0620" + ("" if plan.identity.userns else ",gid=5"))
+            os.symlink("pts/ptmx", f"{dev}/ptmx")
+        else:
+            _sys.mount("/dev/pts", f"{dev}/pts", None, _sys.MS_BIND | _sys.MS_REC)
+            os.close(os.open(f"{dev}/ptmx", os.O_CREAT | os.O_WRONLY, 0o666))
+            _sys.mount("/dev/ptmx", f"{dev}/ptmx", None, _sys.MS_BIND)
+    except OSError as e:
+        raise _fail("populating /dev", e) from e
+
+
+def _proc_sys(b: _Builder, plan: RootPlan) -> None:
+    proc = b.target("/proc")
+    if proc is not None:
+        try:
+            _sys.mount("proc", proc, "proc", _NOSUID_NODEV_NOEXEC)
+        except OSError as e:
+            raise _fail("mounting /proc", e) from e
+    sys_ = b.target("/sys")
+    if sys_ is not None:
+        try:
+            if plan.identity.userns:  # sysfs needs a network namespace of our own
+                _sys.mount("/sys", sys_, None, _sys.MS_BIND | _sys.MS_REC)
+            else:
+                _sys.mount("sysfs", sys_, "sysfs", _NOSUID_NODEV_NOEXEC | _sys.MS_RDONLY)
+        except OSError as e:
+            raise _fail("mounting /sys", e) from e
+
+
+def _scratch(b: _Builder, name: str) -> str:
+    path = f"{b.s}/files/{name}"
+    os.makedirs(path, 0o1777 if "tmp" in name else 0o755, exist_ok=True)
+    os.chmod(path, 0o1777 if "tmp" in name else 0o755)
+    return path
+
+
+def _tmp_home_cwd(b: _Builder, plan: RootPlan, home_src: str | None, home_dst: str | None) -> None:
+    m = plan.mounts
+    if not m.build_config:
+        for path in ("/tmp", "/var/tmp"):
+            dst = b.target(path)
+            if dst is None:
+                continue
+            src = _scratch(b, path.replace("/", "_")) if m.contain else path
+            b._bind(src, dst, rec=True)
+    if home_dst:
+        dst = b.target(home_dst)
+        if dst is not None:
+            src = home_src
+            if src is None:
+                src = _scratch(b, "home")
+                if not plan.identity.userns:
+                    os.chown(src, plan.identity.uid, plan.identity.gid)
+            if os.path.isdir(src):
+                b._bind(src, dst, rec=True)
+    if m.bind_cwd:
+        dst = b.target(m.bind_cwd)
+        if dst is not None and os.path.isdir(m.bind_cwd):
+            b._bind(m.bind_cwd, dst, rec=True)
+
+
+def _merged_file(b: _Builder, path: str, extra: str) -> None:
+    dst = b.target(path, is_dir=False)
+    if dst is None:
+        return
+    try:
+        with open(dst, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    have = {line.split(":")[0] for line in text.splitlines()}
+    add = [line for line in extra.splitlines() if line.split(":")[0] not in have]
+    if not add:
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    generated = f"{b.s}/files/{os.path.basename(path)}"
+    with open(generated, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(text + "\n".join(add) + "\n")
+    b._bind(generated, dst)
+
+
+def _etc(b: _Builder, plan: RootPlan) -> None:
+    if plan.passwd:
+        _merged_file(b, "/etc/passwd", plan.passwd[0])
+        _merged_file(b, "/etc/group", plan.passwd[1])
+    if plan.mounts.build_config:
+        return
+    for path in plan.mounts.host_files:
+        if os.path.isfile(path):
+            dst = b.target(path, is_dir=False)
+            if dst is not None:
+                b._bind(path, dst, readonly=True)
+
+
+def enter(root: str) -> None:
+    """Make ``root`` the process's ``/`` and detach the host's mount tree."""
+    try:
+        os.chdir(root)
+        _sys.pivot_root(".", ".")
+        _sys.umount2(".", _sys.MNT_DETACH)
+        os.chdir("/")
+    except OSError as e:
+        raise _fail("switching to the container root", e) from e

@@ -1,0 +1,313 @@
+"""Start a container process and wait for it: the process tree and its namespaces.
+
+    caller ──fork──▶ L (launcher): [unshare user ns, write maps] unshare mount+PID ns
+                      └─fork──▶ C (PID 1): assemble the root, pivot_root, then init
+                                  └─fork──▶ G: exec the action in the container
+
+A status pipe (close-on-exec) carries ``P<pid>`` (where to forward signals) and ``E<kind>
+<message>`` (a setup error) back to the caller; its EOF means the command was exec'd.
+L and C die with their parent (``PR_SET_PDEATHSIG``), and the kernel kills every process
+of a PID namespace when its PID 1 exits, so killing the caller, even with SIGKILL, ends
+everything; the mounts then vanish with the namespace and loop devices free themselves
+(autoclear). Instances (``detach``) skip the death signals and keep C as init.
+
+C forwards the signals it receives to G, except those the terminal sent (``si_code`` is
+SI_KERNEL: the terminal already signalled G's process group). G's status becomes the exit
+code: its own, or 128+signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from runtime import _sys
+from runtime.rootfs import RootPlan, SetupFailure
+from runtime.spec import IdentitySpec, ProcessSpec
+
+__all__ = ["Launched", "start", "wait", "FORWARDED"]
+
+FORWARDED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH, signal.SIGCONT}
+_SI_KERNEL = 0x80
+_STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+
+
+@dataclass
+class Launched:
+    pid: int  # L, the caller's child
+    target: int  # where to forward signals (C, or G when joining an instance)
+    error: tuple[str, str] | None = None
+
+
+def _send(fd: int, text: str) -> None:
+    try:
+        os.write(fd, (text.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _report(fd: int, e: BaseException) -> None:
+    if isinstance(e, SetupFailure):
+        _send(fd, f"E{e.kind}\t{e}")
+    elif isinstance(e, OSError):
+        _send(fd, f"ERunError\tsetting up the container: {(e.strerror or str(e)).lower()}"
+                  + (f": {e.filename}" if e.filename else ""))
+    else:
+        _send(fd, f"ERunError\tsetting up the container: {type(e).__name__}: {e}")
+
+
+def _write_maps(ident: IdentitySpec) -> None:
+    inside_u, inside_g = ident.inside_uid, ident.inside_gid
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{inside_u} {ident.uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{inside_g} {ident.gid} 1")
+
+
+def _child(proc: ProcessSpec, status_w: int, ident: IdentitySpec, parent: int, deathsig: bool) -> None:
+    """G: become the command."""
+    try:
+        if deathsig:
+            _sys.set_pdeathsig(signal.SIGKILL, parent)
+        for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTSTP,
+                    signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        for target, fd in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr)):
+            if fd is not None and fd != target:
+                os.dup2(fd, target)
+        for cwd in (proc.cwd, "/"):
+            try:
+                os.chdir(cwd)
+                break
+            except OSError:
+                continue
+        if ident.mode == "self":
+            _sys.no_new_privs()
+        env = dict(proc.env)
+        env.setdefault("PWD", os.getcwd())
+        try:
+            os.execve(proc.argv[0], list(proc.argv), env)
+        except FileNotFoundError:
+            if not proc.fallback_argv:
+                raise
+        os.execvpe(proc.fallback_argv[0], list(proc.fallback_argv), env)
+    except FileNotFoundError as e:
+        _send(status_w, f"ERunError\trunning {proc.fallback_argv[0] if proc.fallback_argv else proc.argv[0]}:"
+                        " no such file in the container")
+    except BaseException as e:  # noqa: BLE001 - report anything, then die
+        _report(status_w, e)
+    os._exit(127)
+
+
+def _init(child: int, instance: bool) -> int:
+    """C after forking G: forward signals, reap, return G's status as an exit code."""
+    code = 0
+    stopping = False
+    waitset = {*FORWARDED, signal.SIGCHLD}
+    while True:
+        info = signal.sigwaitinfo(waitset)
+        sig = info.si_signo
+        if sig != signal.SIGCHLD:
+            if info.si_code == _SI_KERNEL and not instance:
+                continue  # the terminal signalled the whole foreground group, G included
+            try:
+                os.kill(-1 if instance else child, sig)
+            except ProcessLookupError:
+                pass
+            stopping = stopping or (instance and sig in _STOPPING)
+            if not stopping:
+                continue
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                if instance and not stopping:
+                    break
+                return code
+            if pid == 0:
+                break
+            if pid == child:
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+                if not instance:
+                    return code
+
+
+def _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, join) -> None:
+    """L: create the namespaces, fork C (or join an instance and fork G)."""
+    try:
+        if detach:
+            os.setsid()
+        else:
+            _sys.set_pdeathsig(signal.SIGKILL, caller)
+        if join is not None:
+            _join(join)
+            me = os.getpid()
+            g = os.fork()
+            if g == 0:
+                _child(proc, status_w, ident, 0, True)  # our parent is outside its PID ns
+            _send(status_w, f"P{g}")
+            os.close(status_w)
+            os._exit(_reap(g))
+        if ident.userns:
+            _sys.unshare(_sys.CLONE_NEWUSER)
+            if ident.mode == "subuid":
+                _send(status_w, "U")
+                if os.read(sync_r, 1) != b"G":
+                    os._exit(255)
+                os.setgroups([])
+            else:
+                _write_maps(ident)
+        _sys.unshare(_sys.CLONE_NEWNS | _sys.CLONE_NEWPID)
+        me = os.getpid()
+        c = os.fork()
+        if c == 0:
+            _container(plan, proc, ident, user_home, status_w, me, detach)
+        _send(status_w, f"P{c}")
+        os.close(status_w)
+        if detach:
+            os._exit(0)
+        os._exit(_reap(c))
+    except BaseException as e:  # noqa: BLE001
+        _report(status_w, e)
+    os._exit(255)
+
+
+def _reap(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 255
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
+
+
+def _container(plan, proc, ident, user_home, status_w, parent, detach) -> None:
+    try:
+        if not detach:
+            _sys.set_pdeathsig(signal.SIGKILL, 0)  # PID 1: L is outside our PID ns
+        from runtime.assemble import assemble, enter
+
+        root = assemble(plan)
+        enter(root)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        g = os.fork()
+        if g == 0:
+            _child(proc, status_w, ident, 1, False)
+        os.close(status_w)
+        os._exit(_init(g, detach))
+    except BaseException as e:  # noqa: BLE001
+        _report(status_w, e)
+    os._exit(255)
+
+
+def _join(pid: int) -> None:
+    """Enter the namespaces of instance init ``pid`` (user ns only when it has its own)."""
+    fds = {}
+    try:
+        for ns in ("user", "mnt", "pid"):
+            fds[ns] = os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+        if os.fstat(fds["user"]).st_ino != os.stat("/proc/self/ns/user").st_ino:
+            _sys.setns(fds["user"], _sys.CLONE_NEWUSER)
+        _sys.setns(fds["mnt"], _sys.CLONE_NEWNS)
+        _sys.setns(fds["pid"], _sys.CLONE_NEWPID)
+    except OSError as e:
+        raise SetupFailure("RunError", f"joining the instance (pid {pid}): {(e.strerror or str(e)).lower()}") from e
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _set_subuid_maps(pid: int, ident: IdentitySpec) -> None:
+    import subprocess
+
+    from builder.errors import CapabilityError
+
+    for prog, own, rng in (("newuidmap", ident.uid, ident.subuid), ("newgidmap", ident.gid, ident.subgid)):
+        args = [prog, str(pid), "0", str(own), "1", "1", str(rng[0]), str(rng[1])]
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise CapabilityError(f"mapping subordinate ids with {prog}: {r.stderr.strip() or r.returncode}",
+                                  hint="check /etc/subuid and /etc/subgid, and that the uidmap package is installed")
+
+
+def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *, user_home: str = "/",
+          detach: bool = False, join: int | None = None, block_signals: bool = False) -> Launched:
+    """Fork the launcher and wait until the command is exec'd (or setup failed)."""
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    if block_signals:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    caller = os.getpid()
+    try:
+        pid = os.fork()
+    except BaseException:
+        if block_signals:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})
+        raise
+    if pid == 0:
+        os.close(status_r)
+        os.close(sync_w)
+        _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, join)
+    os.close(status_w)
+    os.close(sync_r)
+    launched = Launched(pid, pid)
+    try:
+        with os.fdopen(status_r, "rb") as f:
+            for line in f:
+                text = line.decode("utf-8", "replace").rstrip("\n")
+                if text == "U":
+                    _set_subuid_maps(pid, ident)
+                    os.write(sync_w, b"G")
+                elif text.startswith("P"):
+                    launched.target = int(text[1:])
+                elif text.startswith("E") and launched.error is None:
+                    kind, _, message = text[1:].partition("\t")
+                    launched.error = (kind, message)
+    except BaseException:
+        _kill(pid)
+        if block_signals:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})
+        raise
+    finally:
+        os.close(sync_w)
+    return launched
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def wait(launched: Launched, *, forward: bool = False) -> int:
+    """Wait for the launcher; with ``forward`` (signals blocked by ``start``), pass signals on."""
+    try:
+        if not forward:
+            return _reap(launched.pid)
+        waitset = {*FORWARDED, signal.SIGCHLD}
+        while True:
+            pid, status = os.waitpid(launched.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                return 128 - code if code < 0 else code
+            info = signal.sigwaitinfo(waitset)
+            if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
+                try:
+                    os.kill(launched.target, info.si_signo)
+                except ProcessLookupError:
+                    pass
+    except BaseException:
+        _kill(launched.pid)
+        raise
+    finally:
+        if forward:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})

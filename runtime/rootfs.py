@@ -1,0 +1,276 @@
+"""Assemble the container's root filesystem inside a fresh mount namespace.
+
+Runs in the namespace's first process, after ``unshare``: a tmpfs "session" directory holds
+the overlay's upper and work dirs and generated files; the image is the lower layer (a loop
+mounted squashfs or ext3 as root, a directory otherwise); host integration is bind mounts.
+Mount points the image lacks are created in the tmpfs upper *before* overlayfs is mounted, so
+no copy-up of image directories is needed (an unprivileged user cannot copy up files owned by
+ids outside its namespace). When nothing is missing and nothing must be writable, the image is
+used directly, without overlayfs. Nothing here forks or runs a program.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from runtime import _sys
+from runtime.spec import Bind, IdentitySpec, MountSpec, OverlaySpec
+
+__all__ = ["RootPlan", "Target", "SetupFailure", "plan_targets", "remount_ro", "resolve"]
+
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+class SetupFailure(Exception):
+    """Setting up the container failed; ``kind`` names the sbuild error class to raise."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Target:
+    """A mount point in the container: ``path`` (absolute), a directory or a file."""
+
+    path: str
+    is_dir: bool = True
+
+
+@dataclass(frozen=True)
+class RootPlan:
+    session: str  # an existing host directory to mount the session tmpfs on
+    image: str  # path of the image file or sandbox dir
+    fstype: str  # dir | squashfs | ext3
+    offset: int
+    size: int
+    mounts: MountSpec
+    identity: IdentitySpec
+    passwd: tuple[str, str] | None  # (passwd line, group lines) to add, or None
+    nosuid: bool
+
+
+def _fail(what: str, e: OSError, kind: str = "RunError") -> SetupFailure:
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    return SetupFailure(kind, f"setting up the container: {what}: {reason.lower()}")
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def resolve(root: str, path: str) -> str:
+    """``path`` inside ``root`` with symlinks followed, never leaving ``root``."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        full = root + "/" + "/".join(done + [part])
+        try:
+            link = os.readlink(full)
+        except OSError:
+            done.append(part)
+            continue
+        hops += 1
+        if hops > 40:
+            raise SetupFailure("RunError", f"setting up the container: too many symlinks at {path}")
+        if link.startswith("/"):
+            done = []
+        parts = [p for p in link.split("/") if p and p != "."] + parts
+    return "/" + "/".join(done)
+
+
+class _Builder:
+    def __init__(self, plan: RootPlan) -> None:
+        self.plan = plan
+        self.s = plan.session
+        self.root = f"{self.s}/root"
+        self.lowers: list[str] = []
+        self.upper: str | None = None
+        self.work: str | None = None
+        self.writable = False
+
+    # -- layers ------------------------------------------------------------------------
+    def session(self) -> None:
+        try:
+            _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
+            _sys.mount("sbuild", self.s, "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, "mode=0755")
+        except OSError as e:
+            raise _fail("mounting the session tmpfs", e) from e
+        for d in ("root", "files"):
+            os.mkdir(f"{self.s}/{d}")
+
+    def _loop_mount(self, image: str, fstype: str, offset: int, size: int, target: str, readonly: bool) -> None:
+        try:
+            dev, fd = _sys.loop_attach(image, offset, size, readonly)
+        except OSError as e:
+            kind = "CapabilityError" if e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM) else "RunError"
+            raise _fail(f"attaching {image} to a loop device", e, kind) from e
+        flags = (_sys.MS_RDONLY if readonly else 0) | _sys.MS_NODEV | (_sys.MS_NOSUID if self.plan.nosuid else 0)
+        try:
+            _sys.mount(dev, target, fstype, flags, None)
+        except OSError as e:
+            raise _fail(f"mounting {image} ({fstype})", e, "ImageError") from e
+        finally:
+            os.close(fd)
+
+    def base(self) -> None:
+        p, m = self.plan, self.plan.mounts
+        if p.fstype == "dir":
+            self.lowers.append(p.image)
+            if m.writable:
+                self._bind(p.image, self.root, rec=True)
+                self.writable = True
+            return
+        readonly = not (m.writable and p.fstype == "ext3")
+        target = self.root if not readonly else f"{self.s}/lower"
+        if readonly:
+            os.mkdir(target)
+        self._loop_mount(p.image, p.fstype, p.offset, p.size, target, readonly)
+        self.lowers.append(target)
+        self.writable = not readonly
+
+    def overlays(self) -> None:
+        for i, ov in enumerate(self.plan.mounts.overlays):
+            base = ov.path
+            if ov.fstype == "ext3":
+                base = f"{self.s}/ov{i}"
+                os.mkdir(base)
+                self._loop_mount(ov.path, "ext3", ov.offset, ov.size, base, ov.readonly)
+            if ov.readonly:
+                self.lowers.insert(0, f"{base}/upper" if os.path.isdir(f"{base}/upper") else base)
+                continue
+            for d in ("upper", "work"):
+                try:
+                    os.makedirs(f"{base}/{d}", 0o755, exist_ok=True)
+                except OSError as e:
+                    raise _fail(f"preparing overlay {ov.path}", e) from e
+            self.upper, self.work = f"{base}/upper", f"{base}/work"
+
+    def tmpfs_upper(self) -> None:
+        os.mkdir(f"{self.s}/upper", 0o755)
+        os.mkdir(f"{self.s}/work", 0o755)
+        self.upper, self.work = f"{self.s}/upper", f"{self.s}/work"
+
+    def _exists_below(self, path: str) -> bool:
+        return any(os.path.lexists(layer + path) for layer in self.lowers)
+
+    def missing(self, targets: list[Target]) -> list[tuple[Target, str]]:
+        """Targets whose (resolved) path exists in no lower layer."""
+        out = []
+        for t in targets:
+            real = resolve(self.lowers[-1], t.path)
+            if not self._exists_below(real):
+                out.append((t, real))
+        return out
+
+    def precreate(self, upper: str, missing: list[tuple[Target, str]]) -> None:
+        for t, real in missing:
+            parts = real.strip("/").split("/")
+            cur = ""
+            for part in parts[:-1]:
+                cur += "/" + part
+                if os.path.isdir(upper + cur):
+                    continue
+                mode, owner = 0o755, None
+                for layer in self.lowers:
+                    try:
+                        st = os.stat(layer + cur)
+                        mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+                        break
+                    except OSError:
+                        pass
+                os.mkdir(upper + cur, mode)
+                if owner and not self.plan.identity.userns:
+                    os.chown(upper + cur, *owner)
+            leaf = upper + real
+            if t.is_dir:
+                os.makedirs(leaf, 0o755, exist_ok=True)
+            elif not os.path.lexists(leaf):
+                os.close(os.open(leaf, os.O_CREAT | os.O_WRONLY, 0o644))
+
+    def mount_root(self) -> None:
+        if self.writable:
+            return
+        if self.upper is None:
+            if self.plan.fstype == "dir":
+                self._bind(self.lowers[0], self.root, rec=True)
+            else:  # a single squashfs/ext3 lower: move it into place
+                _sys.mount(self.lowers[0], self.root, None, _sys.MS_MOVE)
+            return
+        opts = (f"lowerdir={':'.join(_escape(l) for l in self.lowers)},"
+                f"upperdir={_escape(self.upper)},workdir={_escape(self.work)}")
+        if self.plan.identity.userns:
+            opts += ",userxattr"
+        flags = _sys.MS_NOSUID if self.plan.nosuid else 0
+        try:
+            _sys.mount("overlay", self.root, "overlay", flags, opts)
+        except OSError as e:
+            raise _fail("mounting the overlay", e) from e
+        self.writable = True
+
+    # -- host integration ----------------------------------------------------------------
+    def _bind(self, src: str, dst: str, *, rec: bool = False, readonly: bool = False) -> None:
+        try:
+            _sys.mount(src, dst, None, _sys.MS_BIND | (_sys.MS_REC if rec else 0))
+            if rec and self.s.startswith(src.rstrip("/") + "/"):
+                try:  # the recursive bind copied our session tmpfs: hide it
+                    _sys.umount2(dst + self.s[len(src.rstrip("/")):], _sys.MNT_DETACH)
+                except OSError:
+                    pass
+            if readonly:
+                remount_ro(dst)
+        except OSError as e:
+            raise _fail(f"binding {src} to {dst[len(self.root):] or '/'}", e) from e
+
+    def target(self, path: str, is_dir: bool = True) -> str | None:
+        """The host path of container path ``path`` in the merged root, created when the root
+        is writable; ``None`` (skip the mount) when it is missing and cannot be created."""
+        full = self.root + resolve(self.root, path)
+        if os.path.lexists(full):
+            return full if os.path.isdir(full) == is_dir else None
+        if not self.writable:
+            return None
+        try:
+            if is_dir:
+                os.makedirs(full, 0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(full), 0o755, exist_ok=True)
+                os.close(os.open(full, os.O_CREAT | os.O_WRONLY, 0o644))
+        except OSError:
+            return None
+        return full
+
+
+def remount_ro(path: str) -> None:
+    st = os.statvfs(path)
+    keep = st.f_flag & (_sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_NOEXEC | 1024 | 2048)
+    if st.f_flag & 4096:
+        keep |= 1 << 21  # relatime
+    _sys.mount(None, path, None, _sys.MS_REMOUNT | _sys.MS_BIND | _sys.MS_RDONLY | keep)
+
+
+def plan_targets(plan: RootPlan, home: str | None, tmp_dirs: bool) -> list[Target]:
+    """Every mount point the container will need, for pre-creation in the upper layer."""
+    m = plan.mounts
+    out = [Target("/proc"), Target("/sys"), Target("/dev")]
+    if tmp_dirs:
+        out += [Target("/tmp"), Target("/var/tmp")]
+    if home:
+        out.append(Target(home))
+    if m.bind_cwd:
+        out.append(Target(m.bind_cwd))
+    if plan.passwd:
+        out += [Target("/etc/passwd", False), Target("/etc/group", False)]
+    if not m.build_config:
+        out += [Target(f, False) for f in m.host_files if os.path.isfile(f)]
+    out += [Target(b.dst, os.path.isdir(b.src)) for b in m.binds]
+    return out
+

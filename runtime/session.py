@@ -1,0 +1,239 @@
+"""From user-level options to a running container: the one entry the commands and the API use.
+
+``RunOptions`` is what the command line (or the build pipeline) asks for; ``run_action``
+resolves it into a ``RootPlan`` (image source, overlays, binds, identity), starts it with
+``runtime.launch`` and returns the command's exit status. ``choose_identity`` documents which
+user namespace each caller gets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
+from runtime import environ, launch
+from runtime.rootfs import RootPlan
+from runtime.sources import probe, source_for
+from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user
+
+__all__ = ["RunOptions", "run_action", "choose_identity", "parse_bind", "runtime_dir", "subid_range"]
+
+_NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    binds: tuple[Bind, ...] = ()
+    overlays: tuple[str, ...] = ()
+    writable: bool = False
+    writable_tmpfs: bool = False
+    contain: bool = False
+    cleanenv: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    pwd: str | None = None
+    home: str | None = None  # SRC[:DST]
+    no_home: bool = False
+    app: str | None = None
+    shell: str | None = None
+    userns: str = "self"  # self | root | subuid | auto (see choose_identity)
+    build_config: bool = False
+    stdio: tuple[int | None, int | None, int | None] = (None, None, None)
+    host_env: Mapping[str, str] | None = field(default=None, compare=False)
+
+
+def runtime_dir() -> str:
+    """The user's private runtime directory for sbuild (session mount point, instances)."""
+    uid = os.getuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.stat(xdg).st_uid == uid:
+        path = os.path.join(xdg, "sbuild")
+    else:
+        path = "/run/sbuild" if uid == 0 else f"/tmp/sbuild-{uid}"
+    os.makedirs(path, 0o700, exist_ok=True)
+    st = os.lstat(path)
+    if st.st_uid != uid or not os.path.isdir(path):
+        raise RunError(f"preparing {path}: owned by someone else", hint="set XDG_RUNTIME_DIR to a directory of yours")
+    return path
+
+
+def subid_range(file: str, user: HostUser) -> tuple[int, int] | None:
+    try:
+        with open(file) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in (user.name, str(user.uid)):
+                    return int(parts[1]), int(parts[2])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def choose_identity(mode: str, user: HostUser) -> IdentitySpec:
+    """Which user namespace to use.
+
+    As root: none, whatever ``mode`` says (root needs no mapping). Unprivileged:
+    ``self`` maps the user to itself (one id; what ``exec``/``run``/``shell`` use);
+    ``root`` maps the user to root (one id: files can be created but not chowned);
+    ``subuid`` maps the user to root and 1..N to its /etc/subuid and /etc/subgid ranges via
+    newuidmap/newgidmap (what package managers need); ``auto`` is ``subuid`` when the user has
+    both ranges and newuidmap/newgidmap exist, else ``root``.
+    """
+    if user.uid == 0:
+        return IdentitySpec("host", 0, user.gid)
+    if mode in ("subuid", "auto"):
+        su, sg = subid_range("/etc/subuid", user), subid_range("/etc/subgid", user)
+        tools = shutil.which("newuidmap") and shutil.which("newgidmap")
+        if su and sg and tools:
+            return IdentitySpec("subuid", user.uid, user.gid, su, sg)
+        if mode == "subuid":
+            raise CapabilityError(f"mapping subordinate ids for {user.name}: "
+                                  + ("newuidmap/newgidmap not found" if not tools else "no range in /etc/subuid or /etc/subgid"),
+                                  hint="install uidmap and add a range, e.g. usermod --add-subuids 100000-165535 "
+                                       f"--add-subgids 100000-165535 {user.name}")
+        mode = "root"
+    if mode not in ("self", "root"):
+        raise UsageError(f"unknown user namespace mode {mode!r}")
+    return IdentitySpec(mode, user.uid, user.gid)
+
+
+def parse_bind(spec: str) -> list[Bind]:
+    """``SRC[:DST[:ro|rw]]``, several separated by commas."""
+    out = []
+    for item in filter(None, spec.split(",")):
+        parts = item.split(":")
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise UsageError(f"bad --bind {item!r}: expected SRC[:DST[:ro|rw]]")
+        src = parts[0]
+        readonly = len(parts) == 3 and parts[2] == "ro"
+        dst = parts[1] if len(parts) > 1 else src
+        if len(parts) == 2 and parts[1] in ("ro", "rw"):
+            dst, readonly = src, parts[1] == "ro"
+        if not dst.startswith("/"):
+            raise UsageError(f"bad --bind {item!r}: the destination must be an absolute path")
+        out.append(Bind(os.path.abspath(src), os.path.normpath(dst), readonly))
+    return out
+
+
+def _overlay(spec: str, userns: bool) -> OverlaySpec:
+    path, readonly = spec, False
+    if spec.endswith(":ro") or spec.endswith(":rw"):
+        path, readonly = spec[:-3], spec.endswith(":ro")
+    path = os.path.abspath(path)
+    info = probe(path)
+    if info.kind == "sandbox":
+        return OverlaySpec(path, readonly, "dir")
+    if info.fstype != "ext3":
+        raise ImageError(f"using {spec} as an overlay: not a directory or an ext3 image", path=path)
+    if userns:
+        raise CapabilityError(f"using {spec} as an overlay unprivileged: ext3 images need root to mount",
+                              hint="use a directory overlay (--overlay DIR) or run as root")
+    return OverlaySpec(path, readonly, "ext3", info.fs_offset, info.fs_size)
+
+
+def _check_binds(binds: tuple[Bind, ...]) -> None:
+    for b in binds:
+        if not os.path.exists(b.src):
+            raise UsageError(f"binding {b.src}: no such file or directory on the host")
+
+
+def _passwd(user: HostUser, ident: IdentitySpec, home: str) -> tuple[str, str] | None:
+    if ident.inside_uid == 0:
+        return None
+    pw = f"{user.name}:x:{user.uid}:{user.gid}:{user.gecos}:{home}:{user.shell}"
+    groups = user.groups if ident.mode == "host" else user.groups[:1]
+    gr = "\n".join(f"{name}:x:{gid}:{user.name}" for gid, name in groups) or f"{user.name}:x:{user.gid}:"
+    return pw, gr
+
+
+def _home(opts: RunOptions, user: HostUser, ident: IdentitySpec) -> tuple[str | None, str, bool]:
+    """``(host source or None for an empty dir, container home, whether to mount it)``.
+
+    ``--home SRC[:DST]`` binds SRC at DST; otherwise the user's home is bound at the same
+    path, or at /root when the user is mapped to root (like Apptainer's --fakeroot); with
+    ``--contain`` an empty directory is used; ``--no-home`` and build mode mount nothing.
+    """
+    if opts.home:
+        src, _, dst = opts.home.partition(":")
+        src = os.path.abspath(src)
+        return src, dst or src, not opts.build_config
+    inside = "/root" if ident.inside_uid == 0 else user.home
+    if opts.no_home or opts.build_config:
+        return None, inside, False
+    return (None if opts.contain else user.home), inside, True
+
+
+def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
+    """``(cwd inside, host dir to bind at the same path or None)``."""
+    if opts.pwd:
+        return opts.pwd, None
+    if opts.build_config:
+        return "/", None
+    if opts.contain:
+        return home or "/", None
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return home or "/", None
+    covered = [p for p in ((home if not opts.no_home else None), "/tmp", "/var/tmp") if p]
+    if cwd in _NO_CWD_BIND or cwd.startswith(("/proc/", "/sys/", "/dev/")):
+        return cwd, None
+    if any(cwd == p or cwd.startswith(p.rstrip("/") + "/") for p in covered):
+        return cwd, None
+    return cwd, cwd
+
+
+def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
+               forward: bool = False, detach: bool = False, join: int | None = None) -> int | launch.Launched:
+    """Run ``action`` in ``image``; return its exit status (``detach``: the Launched)."""
+    user = host_user()
+    host_env = dict(os.environ if opts.host_env is None else opts.host_env)
+    ident = choose_identity(opts.userns, user)
+    home_src, home_in, mount_home = _home(opts, user, ident)
+    cwd, bind_cwd = _cwd(opts, home_in)
+    env = environ.container_env(host_env, action=action, image=image, home=home_in or "/",
+                                cleanenv=opts.cleanenv, shell=opts.shell or "/bin/sh", app=opts.app)
+    argv, fallback = environ.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
+                                         shell=opts.shell or "/bin/sh")
+    proc = ProcessSpec(argv, tuple(env.items()), cwd, fallback, *opts.stdio)
+    if join is not None:
+        launched = launch.start(None, proc, ident, join=join, block_signals=forward)
+        return _finish(launched, forward)
+    _check_binds(opts.binds)
+    if opts.home and home_src and not os.path.isdir(home_src):
+        raise UsageError(f"binding home {home_src}: no such directory on the host")
+    src = source_for(image, userns=ident.userns, writable=opts.writable)
+    overlays = tuple(_overlay(o, ident.userns) for o in opts.overlays)
+    if sum(not o.readonly for o in overlays) > 1:
+        raise UsageError("only one writable --overlay is allowed; add :ro to the others")
+    mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
+                       home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
+    plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
+                    ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0)
+    os.makedirs(plan.session, 0o700, exist_ok=True)
+    launched = launch.start(plan, proc, ident, user_home=user.home, detach=detach, block_signals=forward)
+    if detach:
+        launch.wait(launched)  # L exits as soon as the instance's init is forked
+        if launched.error:
+            _raise(launched.error)
+        return launched
+    return _finish(launched, forward)
+
+
+def _finish(launched: launch.Launched, forward: bool) -> int:
+    code = launch.wait(launched, forward=forward)
+    if launched.error:
+        _raise(launched.error)
+    return code
+
+
+_KINDS: dict[str, type[SbuildError]] = {
+    "RunError": RunError, "ImageError": ImageError, "CapabilityError": CapabilityError, "UsageError": UsageError,
+}
+
+
+def _raise(error: tuple[str, str]) -> None:
+    kind, message = error
+    raise _KINDS.get(kind, RunError)(message)

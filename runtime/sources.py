@@ -1,0 +1,167 @@
+"""Turn an image into something the launcher can mount, for a given identity.
+
+As root (no user namespace) squashfs and ext3 filesystems are loop-mounted in place, at their
+offset inside the file. In a user namespace the kernel will not mount them, so a squashfs
+is extracted once into a cache directory keyed by the digest of its bytes (``unsquashfs``, or
+PySquashfsImage when unsquashfs is missing) and reused; the cache index maps a file's
+(device, inode, size, mtime) to that digest so that the digest is computed once per file.
+Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor here).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from builder.errors import CapabilityError, ImageError
+
+__all__ = ["Source", "probe", "source_for", "cache_dir"]
+
+log = logging.getLogger("sbuild.runtime")
+
+
+@dataclass(frozen=True)
+class Source:
+    fstype: str  # dir | squashfs | ext3
+    path: str
+    offset: int = 0
+    size: int = 0
+    kind: str = "sandbox"
+
+
+def probe(path: str):
+    """``builder.images.probe.probe``: the project's one image reader."""
+    from builder.images.probe import probe as shared_probe
+
+    return shared_probe(path)
+
+
+def cache_dir() -> str:
+    base = (os.environ.get("SBUILD_CACHEDIR") or os.environ.get("APPTAINER_CACHEDIR")
+            or os.environ.get("SINGULARITY_CACHEDIR"))
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "sbuild")
+    return os.path.join(base, "rootfs")
+
+
+def source_for(image: str, *, userns: bool, writable: bool) -> Source:
+    info = probe(image)
+    kind, fstype = info.kind, info.fstype
+    if kind == "sandbox":
+        return Source("dir", os.path.abspath(image), kind=kind)
+    if writable and fstype == "squashfs":
+        raise ImageError(f"opening {image} writable: a squashfs image is read-only",
+                         path=image, hint="use --writable-tmpfs or --overlay, or build a sandbox")
+    if not userns:
+        return Source(fstype, os.path.abspath(image), info.fs_offset, info.fs_size, kind)
+    if fstype != "squashfs":
+        raise CapabilityError(f"using {image} unprivileged: an {fstype} image needs root to mount",
+                              hint="run as root, or convert it: sbuild build --sandbox DIR " + image)
+    if writable:
+        raise ImageError(f"opening {image} writable: a squashfs image is read-only", path=image)
+    return Source("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)
+
+
+def _digest(image: str, offset: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(image, "rb") as f:
+        f.seek(offset)
+        left = size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                raise ImageError(f"reading {image}: truncated image", path=image)
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+def _extracted(image: str, offset: int, size: int) -> str:
+    root = cache_dir()
+    os.makedirs(os.path.join(root, "index"), 0o700, exist_ok=True)
+    st = os.stat(image)
+    key = os.path.join(root, "index", f"{st.st_dev}-{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{offset}")
+    try:
+        with open(key) as f:
+            digest = f.read().strip()
+        if os.path.isdir(os.path.join(root, digest)):
+            return os.path.join(root, digest)
+    except OSError:
+        pass
+    digest = _digest(image, offset, size)
+    target = os.path.join(root, digest)
+    with open(os.path.join(root, f"{digest}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(target):
+            _extract(image, offset, target)
+    tmp = f"{key}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(digest)
+    os.replace(tmp, key)
+    return target
+
+
+def _extract(image: str, offset: int, target: str) -> None:
+    parent = os.path.dirname(target)
+    work = tempfile.mkdtemp(prefix=".extract-", dir=parent)
+    out = os.path.join(work, "rootfs")
+    log.info("extracting %s into the cache (once)", image)
+    try:
+        if shutil.which("unsquashfs"):
+            import subprocess
+
+            r = subprocess.run(["unsquashfs", "-q", "-n", "-no-xattrs", "-ig", "-o", str(offset), "-d", out, image],
+                               capture_output=True, text=True)
+            if r.returncode != 0 and not os.path.isdir(out):
+                raise ImageError(f"extracting {image}: {r.stderr.strip().splitlines()[-1:] or r.returncode}",
+                                 path=image)
+        else:
+            _extract_python(image, offset, out)
+        os.chmod(out, 0o755)
+        os.rename(out, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _extract_python(image: str, offset: int, out: str) -> None:
+    try:
+        from PySquashfsImage import SquashFsImage
+        from PySquashfsImage.extract import extract_dir
+    except ImportError as e:
+        raise CapabilityError("extracting a squashfs image: neither unsquashfs nor PySquashfsImage is available",
+                              hint="install squashfs-tools") from e
+    _patch_lz4()
+    try:
+        with SquashFsImage.from_file(image, offset=offset) as im:
+            os.mkdir(out)
+            extract_dir(im.root, out)
+    except (OSError, ValueError, RuntimeError, ModuleNotFoundError) as e:
+        raise ImageError(f"extracting {image}: {e}", path=image) from e
+
+
+def _patch_lz4() -> None:
+    """PySquashfsImage decodes lz4 as frames; squashfs stores raw blocks (local-test-infra §7)."""
+    try:
+        import lz4.block
+        import PySquashfsImage
+        from PySquashfsImage import compressor
+    except ImportError:
+        return
+
+    class _Lz4:
+        name = "lz4"
+
+        def uncompress(self, src, size, outsize):
+            return lz4.block.decompress(src, uncompressed_size=outsize)
+
+    for table in (getattr(PySquashfsImage, "compressors", None), getattr(compressor, "compressors", None)):
+        if isinstance(table, dict):
+            for k in list(table):
+                if getattr(k, "name", str(k)).upper().endswith("LZ4"):
+                    table[k] = _Lz4

@@ -1,0 +1,127 @@
+"""The frozen options a launch is made from, split by concern, and the host user's identity.
+
+``MountSpec`` says what the container's filesystem is made of, ``ProcessSpec`` what runs
+in it, ``IdentitySpec`` which user namespace (if any) it runs in. ``Launch`` bundles them with
+the probed image. Everything here is plain data: building it touches no namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Bind", "OverlaySpec", "MountSpec", "ProcessSpec", "IdentitySpec", "HostUser", "host_user",
+    "DEFAULT_PATH",
+]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path mounted into the container (``--bind SRC[:DST[:ro|rw]]``)."""
+
+    src: str
+    dst: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class OverlaySpec:
+    """A persistent overlay (``--overlay PATH[:ro]``): a directory or an ext3 image."""
+
+    path: str
+    readonly: bool = False
+    fstype: str = "dir"  # dir | ext3
+    offset: int = 0
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    writable: bool = False
+    writable_tmpfs: bool = False
+    overlays: tuple[OverlaySpec, ...] = ()
+    binds: tuple[Bind, ...] = ()
+    contain: bool = False
+    no_home: bool = False
+    home_src: str | None = None  # host side of the home dir (None: the user's own)
+    home_dst: str | None = None  # container side
+    build_config: bool = False  # no home, no default binds, no devpts (Apptainer --build-config)
+    bind_cwd: str | None = None  # host cwd to bind at the same path, if any
+    host_files: tuple[str, ...] = ("/etc/localtime", "/etc/hosts", "/etc/resolv.conf")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    argv: tuple[str, ...]  # what to execve inside (argv[0] an absolute path in the container)
+    env: tuple[tuple[str, str], ...]
+    cwd: str = "/"
+    fallback_argv: tuple[str, ...] = ()  # used when argv[0] does not exist in the image
+    stdin: int | None = None
+    stdout: int | None = None
+    stderr: int | None = None
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    """Which user namespace to create.
+
+    ``host``: none (the caller is root and stays root). ``self``: map the caller's uid and gid
+    to themselves (one id). ``root``: map the caller to root (one id). ``subuid``: map the
+    caller to root and ids 1..N to its /etc/subuid and /etc/subgid ranges via newuidmap.
+    """
+
+    mode: str = "host"
+    uid: int = 0
+    gid: int = 0
+    subuid: tuple[int, int] | None = None  # (start, count)
+    subgid: tuple[int, int] | None = None
+
+    @property
+    def inside_uid(self) -> int:
+        return self.uid if self.mode in ("host", "self") else 0
+
+    @property
+    def inside_gid(self) -> int:
+        return self.gid if self.mode in ("host", "self") else 0
+
+    @property
+    def userns(self) -> bool:
+        return self.mode != "host"
+
+
+@dataclass(frozen=True)
+class HostUser:
+    uid: int
+    gid: int
+    name: str
+    home: str
+    shell: str
+    gecos: str = ""
+    groups: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+
+
+def host_user() -> HostUser:
+    """The calling user as /etc/passwd (or the environment) describes them."""
+    import pwd
+
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        entry = pwd.getpwuid(uid)
+        name, home, shell, gecos = entry.pw_name, entry.pw_dir, entry.pw_shell, entry.pw_gecos
+    except KeyError:
+        name, home, shell, gecos = os.environ.get("USER", f"u{uid}"), os.environ.get("HOME", "/"), "/bin/sh", ""
+    groups = []
+    try:
+        import grp
+
+        for g in dict.fromkeys([gid, *os.getgroups()]):
+            try:
+                groups.append((g, grp.getgrgid(g).gr_name))
+            except KeyError:
+                pass
+    except ImportError:  # pragma: no cover
+        pass
+    return HostUser(uid, gid, name, home, shell or "/bin/sh", gecos, tuple(groups))
