@@ -1,7 +1,7 @@
 """Split one build stage's text into its header and section tokens, as Apptainer's scanner does.
 
 The line structure comes from the lark grammar ``grammar/recipe.lark`` (compiled once per
-process, and cached on disk by lark between processes). Each line keeps its original text
+process, and cached between processes in the user's own cache directory). Each line keeps its original text
 (with ``\\r\\n`` and all) for the lossless model; ``go`` gives the line as Go's
 ``bufio.ScanLines`` sees it: one trailing ``\\r`` removed and ``\\n`` appended.
 
@@ -13,8 +13,11 @@ buffer arithmetic to find the token it would refuse.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from dataclasses import dataclass
 
+import lark
 from lark import Lark, Transformer
 from lark.exceptions import LarkError
 
@@ -71,13 +74,37 @@ class _Lines(Transformer):
         return list(items)
 
 
+def _private_cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/sbuild`` (or ~/.cache/sbuild), if it is ours alone.
+
+    lark's cache is a pickle: loading one from a directory others can write (such as a
+    shared /tmp, lark's default) would let them run code as us, so we never do.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "sbuild")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return None
+    return path
+
+
 @functools.cache
 def _parser() -> Lark:
+    """The grammar, compiled once per process and cached on disk between processes."""
     options = dict(parser="lalr", lexer="basic", maybe_placeholders=False)
-    try:
-        return Lark(grammar_text(), cache=True, **options)
-    except OSError:  # no writable temp dir for lark's cache: compile in memory
-        return Lark(grammar_text(), **options)
+    text = grammar_text()
+    cache_dir = _private_cache_dir()
+    if cache_dir:
+        digest = hashlib.sha256(f"{text}{options}{lark.__version__}".encode()).hexdigest()[:16]
+        try:
+            return Lark(text, cache=os.path.join(cache_dir, f"grammar-{digest}.lark"), **options)
+        except (OSError, EOFError, ValueError):  # unwritable or damaged cache: compile in memory
+            pass
+    return Lark(text, **options)
 
 
 def scan(text: str) -> list[Token]:
