@@ -1,0 +1,230 @@
+"""``sbuild [build] SOURCE TARGET``: build a recipe, or convert an image, into TARGET.
+
+SOURCE is a recipe (recognised by content, so a file named ``Singularity`` works), an
+image (.simg, .sif, squashfs, ext3), a sandbox directory, or a URI (``docker://…``),
+which becomes a one-stage recipe. Singularity's own ``TARGET SOURCE`` order is accepted
+when the arguments make the direction clear; ambiguous cases take ``SOURCE TARGET``;
+sbuild always says which way it went. Checks that can fail early run first: an existing
+target without ``--force``, a noexec or full TMPDIR, a missing mksquashfs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from builder.commands import add_output_flags
+from builder.commands.check import add_build_arg_flags, build_args_from
+from builder.errors import CapabilityError, UsageError
+
+__all__ = ["register", "run", "decide_direction", "looks_like_recipe"]
+
+log = logging.getLogger("sbuild.build")
+
+_URI = re.compile(r"^(library|docker|docker-archive|docker-daemon|oci|oci-archive|http|https|oras|shub|"
+                  r"buildkit|dockerfile|ipfs):(//)?(.+)$")
+_MIN_FREE = 32 << 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("build", help="build an image from a recipe, image or URI",
+                              description="Build TARGET from SOURCE (recipe, image, sandbox or URI).")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("-s", "--sandbox", action="store_true", help="write a sandbox directory")
+    p.add_argument("--format", choices=("simg", "sif", "squashfs", "sandbox", "ext3"), help="output format")
+    p.add_argument("-F", "--force", action="store_true", help="overwrite TARGET; %%labels override")
+    p.add_argument("-T", "--notest", action="store_true", help="do not run %%test")
+    p.add_argument("--section", default="all", help="comma-separated sections to run (default all)")
+    p.add_argument("-u", "--update", action="store_true", help="run the sections on an existing sandbox")
+    p.add_argument("-f", "--fakeroot", action="store_true", help="build as root in a user namespace")
+    p.add_argument("--fix-perms", action="store_true", help="give the owner rwx on dirs, rw on files")
+    p.add_argument("-B", "--bind", action="append", default=[], metavar="SRC[:DST[:OPTS]]")
+    p.add_argument("--arch", help="architecture for pulls and labels (Go name, e.g. amd64)")
+    p.add_argument("--nohttps", action="store_true", default=_env_flag("NOHTTPS"))
+    p.add_argument("--authfile")
+    p.add_argument("--docker-login", action="store_true")
+    p.add_argument("--tmpdir", default=_env("TMPDIR"), help="where bundles are made")
+    p.add_argument("--no-cleanup", action="store_true", help="keep the build bundle")
+    p.add_argument("--disable-cache", action="store_true", default=_env_flag("DISABLE_CACHE"))
+    p.add_argument("--mksquashfs-args", default="", metavar="ARGS")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing the result")
+    add_build_arg_flags(p)
+    add_output_flags(p)
+    p.set_defaults(handler=run)
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"APPTAINER_{name}") or os.environ.get(f"SINGULARITY_{name}") or None
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").lower() in ("1", "true", "yes")
+
+
+def looks_like_recipe(path: Path) -> bool:
+    """A file whose first meaningful line is a header key such as ``Bootstrap:``."""
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return False
+    if b"\0" in head:
+        return False
+    return re.search(rb"(?im)^\s*bootstrap\s*:", head) is not None
+
+
+def _is_source(arg: str) -> bool:
+    p = Path(arg)
+    return bool(_URI.match(arg)) and not p.exists() or p.exists()
+
+
+def decide_direction(first: str, second: str, *, sandbox: bool) -> tuple[str, str, bool]:
+    """(source, target, swapped) for ``sbuild build FIRST SECOND``."""
+    a, b = Path(first), Path(second)
+    if looks_like_recipe(b) and not looks_like_recipe(a):
+        return second, first, True
+    a_src = _is_source(first)
+    if not a_src and _is_source(second):
+        return second, first, True
+    if sandbox and a.is_dir() and not b.is_dir() and b.is_file() and not looks_like_recipe(a):
+        # `--sandbox dir/ base.simg`: an existing sandbox dir as target, an image as source
+        return second, first, True
+    return first, second, False
+
+
+def _sections(value: str) -> frozenset[str] | None:
+    from builder.steps.options import SECTION_NAMES
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if names == ["all"]:
+        return None
+    if names == ["none"]:
+        return frozenset()
+    if "all" in names or "none" in names:
+        raise UsageError("--section: 'all' and 'none' cannot be combined with other sections")
+    bad = [n for n in names if n not in SECTION_NAMES]
+    if bad:
+        raise UsageError(f"--section: unknown section {bad[0]!r}", hint="one of " + ", ".join(SECTION_NAMES))
+    return frozenset(names)
+
+
+def _source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError as e:
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from e
+
+
+def _preflight(target: Path, fmt: str, force: bool, tmpdir: str | None) -> None:
+    if os.path.lexists(target) and not force:
+        if not (fmt == "sandbox" and target.is_dir() and not any(target.iterdir())):
+            raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
+    if not target.parent.resolve().is_dir():
+        raise UsageError(f"cannot write {target}: directory {target.parent} does not exist")
+    if fmt in ("simg", "sif", "squashfs") and shutil.which("mksquashfs") is None:
+        raise CapabilityError("mksquashfs not found", hint="install squashfs-tools (apt-get install squashfs-tools)")
+    import tempfile
+
+    tmp = tmpdir or tempfile.gettempdir()
+    try:
+        st = os.statvfs(tmp)
+    except OSError as e:
+        raise UsageError(f"temporary directory {tmp}: {e.strerror}", hint="set --tmpdir or TMPDIR") from e
+    if st.f_flag & getattr(os, "ST_NOEXEC", 8):
+        raise CapabilityError(f"temporary directory {tmp} is on a noexec mount: build scripts cannot run there",
+                              hint="set --tmpdir or TMPDIR to a directory on an exec mount")
+    if st.f_bavail * st.f_frsize < _MIN_FREE:
+        raise CapabilityError(f"temporary directory {tmp} has less than {_MIN_FREE >> 20} MiB free",
+                              hint="free some space or set --tmpdir to a larger filesystem")
+
+
+def _recipe_for(source: str, build_args):  # noqa: ANN001
+    from builder.recipe import load_recipe, parse_recipe
+
+    m = _URI.match(source)
+    if m and not Path(source).exists():
+        text = f"bootstrap: {m.group(1)}\nfrom: {m.group(3)}\n\n"
+        return parse_recipe(text.encode(), path=source, build_args=build_args)
+    return load_recipe(source, build_args)
+
+
+def _plan(args: argparse.Namespace, target: Path, fmt: str):  # noqa: ANN202
+    from builder.images import PackOptions
+    from builder.steps import BuildPlan, FetchOptions, StepOptions
+
+    sde = _source_date_epoch()
+    tmpdir = args.tmpdir
+    fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
+                         disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=tmpdir)
+    steps = StepOptions(sections=_sections(args.section), notest=args.notest, force=args.force,
+                        binds=tuple(args.bind), fakeroot=args.fakeroot or os.geteuid() != 0,
+                        source_date_epoch=sde, arch=args.arch)
+    pack = PackOptions(mksquashfs_args=tuple(args.mksquashfs_args.split()), source_date_epoch=sde)
+    return BuildPlan(target=target, format=fmt, fetch=fetch, steps=steps, pack=pack, force=args.force,
+                     tmpdir=tmpdir, keep_bundle=args.no_cleanup)
+
+
+def _echo(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from builder.images import convert_image, file_digest, format_for_target
+
+    source, target_s, swapped = decide_direction(args.source, args.target, sandbox=args.sandbox)
+    target = Path(target_s)
+    fmt = format_for_target(target, sandbox=args.sandbox, fmt=args.format)
+    log.info("building %s from %s%s", target, source, " (read as TARGET SOURCE)" if swapped else "")
+    if args.update:
+        raise UsageError("--update is not supported yet", hint="rebuild the sandbox with --force")
+    _preflight(target, fmt, args.force, args.tmpdir)
+    started = time.monotonic()
+    src = Path(source)
+    if src.exists() and not looks_like_recipe(src):
+        plan = _plan(args, target, fmt)
+        image = convert_image(src, target, fmt, options=plan.pack, fix_perms=args.fix_perms, force=args.force)
+        stages: list[dict] = []
+    else:
+        from builder.steps import build_recipe
+
+        recipe = _recipe_for(source, build_args_from(args))
+        for w in recipe.warnings:
+            log.warning("%s", w.render("warning"))
+        plan = _plan(args, target, fmt)
+        quiet = args.quiet or args.json
+        result = build_recipe(recipe, plan, say=log.info, output=None if quiet else _echo,
+                              version=_version())
+        image, stages = result.image, result.stages
+        for kept in result.kept:
+            log.info("kept the build bundle at %s", kept)
+    duration = round(time.monotonic() - started, 3)
+    if args.json:
+        digest = file_digest(image.path) if image.format != "sandbox" else None
+        print(json.dumps({"target": str(image.path), "format": image.format, "size": image.size,
+                          "digest": digest, "duration": duration, "stages": stages}))
+    else:
+        log.info("built %s (%s, %d bytes) in %.1fs", image.path, image.format, image.size, duration)
+    return 0
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("sbuild")
+    except Exception:  # noqa: BLE001 - running from a checkout
+        return "0+unknown"

@@ -1,0 +1,96 @@
+"""Section scripts: the interpreter rule (spec §B.2) and ``%setup`` on the host.
+
+``interpreter_argv(name, args, script_path)`` builds ``/bin/sh -ex …`` exactly as
+Apptainer's ``getSectionScriptArgs`` does, including the ``-c`` trap (the real interpreter
+then runs without ``-e``, which we warn about). ``run_setup`` runs ``%setup`` on the host
+with ``SINGULARITY_ROOTFS``/``APPTAINER_ROOTFS`` set, from the build's working directory.
+Failures raise ``BuildError`` naming the section, its line, exit code and output tail.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+from builder.bundle import Bundle
+from builder.errors import BuildError
+from builder.recipe import Stage
+from builder.steps.options import StepOptions
+
+__all__ = ["interpreter_argv", "run_setup", "run_captured", "section_failure", "TAIL_LINES", "Tail"]
+
+log = logging.getLogger("sbuild.build")
+TAIL_LINES = 20
+_ENV_FILE = "/.singularity.d/env/91-environment.sh"
+
+
+def interpreter_argv(name: str, args: str, script_path: str) -> list[str]:
+    argv = ["/bin/sh", "-ex"]
+    params = args.split("#", 1)[0].split()
+    if "-c" in params:
+        rest = params[params.index("-c") + 1:]
+        if not rest:
+            raise BuildError(f"bad {name} section '-c' parameter: missing arguments", section=name)
+        log.warning("%%%s -c %s: the interpreter runs without -e, so a failing command does not stop the build",
+                    name, " ".join(rest))
+        return argv + params[:params.index("-c")] + ["-c", " ".join(rest) + " " + script_path]
+    return argv + params + [script_path]
+
+
+class Tail:
+    """Keeps the last lines of a stream while echoing them to a sink."""
+
+    def __init__(self, sink=None, size: int = TAIL_LINES) -> None:  # noqa: ANN001
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+        self.sink = sink
+
+    def feed(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        self.lines.append(line)
+        if self.sink is not None:
+            self.sink(line)
+
+
+def section_failure(stage: Stage, name: str, exit_code: int, tail: list[str], bundle: Bundle | None) -> BuildError:
+    section = stage.section(name)
+    line = section.line if section else stage.first_line
+    where = f" (stage {stage.name!r})" if stage.name else ""
+    msg = f"%{name} failed with exit code {exit_code}{where}, section starts at recipe line {line}"
+    return BuildError(msg, section=name, exit_code=exit_code, line=line, output_tail=list(tail))
+
+
+def run_setup(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
+    """Run ``%setup`` on the host (spec §B.2)."""
+    body = stage.scripts.get("setup")
+    if not body or not body.script.strip() or not opts.allows("setup"):
+        return
+    path = bundle.scratch("setup")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(body.script)
+    argv = interpreter_argv("setup", body.args, str(path))
+    env = dict(opts.host_env)
+    rootfs = str(bundle.rootfs)
+    env.update(APPTAINER_ROOTFS=rootfs, SINGULARITY_ROOTFS=rootfs,
+               APPTAINER_ENVIRONMENT=_ENV_FILE, SINGULARITY_ENVIRONMENT=_ENV_FILE)
+    status, tail = run_captured(argv, env=env, cwd=opts.cwd, output=output)
+    if status != 0:
+        raise section_failure(stage, "setup", status, tail, bundle)
+
+
+def run_captured(argv: list[str], *, env, cwd, output=None) -> tuple[int, list[str]]:  # noqa: ANN001
+    """Run ``argv``, streaming its merged output to ``output`` (a line sink), keeping the tail."""
+    tail = Tail(output)
+    try:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as e:
+        raise BuildError(f"starting {argv[0]}: {e.strerror}") from e
+    assert proc.stdout is not None
+    with proc.stdout:
+        for raw in proc.stdout:
+            tail.feed(raw)
+    return proc.wait(), list(tail.lines)
