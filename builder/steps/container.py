@@ -8,13 +8,14 @@ it, and otherwise raises ``CapabilityError`` (exit 3) saying the section cannot 
 the interpreter rule of §B.2 from ``/``, with a clean environment (LANG=C, default PATH),
 ``$SINGULARITY_ENVIRONMENT`` and ``$SINGULARITY_LABELS`` set, and the host's resolv.conf
 and hosts (plus a newline) bound over the rootfs's when it has them and no ``--bind``
-targets them. %test runs ``/.singularity.d/actions/test`` (the test through its shebang).
+targets them. %test runs the test action (the installed test through its shebang).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -23,12 +24,11 @@ from builder.errors import CapabilityError
 from builder.recipe import Stage
 from builder.steps.options import StepOptions
 from builder.steps.paths import inside
-from builder.steps.scripts import interpreter_argv, section_failure
+from builder.steps.scripts import Tail, interpreter_argv, section_failure
 
 __all__ = ["run_post", "run_test", "post_script", "runtime_available"]
 
 log = logging.getLogger("sbuild.build")
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ENV_FILE = "/.singularity.d/env/91-environment.sh"
 _PASS = ("TERM", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
          "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
@@ -39,11 +39,15 @@ def runtime_available() -> bool:
         import runtime
     except ImportError:
         return False
-    return callable(getattr(runtime, "run_in_sandbox", None))
+    try:
+        return callable(getattr(runtime, "run_in_sandbox", None))
+    except ImportError:  # the runtime package exists but its API module does not yet
+        return False
 
 
 def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], binds: list[str],
-                   output: Callable[[str], None] | None, fakeroot: bool) -> tuple[int, list[str]]:
+                   output: Callable[[str], None] | None, fakeroot: bool,
+                   action: str = "exec") -> tuple[int, list[str]]:
     """Run ``argv`` as root inside ``rootfs`` (writable); return (exit status, last lines)."""
     if not runtime_available():
         raise CapabilityError("running a section inside the container needs runtime.run_in_sandbox, "
@@ -51,14 +55,30 @@ def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], bin
                               hint="build without %post, or with --notest to skip %test")
     import runtime
 
-    return runtime.run_in_sandbox(str(rootfs), argv, env=dict(env), binds=binds, cwd="/",
-                                  writable=True, fakeroot=fakeroot, output=output)
+    tail = Tail(output)
+    read_fd, write_fd = os.pipe()
+    reader = threading.Thread(target=_drain, args=(read_fd, tail), daemon=True)
+    reader.start()
+    try:
+        with open(os.devnull, "rb") as devnull:
+            status = runtime.run_in_sandbox(str(rootfs), argv, env=dict(env), binds=binds, cwd="/",
+                                            writable=True, stdin=devnull.fileno(), stdout=write_fd,
+                                            stderr=write_fd, action=action)
+    finally:
+        os.close(write_fd)
+        reader.join()
+    return status, list(tail.lines)
+
+
+def _drain(fd: int, tail: Tail) -> None:
+    with os.fdopen(fd, "rb") as fh:
+        for raw in fh:
+            tail.feed(raw)
 
 
 def _clean_env(opts: StepOptions) -> dict[str, str]:
-    env = {"LANG": "C", "PATH": _PATH}
-    env.update({k: v for k, v in opts.host_env.items() if k in _PASS})
-    return env
+    """Variables set with --env semantics; the runtime's cleanenv gives LANG=C and the default PATH."""
+    return {k: v for k, v in opts.host_env.items() if k in _PASS}
 
 
 def _stage_file(bundle: Bundle, name: str, opts: StepOptions) -> str | None:
@@ -119,7 +139,7 @@ def run_test(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) ->
     body = stage.scripts.get("test")
     if opts.notest or not body or not body.script.strip():
         return
-    status, tail = _run_in_rootfs(bundle.rootfs, ["/.singularity.d/actions/test"], env=_clean_env(opts),
+    status, tail = _run_in_rootfs(bundle.rootfs, [], env=_clean_env(opts), action="test",
                                   binds=_binds(bundle, opts), output=output, fakeroot=opts.fakeroot)
     if status != 0:
         raise section_failure(stage, "test", status, tail, bundle)

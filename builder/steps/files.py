@@ -108,17 +108,21 @@ def copy_stage_files(bundle: Bundle, stage: Stage, opts: StepOptions, stages: di
 
 
 def _stage_copy(bundle: Bundle, item: FileTransfer, src_root: Path) -> None:
-    pattern = str(inside(src_root, item.source))  # resolves the literal part; globs stay literal
-    matches = sorted(glob.glob(pattern)) if _GLOB & set(item.source) else [pattern]
-    matches = [m for m in matches if os.path.lexists(m)]
-    if not matches:
+    parent, _, name = item.source.rstrip("/").rpartition("/")
+    base = inside(src_root, parent)  # the directory part resolved inside the source rootfs
+    if _GLOB & set(name):
+        names = sorted(os.path.basename(m) for m in glob.glob(os.path.join(glob.escape(str(base)), name)))
+    else:
+        names = [name]
+    names = [n for n in names if os.path.lexists(base / n)]
+    if not names:
         raise BuildError(f"%files line {item.line}: {item.source} not found in the source stage",
                          section="files", line=item.line)
-    for match in matches:
-        rel = "/" + os.path.relpath(match, src_root)
-        src = inside(src_root, rel)  # re-resolve: a symlink resolves inside the source rootfs
+    for name in names:
+        rel = "/" + os.path.relpath(base / name, src_root)
+        src = inside(src_root, rel)  # only this top-level symlink is dereferenced, inside the rootfs
         dst = item.destination or rel
         target = _dest(bundle.rootfs, dst)
         if target.is_dir() and not target.is_symlink():
-            target = target / os.path.basename(rel)
+            target = target / name
         _cp(["cp", "-a", "-T", "--", str(src), str(target)], item.source, item.line)

@@ -1,0 +1,36 @@
+"""``Bootstrap: localimage``: start from an image on this machine.
+
+``From`` names a .simg, SIF, raw squashfs or ext3 image, or a sandbox directory (relative
+paths are relative to the build's working directory). It is unpacked into the bundle with
+``builder.images.extract_image`` (unsquashfs; a sandbox is copied), and the base
+environment is added without overwriting the image's own files (spec §B.6). The image's
+labels.json and recipe copy are kept, so labels merge and the old recipe moves to
+``bootstrap_history``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from builder.bundle import Bundle
+from builder.errors import BuildError
+from builder.images import extract_image
+from builder.recipe import Stage
+from builder.steps.baseenv import write_base_env
+from builder.steps.options import FetchOptions
+
+__all__ = ["fetch"]
+
+
+def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
+    source = (stage.header or {}).get("from", "").strip()
+    if not source:
+        raise BuildError("localimage: the recipe has no From:", hint="add From: path/to/image.sif")
+    path = Path(source.removeprefix("localimage://")).expanduser()
+    if not path.exists():
+        raise BuildError(f"localimage: {path} does not exist", hint="From: must name an image or sandbox directory")
+    os.rmdir(bundle.rootfs)
+    extract_image(path, bundle.rootfs, fix_perms=opts.fix_perms)
+    write_base_env(bundle.rootfs, overwrite=False)
+    bundle.bootstrapped = True
