@@ -1,0 +1,338 @@
+"""Fetch an image into a rootfs: resolve, download layers in parallel, apply as they stream.
+
+``fetch_to_rootfs(ref, rootfs, options, progress)`` picks the transport from the ref's
+prefix (``docker://`` here; the local ones in ``local.py``), resolves the manifest for the
+platform, and applies the layers in order. For a registry, up to ``options.parallel``
+blobs download at once into the blob cache (hashed while written); layer *i* is
+decompressed and applied while its bytes arrive, as soon as layer *i-1* is applied. A
+layer reader reaches end-of-file only after the blob's size and digest are verified, and
+the uncompressed stream is checked against the config's ``diff_ids``. On any error the
+rootfs is left partly written: the caller removes it (nothing outside it is touched, and
+no unverified blob enters the cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from builder.errors import ImageError
+from builder.sources.oci.auth import Credentials, find_credentials
+from builder.sources.oci.cache import BlobCache, default_cache_dir
+from builder.sources.oci.client import INDEX_TYPES, ClientOptions, RegistryClient
+from builder.sources.oci.config import ImageConfig
+from builder.sources.oci.errors import DigestError, RegistryError, ReferenceError_
+from builder.sources.oci.layer import LayerApplier
+from builder.sources.oci.platform import Platform, host_platform, select_manifest
+from builder.sources.oci.reference import Reference, parse_reference
+from builder.sources.oci.stream import CHUNK, HashingReader, decompressed
+
+__all__ = ["FetchOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
+           "registry_client"]
+
+log = logging.getLogger("sbuild.sources.oci")
+Progress = Callable[[str, int, int], None]  # (digest, bytes done, bytes total)
+_TAR_TYPES = ("tar", "tar+gzip", "tar+zstd", "tar.gzip")
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How to fetch: platform, transport security, credentials, cache, privilege."""
+
+    platform: Platform | None = None          # None: the host's
+    nohttps: bool = False
+    tls_verify: bool = True
+    ca_bundle: str | None = None
+    authfile: Path | None = None
+    login: Credentials | None = None          # --docker-login
+    cache_dir: Path | None = None             # None: default_cache_dir(environ)
+    disable_cache: bool = False
+    parallel: int = 3
+    rootless: bool | None = None              # None: euid != 0
+    docker_host: str | None = None
+    tmpdir: Path | None = None
+    environ: Mapping[str, str] | None = field(default=None, compare=False)
+
+    def env(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
+
+    def want(self) -> Platform:
+        return self.platform or host_platform()
+
+
+@dataclass
+class Resolved:
+    manifest: dict
+    config: bytes
+    digest: str | None
+    tag: str | None
+    name: str | None
+    platform: Platform
+
+
+class LayerSource(Protocol):
+    def open_layer(self, index: int) -> contextlib.AbstractContextManager[BinaryIO]: ...
+
+
+def registry_client(ref: Reference, options: FetchOptions, **kw) -> RegistryClient:
+    env = options.env()
+    nohttps = options.nohttps or any(env.get(p + "NOHTTPS") in ("1", "true", "yes")
+                                     for p in ("APPTAINER_", "SINGULARITY_"))
+    creds = find_credentials(ref.registry, login=options.login, authfile=options.authfile, environ=env)
+    return RegistryClient(ref.api_host, ClientOptions(nohttps=nohttps, tls_verify=options.tls_verify,
+                                                      ca_bundle=options.ca_bundle, credentials=creds), **kw)
+
+
+def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions,
+                    progress: Progress | None = None) -> ImageConfig:
+    """Fill ``rootfs`` with the image ``ref``; see the package docstring for the refs."""
+    from builder.sources.oci import local
+
+    if ref.startswith("docker://"):
+        with _cache_for(options) as cache:
+            return _fetch_registry(ref, Path(rootfs), options, cache, progress)
+    for prefix in local.TRANSPORTS:
+        if ref.startswith(prefix + ":"):
+            return local.fetch_local(prefix, ref[len(prefix) + 1:], Path(rootfs), options, progress)
+    raise ReferenceError_(f"unsupported image source {ref!r}",
+                          hint="use docker://, oci:, oci-archive:, docker-archive: or docker-daemon:")
+
+
+@contextlib.contextmanager
+def _cache_for(options: FetchOptions) -> Iterator[BlobCache]:
+    if not options.disable_cache:
+        yield BlobCache(options.cache_dir or default_cache_dir(options.env()))
+        return
+    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
+    try:
+        yield BlobCache(Path(tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
+                     cache: BlobCache) -> Resolved:
+    body, media, digest = client.get_manifest(ref.repository, ref.version)
+    top_digest = digest
+    for _ in range(4):
+        doc = _json(body, f"manifest {ref}")
+        media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
+        if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
+            desc = select_manifest(doc.get("manifests") or [], want)
+            body, media, digest = client.get_manifest(ref.repository, desc["digest"])
+            continue
+        if doc.get("schemaVersion") == 1:
+            raise RegistryError(f"manifest {ref}: schema 1 manifests are not supported",
+                                registry=ref.registry)
+        break
+    else:
+        raise RegistryError(f"manifest {ref}: indexes nested too deeply", registry=ref.registry)
+    cfg_desc = doc.get("config") or {}
+    downloader = _Downloader(client, ref.repository, cache, None, threading.Event())
+    spool = _Spool()
+    downloader.run(cfg_desc["digest"], cfg_desc.get("size"), spool)
+    with spool.reader() as fh:
+        config = b"".join(iter(lambda: fh.read(CHUNK), b""))
+    tag = ref.tag if not ref.digest else None
+    name = f"{ref.name}:{tag}" if tag else str(ref)
+    return Resolved(doc, config, top_digest, tag, name, want)
+
+
+def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobCache,
+                    progress: Progress | None) -> ImageConfig:
+    ref = parse_reference(text)
+    client = registry_client(ref, options)
+    resolved = resolve_registry(client, ref, options.want(), cache)
+    layers = _tar_layers(resolved.manifest)
+    cancel = threading.Event()
+    downloader = _Downloader(client, ref.repository, cache, progress, cancel)
+    spools = [_Spool() for _ in layers]
+    with ThreadPoolExecutor(max_workers=max(1, options.parallel), thread_name_prefix="sbuild-pull") as pool:
+        for (_, desc), spool in zip(layers, spools):
+            pool.submit(downloader.run_safely, desc["digest"], desc.get("size"), spool)
+        try:
+            apply_layers(resolved, rootfs, options, lambda i: spools[i].reader())
+        finally:
+            cancel.set()
+    return _image_config(resolved)
+
+
+def _image_config(resolved: Resolved) -> ImageConfig:
+    import hashlib
+
+    cfg_digest = "sha256:" + hashlib.sha256(resolved.config).hexdigest()
+    image = ImageConfig.from_blob(resolved.config, resolved.platform, digest=resolved.digest,
+                                  tag=resolved.tag, name=resolved.name, config_digest=cfg_digest)
+    got = Platform(image.parsed.get("os") or "linux", image.parsed.get("architecture") or "",
+                   image.parsed.get("variant"))
+    if got.architecture and got.architecture != resolved.platform.architecture:
+        log.warning("image architecture %s does not match the requested %s", got, resolved.platform)
+    return image
+
+
+def _tar_layers(manifest: dict) -> list[tuple[int, dict]]:
+    layers = [(i, d) for i, d in enumerate(manifest.get("layers") or [])
+              if any(str(d.get("mediaType", "")).endswith(t) for t in _TAR_TYPES)]
+    if not layers:
+        raise ImageError("no extractable OCI/Docker tar layers found in this image")
+    return layers
+
+
+def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
+                 open_layer: Callable[[int], contextlib.AbstractContextManager[BinaryIO]]) -> None:
+    """Apply the manifest's tar layers in order; ``open_layer(i)`` gives the compressed bytes."""
+    config = _json(resolved.config, "image config") if resolved.config else {}
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    rootfs.mkdir(parents=True, exist_ok=True)
+    applier = LayerApplier(rootfs, rootless=options.rootless)
+    for n, (index, desc) in enumerate(_tar_layers(resolved.manifest)):
+        with open_layer(n) as raw:
+            tar = HashingReader(decompressed(raw, desc.get("mediaType")))
+            stats = applier.apply(tar)
+            tar.drain()
+        if index < len(diff_ids) and tar.digest() != diff_ids[index]:
+            raise DigestError(f"layer {desc['digest']}: uncompressed content has digest {tar.digest()}, "
+                              f"the config says {diff_ids[index]}", digest=desc["digest"])
+        log.debug("applied layer %s: %d entries, %d bytes", desc["digest"], stats.entries, stats.bytes)
+    applier.finish()
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise RegistryError(f"reading {what}: not valid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise RegistryError(f"reading {what}: not a JSON object")
+    return doc
+
+
+class _Spool:
+    """A blob being written to the cache, readable (up to what is written) while it grows."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.path: Path | None = None
+        self.written = 0
+        self.verified = False
+        self.error: BaseException | None = None
+
+    def start(self, path: Path) -> None:
+        with self._cond:
+            self.path = path
+            self._cond.notify_all()
+
+    def advance(self, written: int) -> None:
+        with self._cond:
+            self.written = written
+            self._cond.notify_all()
+
+    def complete(self, path: Path, size: int) -> None:
+        with self._cond:
+            self.path = path
+            self.written, self.verified = size, True
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            self.error = error
+            self._cond.notify_all()
+
+    def wait(self, pos: int) -> int:
+        """Bytes readable from ``pos`` (0 means end of a verified blob); raises on failure."""
+        with self._cond:
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if self.path is not None and (self.written > pos or self.verified):
+                    return self.written - pos
+                self._cond.wait()
+
+    def _open(self):
+        while True:
+            self.wait(0)
+            with self._cond:
+                path = self.path
+            try:
+                return open(path, "rb", buffering=0)  # type: ignore[arg-type]
+            except FileNotFoundError:  # renamed into the cache meanwhile
+                with self._cond:
+                    while self.path == path and self.error is None:
+                        self._cond.wait()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[BinaryIO]:
+        with self._open() as fh:
+            yield _SpoolReader(self, fh)  # type: ignore[misc]
+
+
+class _SpoolReader:
+    def __init__(self, spool: _Spool, fh) -> None:
+        self._spool, self._fh, self._pos = spool, fh, 0
+
+    def read(self, size: int = -1) -> bytes:
+        avail = self._spool.wait(self._pos)
+        if avail == 0:
+            return b""
+        want = avail if size is None or size < 0 else min(size, avail)
+        data = self._fh.read(want)
+        self._pos += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class _Downloader:
+    """Downloads one blob into the cache, feeding a spool; resumes with Range on drops."""
+
+    def __init__(self, client: RegistryClient, repo: str, cache: BlobCache,
+                 progress: Progress | None, cancel: threading.Event, attempts: int = 3) -> None:
+        self.client, self.repo, self.cache = client, repo, cache
+        self.progress, self.cancel, self.attempts = progress, cancel, attempts
+
+    def run_safely(self, digest: str, size: int | None, spool: _Spool) -> None:
+        try:
+            self.run(digest, size, spool)
+        except BaseException as e:  # handed to the reader, which raises it in the main thread
+            spool.fail(e)
+
+    def run(self, digest: str, size: int | None, spool: _Spool) -> None:
+        with self.cache.lock(digest):
+            hit = self.cache.get(digest, size)
+            if hit is not None:
+                spool.complete(hit, hit.stat().st_size)
+                if self.progress:
+                    self.progress(digest, hit.stat().st_size, hit.stat().st_size)
+                return
+            with self.cache.writer(digest, size) as w:
+                spool.start(w.path)
+                self._download(digest, size, w, spool)
+                final = w.commit()
+            spool.complete(final, w.written)
+
+    def _download(self, digest: str, size: int | None, w, spool: _Spool) -> None:
+        for attempt in range(self.attempts):
+            try:
+                for chunk in self.client.blob_chunks(self.repo, digest, offset=w.written):
+                    if self.cancel.is_set():
+                        raise RegistryError(f"pulling blob {digest}: cancelled", digest=digest)
+                    w.write(chunk)
+                    spool.advance(w.written)
+                    if self.progress:
+                        self.progress(digest, w.written, size or 0)
+                return
+            except RegistryError as e:
+                if "connection lost" not in e.message or attempt + 1 == self.attempts or not w.written:
+                    raise
+                log.debug("blob %s: connection lost at %d bytes, resuming", digest, w.written)

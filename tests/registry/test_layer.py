@@ -1,0 +1,131 @@
+"""The layer applier: same result as umoci, and hostile archives cannot touch the host."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import shutil
+import subprocess
+
+import images as I
+import pytest
+
+from builder.sources.oci import LayerApplier
+from builder.sources.oci.errors import LayerError
+from builder.sources.oci.stream import decompressed
+
+
+def apply(root, *layers, rootless=False):
+    applier = LayerApplier(root, rootless=rootless)
+    for layer in layers:
+        applier.apply(decompressed(io.BytesIO(I.gz(layer))))
+    applier.finish()
+    return root
+
+
+def snapshot(path):
+    """Every path below ``path`` with its type, mode and content: to prove it is untouched."""
+    return I.file_tree(path)
+
+
+@pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
+def test_standard_image_matches_umoci_unpack(tmp_path, rootless):
+    if shutil.which("umoci") is None:
+        pytest.skip("needs umoci (apt-get install umoci)")
+    if not rootless and os.geteuid() != 0:
+        pytest.skip("root comparison needs root (chown, mknod)")
+    img = I.Image(I.standard_layers(), I.standard_config())
+    I.write_layout(tmp_path / "layout", {"1.0": img})
+    cmd = ["umoci", "unpack", *(["--rootless"] if rootless else []), "--image",
+           f"{tmp_path}/layout:1.0", str(tmp_path / "bundle")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    ours = apply(tmp_path / "ours", *img.layers, rootless=rootless)
+    theirs = I.file_tree(tmp_path / "bundle" / "rootfs")
+    assert I.file_tree(ours) == theirs
+    # the rules that matter to users, spelled out
+    assert "etc/removeme" not in theirs and sorted(os.listdir(ours / "opt/old")) == []
+    assert theirs["hello-link.txt"][5] == theirs["hello.txt"][5] == "hello-link.txt"
+    assert theirs["usr/bin/su"][1] == 0o4755
+    assert os.getxattr(ours / "etc/with-xattr", "user.test") == b"value"
+
+
+def test_opaque_whiteout_keeps_same_layer_entries_and_hides_lower(tmp_path):
+    root = apply(tmp_path / "r",
+                 I.tar_bytes([I.f("d/lower", "1"), I.f("d/sub/deep", "2")]),
+                 I.tar_bytes([I.f("d/new", "3"), I.opaque("d"), I.wh("d/new")]))
+    assert sorted(os.listdir(root / "d")) == ["new"]
+
+
+def test_hardlink_into_lower_layer(tmp_path):
+    root = apply(tmp_path / "r", I.tar_bytes([I.f("a/file", "x")]),
+                 I.tar_bytes([I.hard("b/link", "a/file")]))
+    assert os.stat(root / "b/link").st_ino == os.stat(root / "a/file").st_ino
+
+
+def test_directory_replaced_by_file_and_back(tmp_path):
+    root = apply(tmp_path / "r", I.tar_bytes([I.f("x/inner", "1")]), I.tar_bytes([I.f("x", "now a file")]),
+                 I.tar_bytes([I.f("x/again", "2")]))
+    assert (root / "x").is_dir() and os.listdir(root / "x") == ["again"]
+
+
+HOSTILE = {
+    "dotdot": [I.f("../../escape.txt", "pwned"), I.f("a/../../../escape2.txt", "pwned")],
+    "absolute": [I.f("/HOST/planted", "pwned")],
+    "symlink-dir-escape": [I.sym("link", "../../HOST"), I.f("link/planted", "pwned")],
+    "absolute-symlink-escape": [I.sym("abs", "{host}"), I.f("abs/planted", "pwned")],
+    "symlink-chain": [I.sym("a", "b/../../.."), I.sym("b", "/c/../../.."), I.f("a/HOST/planted", "pwned")],
+    "hardlink-out": [I.hard("stolen", "../../HOST/secret")],
+    "hardlink-abs": [I.hard("stolen", "{host}/secret")],
+    "hardlink-via-symlink": [I.sym("l", "{host}"), I.hard("stolen", "l/secret")],
+    "whiteout-parent": [I.f("sub/.wh..."), I.f(".wh.."), I.f("sub/.wh..")],
+    "whiteout-via-symlink": [I.sym("l", "{host}"), I.wh("l/secret"), I.opaque("l")],
+    "overwrite-through-symlink": [I.sym("s", "{host}/secret"), I.f("s", "replaced")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+@pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
+def test_hostile_entries_never_touch_the_host(tmp_path, name, rootless):
+    host = tmp_path / "HOST"
+    host.mkdir()
+    (host / "secret").write_text("do not touch")
+    (host / "dir").mkdir()
+    (host / "dir" / "file").write_text("keep")
+    root = tmp_path / "work" / "deep" / "rootfs"
+    root.mkdir(parents=True)
+    before = snapshot(tmp_path)
+    entries = []
+    for ti, data in HOSTILE[name]:
+        ti = copy.copy(ti)
+        ti.name = ti.name.replace("{host}", str(host))
+        ti.linkname = ti.linkname.replace("{host}", str(host))
+        entries.append((ti, data))
+    try:
+        apply(root, I.tar_bytes(entries), rootless=rootless)
+    except LayerError:
+        pass  # refusing is fine; writing outside is not
+    after = snapshot(tmp_path)
+    outside = {k: v for k, v in after.items() if not k.startswith("work/deep/rootfs/")}
+    assert outside == before
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "work/escape2.txt").exists()
+
+
+def test_escaping_names_land_inside_the_rootfs(tmp_path):
+    root = apply(tmp_path / "r", I.tar_bytes([I.f("../../etc/evil", "x"), I.sym("lib64", "/lib"),
+                                               I.f("lib/ld.so", "ld"), I.f("lib64/extra", "via link")]))
+    assert (root / "etc/evil").read_text() == "x"
+    assert (root / "lib/extra").read_text() == "via link"  # absolute symlink read inside the root
+
+
+def test_entry_replacing_root_is_refused(tmp_path):
+    with pytest.raises(LayerError, match="root directory"):
+        apply(tmp_path / "r", I.tar_bytes([I.sym(".", "/etc")]))
+
+
+def test_truncated_layer_is_an_error(tmp_path):
+    data = I.tar_bytes([I.f("big", os.urandom(100000))])
+    applier = LayerApplier(tmp_path / "r")
+    (tmp_path / "r").mkdir()
+    with pytest.raises(LayerError):
+        applier.apply(decompressed(io.BytesIO(I.gz(data)[:2000])))
