@@ -102,6 +102,11 @@ def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: 
     if proc.returncode != 0:
         raise BuildError(f"packing {rootfs} with mksquashfs: exit status {proc.returncode}",
                          exit_code=proc.returncode, output_tail=_tail(proc))
+    unread = [l for l in _tail(proc, 10**6) if "Failed to read file" in l]
+    if unread:  # mksquashfs exits 0 and stores such files empty: refuse the silent loss
+        raise BuildError(f"packing {rootfs}: mksquashfs could not read {len(unread)} file(s)",
+                         output_tail=unread[:20],
+                         hint="make them readable (--fix-perms) or pack as their owner or root")
     for line in _tail(proc, 5):
         log.debug("mksquashfs: %s", line)
     return os.stat(out).st_size - offset
@@ -125,24 +130,25 @@ def _user_xattrs_ok(directory: Path) -> bool:
 
 
 def unpack(image: Path, dest: Path, *, offset: int = 0, rootless: bool | None = None,
-           runner: Runner = subprocess.run) -> None:
-    """Extract the squashfs at ``offset`` in ``image`` into ``dest``, which must not exist."""
+           use_unsquashfs: bool = True, runner: Runner = subprocess.run) -> None:
+    """Extract the squashfs at ``offset`` in ``image`` into ``dest``, which must not exist.
+    ``use_unsquashfs=False`` forces the PySquashfsImage path (used when unsquashfs is missing)."""
     rootless = os.geteuid() != 0 if rootless is None else rootless
     if Path(dest).exists():
         raise ImageError(f"unpacking into {dest}: already exists", path=str(dest))
     tool = shutil.which("unsquashfs") or shutil.which("unsquashfs", path="/usr/sbin:/usr/bin")
-    if tool is None:
+    if tool is None or not use_unsquashfs:
         log.info("unsquashfs not found, extracting with PySquashfsImage (slower)")
         _py_unpack(image, dest, offset=offset, rootless=rootless)
         return
     cmd = [tool, "-no-progress", "-quiet", "-d", str(dest)]
     if offset:
         cmd += ["-offset", str(offset)]
-    if rootless:
-        cmd.append("-user-xattrs" if _user_xattrs_ok(Path(dest).parent) else "-no-xattrs")
-    cmd.append(str(image))
     if rootless:  # device nodes cannot be made: skip dev/ and make it empty afterwards
-        cmd += ["-excludes", "dev"]
+        cmd.append("-user-xattrs" if _user_xattrs_ok(Path(dest).parent) else "-no-xattrs")
+        cmd += ["-excludes", str(image), "dev"]
+    else:
+        cmd.append(str(image))
     log.debug("running %s", " ".join(cmd))
     proc = runner(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Benchmark: sbuild's image writer/reader against bare mksquashfs/unsquashfs.
+
+Packs a debootstrap minbase sandbox (~200 MB; made once and cached under
+/var/tmp/sbuild-bench/minbase, which needs root and deb.debian.org) to .simg and SIF
+with ``builder.images.write_image`` and to a squashfs with a bare ``mksquashfs`` using
+the same options; then unpacks the .simg with ``extract_image`` and the squashfs with a
+bare ``unsquashfs``. Each measurement is the median of --runs alternating runs after a
+warm-up. Prints the times and the ratios (target: <= 1.05).
+
+    .venv/bin/python bench/images_pack.py [--runs 3] [--sandbox DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder.images import PackOptions, extract_image, write_image  # noqa: E402
+from builder.images.squashfs import pack_command, pack_env  # noqa: E402
+
+CACHE = Path("/var/tmp/sbuild-bench")
+MIRROR = "http://deb.debian.org/debian"
+
+
+def ensure_sandbox(path: Path) -> Path:
+    if (path / "usr").is_dir():
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"making {path} with debootstrap (once)...", flush=True)
+    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.rename(tmp, path)
+    return path
+
+
+def du(path: Path) -> int:
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and its children)."""
+    t, c = time.perf_counter(), _cpu()
+    fn()
+    return time.perf_counter() - t, _cpu() - c
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sandbox", type=Path, default=CACHE / "minbase")
+    args = ap.parse_args()
+    src = ensure_sandbox(args.sandbox)
+    work = CACHE / f"work-{os.getpid()}"
+    work.mkdir(parents=True)
+    opts = PackOptions()
+    try:
+        bare_sqfs, simg, sif = work / "bare.sqfs", work / "a.simg", work / "a.sif"
+        bare_cmd = pack_command(src, bare_sqfs, opts)
+        env = pack_env(opts)
+        print(f"sandbox: {src} ({du(src) / 1e6:.0f} MB), {os.cpu_count()} cores")
+        print("bare: " + " ".join(bare_cmd))
+
+        def bare_pack() -> None:
+            subprocess.run(bare_cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+
+        def ours(fmt: str, target: Path):
+            return lambda: write_image(src, target, fmt, options=opts, force=True)
+
+        def rm(p: Path) -> None:
+            if p.is_dir():
+                shutil.rmtree(p)
+
+        def bare_unpack() -> None:
+            rm(work / "u1")
+            subprocess.run(["unsquashfs", "-no-progress", "-quiet", "-d", str(work / "u1"), str(bare_sqfs)],
+                           check=True, stdout=subprocess.DEVNULL)
+
+        def our_unpack() -> None:
+            rm(work / "u2")
+            extract_image(simg, work / "u2")
+
+        bare_pack(), ours("simg", simg)()  # warm-up: page cache
+        times: dict[str, list[tuple[float, float]]] = {
+            k: [] for k in ("mksquashfs", "simg", "sif", "unsquashfs", "extract")}
+        for i in range(args.runs):
+            pairs = [("mksquashfs", bare_pack), ("simg", ours("simg", simg)), ("sif", ours("sif", sif))]
+            for name, fn in pairs if i % 2 == 0 else reversed(pairs):
+                times[name].append(timed(fn))
+        bare_unpack(), our_unpack()
+        for i in range(args.runs):
+            for name, fn in [("unsquashfs", bare_unpack), ("extract", our_unpack)][:: 1 if i % 2 == 0 else -1]:
+                rm(work / ("u1" if name == "unsquashfs" else "u2"))
+                times[name].append(timed(fn))
+        wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+        cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+        print(f"image sizes: squashfs {bare_sqfs.stat().st_size / 1e6:.1f} MB, "
+              f".simg {simg.stat().st_size / 1e6:.1f} MB, SIF {sif.stat().st_size / 1e6:.1f} MB")
+        print(f"load average: {os.getloadavg()[0]:.2f}")
+        for k, v in times.items():
+            print(f"{k:>11}: wall {wall[k]:6.2f} s  cpu {cpu[k]:6.2f} s  "
+                  f"(wall runs: {', '.join(f'{w:.2f}' for w, _ in v)})")
+        for label, ours_key, bare_key in (("pack   .simg", "simg", "mksquashfs"), ("pack   SIF  ", "sif", "mksquashfs"),
+                                          ("unpack .simg", "extract", "unsquashfs")):
+            print(f"{label} / {bare_key:<10}: wall {wall[ours_key] / wall[bare_key]:.3f}  "
+                  f"cpu {cpu[ours_key] / cpu[bare_key]:.3f}  (target <= 1.05)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
