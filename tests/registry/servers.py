@@ -65,9 +65,9 @@ def start_registry(workdir: Path, auth: dict | None = None, tls: tuple[Path, Pat
     if auth:
         cfg["auth"] = auth
     (workdir / "config.yml").write_text(json.dumps(cfg))
-    log = open(workdir / "registry.log", "wb")
-    proc = subprocess.Popen(["docker-registry", "serve", str(workdir / "config.yml")],
-                            stdout=log, stderr=subprocess.STDOUT)
+    with open(workdir / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["docker-registry", "serve", str(workdir / "config.yml")],
+                                stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", (workdir / "registry.log").read_bytes())
@@ -181,6 +181,7 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     seen: list[dict] = field(default_factory=list)
+    presigned: dict = field(default_factory=dict)
 
     def start(self) -> "FaultProxy":
         proxy = self
@@ -209,6 +210,7 @@ class FaultProxy:
                 redirected = "sbuild_redirected=1" in self.path
                 fault = None if redirected else self._fault()
                 if fault and fault.redirect:
+                    proxy.presigned[self.path] = self.headers.get("Authorization")
                     sep = "&" if "?" in self.path else "?"
                     self.send_response(307)
                     self.send_header("Location", f"http://localhost:{proxy.port}{self.path}{sep}sbuild_redirected=1")
@@ -226,6 +228,8 @@ class FaultProxy:
                     return
                 path = self.path.replace("?sbuild_redirected=1", "").replace("&sbuild_redirected=1", "")
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                if redirected and proxy.presigned.get(path):  # "storage" holds its own access
+                    headers["Authorization"] = proxy.presigned[path]
                 req = urllib.request.Request(proxy.upstream + path, data=body, method=self.command, headers=headers)
                 try:
                     resp = _OPENER.open(req)

@@ -317,8 +317,12 @@ class _Downloader:
                 return
             with self.cache.writer(digest, size) as w:
                 spool.start(w.path)
-                self._download(digest, size, w, spool)
-                final = w.commit()
+                try:
+                    self._download(digest, size, w, spool)
+                    final = w.commit()
+                except DigestError as e:
+                    raise DigestError(f"pulling {self.repo} from {self.client.host}: {e.message}",
+                                      registry=self.client.host, digest=digest) from e
             spool.complete(final, w.written)
 
     def _download(self, digest: str, size: int | None, w, spool: _Spool) -> None:
@@ -333,6 +337,6 @@ class _Downloader:
                         self.progress(digest, w.written, size or 0)
                 return
             except RegistryError as e:
-                if "connection lost" not in e.message or attempt + 1 == self.attempts or not w.written:
+                if "connection lost" not in e.message or attempt + 1 == self.attempts:
                     raise
                 log.debug("blob %s: connection lost at %d bytes, resuming", digest, w.written)
