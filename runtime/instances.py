@@ -48,7 +48,8 @@ def _dir() -> str:
 def _starttime(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is gone too
     except (OSError, IndexError):
         return None
 

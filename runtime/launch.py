@@ -143,6 +143,9 @@ def _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, jo
     try:
         if detach:
             os.setsid()
+            for target, fd in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr)):
+                if fd is not None and fd != target:
+                    os.dup2(fd, target)  # let go of the caller's terminal and pipes
         else:
             _sys.set_pdeathsig(signal.SIGKILL, caller)
         if join is not None:

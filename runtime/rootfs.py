@@ -199,6 +199,14 @@ class _Builder:
     def mount_root(self) -> None:
         if self.writable:
             return
+        if self.upper is None and len(self.lowers) > 1:  # read-only overlays only
+            opts = f"lowerdir={':'.join(_escape(l) for l in self.lowers)}"
+            opts += ",userxattr" if self.plan.identity.userns else ""
+            try:
+                _sys.mount("overlay", self.root, "overlay", _sys.MS_RDONLY, opts)
+            except OSError as e:
+                raise _fail("mounting the overlay", e) from e
+            return
         if self.upper is None:
             if self.plan.fstype == "dir":
                 self._bind(self.lowers[0], self.root, rec=True)

@@ -1,0 +1,100 @@
+"""exec/run/test/shell over every image kind, as root and as an unprivileged user."""
+
+from __future__ import annotations
+
+import pytest
+
+KINDS = ["sandbox", "simg", "squashfs", "sif"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_exec_prints_and_passes_exit_code(profile, images, kind):
+    r = profile.sbuild("exec", images[kind], "sh", "-c", 'echo "hello $1"; exit 7', "sh", "a b")
+    assert r.out == "hello a b\n", r.err
+    assert r.status == 7
+
+
+def test_exec_runs_as_the_calling_user_with_a_passwd_entry(profile, images):
+    r = profile.sbuild("exec", images["sandbox"], "sh", "-c", "id -u; id -g; whoami; echo $HOME; test -d $HOME")
+    name = "root" if profile.name == "root" else profile.user.name
+    assert r.out.split() == [str(profile.uid), str(profile.gid), name, str(profile.home)], r.err
+    assert r.status == 0
+
+
+def test_signal_death_becomes_128_plus_signal(profile, images):
+    r = profile.sbuild("exec", images["simg"], "sh", "-c", "kill -TERM $$")
+    assert r.status == 143
+
+
+def test_missing_command_is_127(profile, images):
+    r = profile.sbuild("exec", images["sandbox"], "/no/such/program")
+    assert r.status == 127
+    assert "not found" in r.err
+
+
+def test_environment_follows_apptainer(profile, images):
+    script = ('echo "$SINGULARITY_CONTAINER|$APPTAINER_CONTAINER|$SINGULARITY_NAME|$APPTAINER_NAME|'
+              '$FROM_IMAGE|$ORDER|$MYVAR|$HOSTVAR|$INJECTED|$PS1|$PATH"')
+    r = profile.sbuild("exec", "--env", "MYVAR=user", images["simg"], "sh", "-c", script,
+                       env={"HOSTVAR": "host", "SINGULARITYENV_INJECTED": "inj"})
+    fields = r.out.rstrip("\n").split("|")
+    image = str(images["simg"])
+    assert fields[:4] == [image, image, "img.simg", "img.simg"], r.err
+    assert fields[4:10] == ["yes", "01 99", "user", "host", "inj", "Apptainer> "]
+    assert fields[10] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def test_cleanenv_drops_host_variables(profile, images):
+    r = profile.sbuild("exec", "--cleanenv", images["sandbox"], "sh", "-c", 'echo "[$HOSTVAR][$LANG][$FROM_IMAGE]"',
+                       env={"HOSTVAR": "host"})
+    assert r.out == "[][C][yes]\n", r.err
+
+
+def test_run_uses_the_runscript_with_arguments(profile, images):
+    r = profile.sbuild("run", images["sif" if "sif" in images else "simg"], "x", "y z")
+    assert r.out == "runscript args: x y z\n", r.err
+    assert r.status == 0
+
+
+def test_run_app_and_test_script(profile, images):
+    r = profile.sbuild("run", "--app", "hello", images["sandbox"])
+    assert r.out == "hello app hello\n", r.err
+    r = profile.sbuild("test", images["squashfs"])
+    assert r.out == "testing in img.sqfs\n" and r.status == 5, r.err
+    r = profile.sbuild("test", "--app", "hello", images["squashfs"])
+    assert r.status == 0
+
+
+def test_shell_reads_stdin_and_exports_its_path(profile, images):
+    r = profile.sbuild("shell", images["simg"], input="echo shell=$SINGULARITY_SHELL; exit 4\n")
+    assert r.out == "shell=/bin/sh\n", r.err
+    assert r.status == 4
+    r = profile.sbuild("shell", "--shell", "/bin/busybox", images["simg"], input="")
+    assert r.status != 0 or r.out  # busybox without applet name prints its help
+
+
+def test_cwd_is_kept_and_pwd_overrides(profile, images, workdir):
+    r = profile.sbuild("exec", images["sandbox"], "pwd", cwd=workdir)
+    assert r.out == f"{workdir}\n", r.err
+    r = profile.sbuild("exec", "--pwd", "/opt", images["sandbox"], "pwd", cwd=workdir)
+    assert r.out == "/opt\n"
+
+
+def test_ext3_image_runs_as_root_only(profile, images):
+    r = profile.sbuild("exec", images["ext3"], "echo", "ext3")
+    if profile.name == "root":
+        assert (r.status, r.out) == (0, "ext3\n"), r.err
+    else:
+        assert r.status == 3
+        assert "needs root" in r.err and len(r.err.strip().splitlines()) <= 2
+
+
+def test_unprivileged_squashfs_is_extracted_once(profile, images):
+    if profile.name == "root":
+        pytest.skip("root mounts squashfs in place; extraction is the unprivileged path")
+    r1 = profile.sbuild("exec", images["squashfs"], "true")
+    r2 = profile.sbuild("exec", images["squashfs"], "true")
+    assert r1.status == r2.status == 0
+    assert "extracting" not in r2.err
+    cache = profile.home / ".cache" / "sbuild" / "rootfs"
+    assert len([p for p in cache.iterdir() if p.is_dir() and p.name != "index"]) >= 1

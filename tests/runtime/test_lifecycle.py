@@ -1,0 +1,111 @@
+"""Process lifetime: background processes, SIGKILL and Ctrl-C leave nothing behind; a shell
+under a pseudo-terminal behaves like a shell."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import time
+
+
+
+def test_background_processes_end_with_the_command(profile, images, rt):
+    r = profile.sbuild("exec", images["simg"], "sh", "-c", "sleep 2345.5 & sleep 2345.5 & echo started")
+    assert (r.status, r.out) == (0, "started\n"), r.err
+    assert rt.wait_until(lambda: not rt.marked("2345.5"), 3)
+
+
+def _start_sleeper(profile, image, rt):
+    proc = profile.popen("exec", image, "sleep", "2345.5")
+    assert rt.wait_until(lambda: rt.marked("2345.5", commands_only=True), 15), "the command never started"
+    return proc
+
+
+def test_sigkill_of_sbuild_leaves_nothing(profile, images, rt):
+    proc = _start_sleeper(profile, images["simg"], rt)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(10) == -signal.SIGKILL
+    assert rt.wait_until(lambda: not rt.marked("2345.5"), 5), rt.marked("2345.5")
+
+
+def test_sigint_ends_the_command_and_passes_its_status(profile, images, rt):
+    proc = _start_sleeper(profile, images["squashfs"], rt)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(10) == 130
+    assert not rt.marked("2345.5")
+
+
+def test_sigterm_is_forwarded_to_the_command(profile, images, rt):
+    proc = _start_sleeper(profile, images["sandbox"], rt)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(10) == 143
+
+
+class _Pty:
+    def __init__(self, argv):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # pragma: no cover - the child
+            os.execvp(argv[0], argv)
+        self.buf = b""
+
+    def expect(self, text: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {text!r}; got {self.buf[-500:]!r}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"terminal closed waiting for {text!r}; got {self.buf[-500:]!r}"
+                self.buf += chunk
+        out, _, self.buf = self.buf.partition(text.encode())
+        return out.decode(errors="replace")
+
+    def send(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def wait(self, timeout: float = 15) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            try:
+                os.read(self.fd, 4096)
+            except OSError:
+                time.sleep(0.02)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        raise AssertionError("the process under the terminal did not end")
+
+
+def test_interactive_shell_under_a_terminal(profile, images, rt):
+    t = _Pty(profile._argv(rt.sbuild, "shell", str(images["simg"])))
+    t.expect("Apptainer> ")
+    t.send("echo $((6*7)); tty\n")
+    out = t.expect("Apptainer> ")
+    assert "42" in out and "/dev/pts/" in out
+    t.send("sleep 2345.5\n")
+    assert rt.wait_until(lambda: rt.marked("2345.5"), 10)
+    t.send("\x03")  # Ctrl-C: ends the sleep, not the shell
+    t.expect("Apptainer> ")
+    assert rt.wait_until(lambda: not rt.marked("2345.5"), 5)
+    t.send("exit 3\n")
+    assert t.wait() == 3
+
+
+def test_ctrl_c_on_exec_under_a_terminal(profile, images, rt):
+    t = _Pty(profile._argv(rt.sbuild, "exec", str(images["sandbox"]), "sh", "-c",
+                           "echo ready; exec sleep 2345.5"))
+    t.expect("ready")
+    assert rt.wait_until(lambda: rt.marked("2345.5"), 10)
+    t.send("\x03")
+    assert t.wait() == 130
+    assert rt.wait_until(lambda: not rt.marked("2345.5"), 5)

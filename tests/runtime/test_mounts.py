@@ -1,0 +1,117 @@
+"""Writability, overlays, binds, home and containment, as root and as an unprivileged user."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+
+def test_default_is_read_only(profile, images):
+    r = profile.sbuild("exec", images["simg"], "touch", "/newfile")
+    assert r.status != 0
+    assert "Read-only" in r.err
+
+
+def test_writable_tmpfs_writes_are_discarded(profile, images):
+    r = profile.sbuild("exec", "--writable-tmpfs", images["sif"], "sh", "-c", "echo x > /etc/new; cat /etc/new")
+    assert (r.status, r.out) == (0, "x\n"), r.err
+    r = profile.sbuild("exec", images["sif"], "test", "-e", "/etc/new")
+    assert r.status == 1
+
+
+def test_overlay_dir_persists_between_runs(profile, images, workdir):
+    ov = workdir / "ov"
+    ov.mkdir()
+    profile.own(ov)
+    r = profile.sbuild("exec", "--overlay", ov, images["simg"], "sh", "-c", "echo kept > /opt/data; rm /singularity")
+    assert r.status == 0, r.err
+    assert (ov / "upper" / "opt" / "data").read_text() == "kept\n"
+    r = profile.sbuild("exec", "--overlay", ov, images["simg"], "sh", "-c", "cat /opt/data; test -e /singularity")
+    assert (r.status, r.out) == (1, "kept\n"), r.err
+    r = profile.sbuild("exec", "--overlay", f"{ov}:ro", images["simg"], "sh", "-c", "cat /opt/data; touch /opt/x")
+    assert r.out == "kept\n" and r.status != 0
+
+
+def test_overlay_ext3_image_persists_as_root(profile, images, workdir):
+    src = workdir / "src"
+    (src / "upper").mkdir(parents=True)
+    (src / "work").mkdir()
+    img = workdir / "ov.img"
+    subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext3", "-d", str(src), str(img)], check=True)
+    profile.own(workdir)
+    r = profile.sbuild("exec", "--overlay", img, images["sandbox"], "sh", "-c", "echo e3 > /opt/e3")
+    if profile.name == "user":
+        assert r.status == 3 and "need root" in r.err
+        return
+    assert r.status == 0, r.err
+    r = profile.sbuild("exec", "--overlay", img, images["sandbox"], "cat", "/opt/e3")
+    assert (r.status, r.out) == (0, "e3\n"), r.err
+    assert not (images["sandbox"] / "opt" / "e3").exists()
+
+
+def test_writable_sandbox_keeps_changes(profile, images, workdir):
+    sb = workdir / "sb"
+    shutil.copytree(images["sandbox"], sb, symlinks=True)
+    profile.own(sb)
+    r = profile.sbuild("exec", "--writable", sb, "sh", "-c", "echo w > /opt/w")
+    assert r.status == 0, r.err
+    assert (sb / "opt" / "w").read_text() == "w\n"
+    r = profile.sbuild("exec", "--writable", images["simg"], "true")
+    assert r.status == 2 and "read-only" in r.err
+
+
+def test_binds_of_dirs_and_files_and_read_only(profile, images, workdir):
+    d = workdir / "data"
+    d.mkdir()
+    (d / "f").write_text("content\n")
+    (workdir / "single").write_text("one\n")
+    profile.own(workdir)
+    r = profile.sbuild("exec", "-B", f"{d}:/mnt/data", "--bind", f"{workdir / 'single'}:/opt/single:ro",
+                       images["simg"], "sh", "-c", "cat /mnt/data/f /opt/single; echo new > /mnt/data/g;"
+                       " echo x > /opt/single")
+    assert r.out == "content\none\n", r.err
+    assert r.status != 0  # the ro file bind refused the write
+    assert (d / "g").read_text() == "new\n"
+    assert (workdir / "single").read_text() == "one\n"
+
+
+def test_bind_source_missing_is_a_usage_error(profile, images):
+    r = profile.sbuild("exec", "-B", "/no/such/dir:/mnt", images["simg"], "true")
+    assert r.status == 2
+    assert r.err.strip().count("\n") == 0 and "/no/such/dir" in r.err
+
+
+def test_home_no_home_and_contain(profile, images, workdir):
+    marker = profile.home / "sbuild-home-marker"
+    marker.write_text("home\n")
+    profile.own(marker)
+    try:
+        r = profile.sbuild("exec", images["simg"], "cat", marker)
+        assert r.out == "home\n", r.err
+        r = profile.sbuild("exec", "--no-home", images["simg"], "test", "-e", marker, cwd=workdir)
+        assert r.status == 1  # (run from $HOME, Apptainer binds it as the cwd anyway)
+        r = profile.sbuild("exec", "--contain", images["simg"], "sh", "-c",
+                           f"test -e {marker} || echo no-marker; ls -A /tmp | wc -l; touch /tmp/ok && echo tmp-ok; pwd")
+        assert r.out.split() == ["no-marker", "0", "tmp-ok", str(profile.home)], r.err
+        r = profile.sbuild("exec", "--home", f"{workdir}:/home/other", images["simg"], "sh", "-c", "echo $HOME; pwd",
+                           cwd=workdir)
+        assert r.out.split()[0] == "/home/other", r.err
+    finally:
+        marker.unlink()
+
+
+def test_hosts_and_localtime_are_the_hosts(profile, images):
+    r = profile.sbuild("exec", images["sandbox"], "cat", "/etc/hosts")
+    with open("/etc/hosts") as f:
+        assert r.out == f.read()
+
+
+def test_dev_is_minimal_and_works(profile, images):
+    r = profile.sbuild("exec", images["simg"], "sh", "-c", "ls /dev; echo x > /dev/null; head -c 4 /dev/zero | wc -c")
+    names = set(r.out.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= names, r.err
+    assert "sda" not in names and "vda" not in names
+    assert r.out.split()[-1] == "4"
