@@ -17,10 +17,10 @@ from builder.images.ext3 import OverlayOptions
 from builder.images.metadata import collect, go_json
 from builder.images.probe import ImageInfo, probe
 from builder.images.reader import Tree, open_tree
-from builder.images.squashfs import PackOptions
+from builder.images.squashfs import PackOptions, require_mksquashfs, split_mksquashfs_args
 
 __all__ = [
     "FORMATS", "ImageInfo", "ImageResult", "OverlayOptions", "PackOptions", "Tree", "collect",
     "convert_image", "create_overlay", "extract_image", "file_digest", "format_for_target", "go_json", "open_tree",
-    "probe", "write_image",
+    "probe", "require_mksquashfs", "split_mksquashfs_args", "write_image",
 ]

@@ -107,8 +107,9 @@ def _atomic(target: Path, force: bool) -> Iterator[Path]:
     tmp = tmp_dir / "new"
     try:
         yield tmp
-        if target.is_dir() and not target.is_symlink():
-            os.rename(target, tmp_dir / "old")  # rename(2) cannot replace a non-empty directory
+        if os.path.lexists(target) and (os.path.isdir(tmp) or
+                                        (target.is_dir() and not target.is_symlink())):
+            os.rename(target, tmp_dir / "old")  # rename(2) cannot replace across file/dir
         os.replace(tmp, target)
     finally:
         _remove(tmp_dir)
@@ -208,8 +209,8 @@ def _repackage(info: ImageInfo, out: Path, fmt: str, options: PackOptions) -> No
     start, length = info.fs_offset, info.fs_size
     if fmt == "squashfs":
         with open(out, "wb") as fh:
-            writers._copy_range(info.path, start, length, fh)
-            fh.write(bytes(writers._padded(length) - length))
+            writers.copy_range(info.path, start, length, fh)
+            fh.write(bytes(writers.pad4k(length) - length))
     elif fmt == "simg":
         writers.simg_from_squashfs(info.path, start, length, out)
     else:

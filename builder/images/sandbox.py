@@ -49,7 +49,7 @@ def place_tree(src: Path, dest: Path, *, move: bool) -> None:
     copy_tree(src, dest)
 
 
-def _ensure(path: str, mode: int, want: int, follow: bool = False) -> None:
+def _ensure(path: str, mode: int, want: int) -> None:
     if mode & want != want:
         try:
             os.chmod(path, stat.S_IMODE(mode) | want)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from builder.errors import BuildError, CapabilityError, ImageError
 
-__all__ = ["PackOptions", "pack", "unpack", "open_image", "Runner"]
+__all__ = ["PackOptions", "pack", "unpack", "open_image", "Runner", "split_mksquashfs_args",
+           "require_mksquashfs"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -59,6 +60,17 @@ def _tool(name: str) -> str:
     if not found:
         raise CapabilityError(f"{name} not found", hint="install squashfs-tools (apt-get install squashfs-tools)")
     return found
+
+
+def split_mksquashfs_args(text: str | None) -> tuple[str, ...]:
+    """``--mksquashfs-args "…"`` split on whitespace, as Apptainer does."""
+    return tuple((text or "").split())
+
+
+def require_mksquashfs() -> str:
+    """The mksquashfs path; CapabilityError (saying what to install) when missing. For
+    the build's pre-flight checks."""
+    return _tool("mksquashfs")
 
 
 def pack_command(rootfs: Path, out: Path, opts: PackOptions, *, offset: int = 0) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from builder.errors import ImageError
@@ -28,7 +27,7 @@ from builder.images.headers import SIMG_LAUNCH
 from builder.images.squashfs import PackOptions, Runner, pack
 
 __all__ = ["write_squashfs", "write_simg", "write_sif_image", "simg_from_squashfs",
-           "sif_from_squashfs", "sif_objects"]
+           "sif_from_squashfs", "sif_objects", "copy_range", "pad4k"]
 
 log = logging.getLogger("sbuild.images")
 _CHUNK = 1 << 20
@@ -77,7 +76,8 @@ def write_sif_image(rootfs: Path, out: Path, opts: PackOptions, *, deffile: byte
     os.chmod(out, 0o755)
 
 
-def _copy_range(src: Path, start: int, length: int, dst_fh) -> None:
+def copy_range(src: Path, start: int, length: int, dst_fh) -> None:
+    """Copy ``length`` bytes of ``src`` from ``start`` to the open file ``dst_fh``."""
     with open(src, "rb") as fh:
         fh.seek(start)
         left = length
@@ -89,7 +89,8 @@ def _copy_range(src: Path, start: int, length: int, dst_fh) -> None:
             left -= len(chunk)
 
 
-def _padded(size: int) -> int:
+def pad4k(size: int) -> int:
+    """``size`` rounded up to 4 KiB, as mksquashfs pads its output."""
     return -(-size // 4096) * 4096
 
 
@@ -97,8 +98,8 @@ def simg_from_squashfs(src: Path, start: int, length: int, out: Path) -> None:
     """A .simg whose squashfs is ``length`` bytes of ``src`` from ``start``."""
     with open(out, "wb") as fh:
         fh.write(SIMG_LAUNCH)
-        _copy_range(src, start, length, fh)
-        fh.write(bytes(_padded(length) - length))
+        copy_range(src, start, length, fh)
+        fh.write(bytes(pad4k(length) - length))
     os.chmod(out, 0o755)
 
 
@@ -107,16 +108,13 @@ def sif_from_squashfs(src: Path, start: int, length: int, out: Path, *, deffile:
                       source_date_epoch: int | None) -> None:
     """A SIF whose partition is the squashfs at ``src[start:start+length]``."""
     create = _create_opts(source_date_epoch)
-    size = _padded(length)
+    size = pad4k(length)
     objects = sif_objects(deffile, json_objects, arch, None, size)
     offset = sif.plan_offsets(objects, create)[-1]
     with open(out, "wb") as fh:
         sif.write_sif(fh, objects, create)
         fh.seek(offset)
-        _copy_range(src, start, length, fh)
+        copy_range(src, start, length, fh)
         fh.write(bytes(size - length))
     os.chmod(out, 0o755)
 
-
-def copy_file(src: Path, out: Path) -> None:
-    shutil.copyfile(src, out)

@@ -179,3 +179,15 @@ def test_corrupt_image_extract_fails_cleanly(tmp_path: Path, rootfs: Path) -> No
         extract_image(tmp_path / "a.simg", tmp_path / "sb")
     assert not (tmp_path / "sb").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.simg", "rootfs"]
+
+
+def test_force_replaces_across_kinds(tmp_path: Path, rootfs: Path) -> None:
+    """--force turns a sandbox into an image file and back."""
+    target = tmp_path / "t"
+    convert_image(rootfs, target, "sandbox")
+    write_image(rootfs, target, "simg", force=True)
+    assert probe(target).kind == "simg"
+    convert_image(target, target.with_name("t2"), "sandbox")
+    write_image(rootfs, target, "sandbox", force=True)
+    assert probe(target).kind == "sandbox"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rootfs", "t", "t2"]
