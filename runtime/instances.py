@@ -113,8 +113,6 @@ def find(name: str) -> Instance:
 
 def start(image: str, name: str, args: list[str], opts) -> Instance:
     """Start ``image`` as instance ``name``; return once its startscript was exec'd."""
-    from dataclasses import replace
-
     from runtime.session import run_action
 
     _check_name(name)
@@ -131,7 +129,7 @@ def start(image: str, name: str, args: list[str], opts) -> Instance:
         err = os.open(os.path.join(d, name + ".err"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         try:
-            launched = run_action(image, "start", args, replace(opts, stdio=(null, out, err)), detach=True)
+            launched = run_action(image, "start", args, opts._replace(stdio=(null, out, err)), detach=True)
         finally:
             for f in (out, err, null):
                 os.close(f)

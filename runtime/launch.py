@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-
 from runtime import _sys
+from runtime.assemble import assemble, enter
 from runtime.rootfs import RootPlan, SetupFailure
 from runtime.spec import IdentitySpec, ProcessSpec
 
@@ -34,11 +33,14 @@ _SI_KERNEL = 0x80
 _STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 
 
-@dataclass
 class Launched:
-    pid: int  # L, the caller's child
-    target: int  # where to forward signals (C, or G when joining an instance)
-    error: tuple[str, str] | None = None
+    """A started container: ``pid`` is L (the caller's child), ``target`` where signals go
+    (C, or G when joining an instance), ``error`` a setup failure ``(kind, message)``."""
+
+    __slots__ = ("pid", "target", "error")
+
+    def __init__(self, pid: int, target: int, error: tuple[str, str] | None = None) -> None:
+        self.pid, self.target, self.error = pid, target, error
 
 
 def _send(fd: int, text: str) -> None:
@@ -195,8 +197,6 @@ def _container(plan, proc, ident, user_home, status_w, parent, detach) -> None:
     try:
         if not detach:
             _sys.set_pdeathsig(signal.SIGKILL, 0)  # PID 1: L is outside our PID ns
-        from runtime.assemble import assemble, enter
-
         root = assemble(plan)
         enter(root)
         signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})

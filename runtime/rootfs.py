@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runtime import _sys
 from runtime.spec import Bind, IdentitySpec, MountSpec, OverlaySpec
@@ -31,16 +31,14 @@ class SetupFailure(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A mount point in the container: ``path`` (absolute), a directory or a file."""
 
     path: str
     is_dir: bool = True
 
 
-@dataclass(frozen=True)
-class RootPlan:
+class RootPlan(NamedTuple):
     session: str  # an existing host directory to mount the session tmpfs on
     image: str  # path of the image file or sandbox dir
     fstype: str  # dir | squashfs | ext3

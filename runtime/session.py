@@ -9,9 +9,8 @@ user namespace each caller gets.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
@@ -24,8 +23,7 @@ __all__ = ["RunOptions", "run_action", "choose_identity", "parse_bind", "runtime
 _NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     binds: tuple[Bind, ...] = ()
     overlays: tuple[str, ...] = ()
     writable: bool = False
@@ -41,7 +39,7 @@ class RunOptions:
     userns: str = "self"  # self | root | subuid | auto (see choose_identity)
     build_config: bool = False
     stdio: tuple[int | None, int | None, int | None] = (None, None, None)
-    host_env: Mapping[str, str] | None = field(default=None, compare=False)
+    host_env: Mapping[str, str] | None = None
 
 
 def runtime_dir() -> str:
@@ -85,7 +83,9 @@ def choose_identity(mode: str, user: HostUser) -> IdentitySpec:
         return IdentitySpec("host", 0, user.gid)
     if mode in ("subuid", "auto"):
         su, sg = subid_range("/etc/subuid", user), subid_range("/etc/subgid", user)
-        tools = shutil.which("newuidmap") and shutil.which("newgidmap")
+        from shutil import which
+
+        tools = which("newuidmap") and which("newgidmap")
         if su and sg and tools:
             return IdentitySpec("subuid", user.uid, user.gid, su, sg)
         if mode == "subuid":

@@ -10,13 +10,9 @@ Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor h
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from builder.errors import CapabilityError, ImageError
 
@@ -25,8 +21,7 @@ __all__ = ["Source", "probe", "source_for", "cache_dir"]
 log = logging.getLogger("sbuild.runtime")
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     fstype: str  # dir | squashfs | ext3
     path: str
     offset: int = 0
@@ -69,6 +64,8 @@ def source_for(image: str, *, userns: bool, writable: bool) -> Source:
 
 
 def _digest(image: str, offset: int, size: int) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(image, "rb") as f:
         f.seek(offset)
@@ -94,6 +91,8 @@ def _extracted(image: str, offset: int, size: int) -> str:
             return os.path.join(root, digest)
     except OSError:
         pass
+    import fcntl
+
     digest = _digest(image, offset, size)
     target = os.path.join(root, digest)
     with open(os.path.join(root, f"{digest}.lock"), "w") as lock:
@@ -108,6 +107,9 @@ def _extracted(image: str, offset: int, size: int) -> str:
 
 
 def _extract(image: str, offset: int, target: str) -> None:
+    import shutil
+    import tempfile
+
     parent = os.path.dirname(target)
     work = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     out = os.path.join(work, "rootfs")

@@ -1,14 +1,18 @@
-"""The frozen options a launch is made from, split by concern, and the host user's identity.
+"""The immutable options a launch is made from, split by concern, and the host user's identity.
 
 ``MountSpec`` says what the container's filesystem is made of, ``ProcessSpec`` what runs
-in it, ``IdentitySpec`` which user namespace (if any) it runs in. ``Launch`` bundles them with
-the probed image. Everything here is plain data: building it touches no namespace.
+in it, ``IdentitySpec`` which user namespace (if any) it runs in. Everything here is plain
+data: building it touches no namespace.
+
+These are ``typing.NamedTuple`` rather than frozen dataclasses on purpose: they are defined
+on every ``sbuild exec``, and a frozen dataclass costs 0.3-2 ms to define (generated code is
+compiled at import) against ~0.05 ms for a NamedTuple; launch latency is a requirement.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "Bind", "OverlaySpec", "MountSpec", "ProcessSpec", "IdentitySpec", "HostUser", "host_user",
@@ -18,8 +22,7 @@ __all__ = [
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(NamedTuple):
     """A host path mounted into the container (``--bind SRC[:DST[:ro|rw]]``)."""
 
     src: str
@@ -27,8 +30,7 @@ class Bind:
     readonly: bool = False
 
 
-@dataclass(frozen=True)
-class OverlaySpec:
+class OverlaySpec(NamedTuple):
     """A persistent overlay (``--overlay PATH[:ro]``): a directory or an ext3 image."""
 
     path: str
@@ -38,8 +40,7 @@ class OverlaySpec:
     size: int = 0
 
 
-@dataclass(frozen=True)
-class MountSpec:
+class MountSpec(NamedTuple):
     writable: bool = False
     writable_tmpfs: bool = False
     overlays: tuple[OverlaySpec, ...] = ()
@@ -53,8 +54,7 @@ class MountSpec:
     host_files: tuple[str, ...] = ("/etc/localtime", "/etc/hosts", "/etc/resolv.conf")
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(NamedTuple):
     argv: tuple[str, ...]  # what to execve inside (argv[0] an absolute path in the container)
     env: tuple[tuple[str, str], ...]
     cwd: str = "/"
@@ -64,8 +64,7 @@ class ProcessSpec:
     stderr: int | None = None
 
 
-@dataclass(frozen=True)
-class IdentitySpec:
+class IdentitySpec(NamedTuple):
     """Which user namespace to create.
 
     ``host``: none (the caller is root and stays root). ``self``: map the caller's uid and gid
@@ -92,15 +91,14 @@ class IdentitySpec:
         return self.mode != "host"
 
 
-@dataclass(frozen=True)
-class HostUser:
+class HostUser(NamedTuple):
     uid: int
     gid: int
     name: str
     home: str
     shell: str
     gecos: str = ""
-    groups: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+    groups: tuple[tuple[int, str], ...] = ()
 
 
 def host_user() -> HostUser:
