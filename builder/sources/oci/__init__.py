@@ -40,15 +40,22 @@ from builder.sources.oci.config import (ImageConfig, base_labels, env_script, la
                                         oci_config_json, runscript, write_docker_metadata)
 from builder.sources.oci.errors import (AuthError, DigestError, LayerError, PlatformError,
                                         ReferenceError_, RegistryError)
-from builder.sources.oci.fetch import FetchOptions, fetch_to_rootfs
+from builder.sources.oci.puller import FetchOptions, fetch_to_rootfs
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform, host_platform, parse_platform
 from builder.sources.oci.reference import Reference, from_header, parse_reference
 
 __all__ = [
-    "fetch_to_rootfs", "FetchOptions", "ImageConfig", "write_docker_metadata",
+    "fetch", "fetch_to_rootfs", "FetchOptions", "ImageConfig", "write_docker_metadata",
     "base_labels", "oci_config_json", "env_script", "runscript", "labels_json",
     "Credentials", "BlobCache", "default_cache_dir", "RegistryClient", "LayerApplier",
     "Platform", "parse_platform", "host_platform", "Reference", "parse_reference", "from_header",
     "RegistryError", "AuthError", "DigestError", "LayerError", "PlatformError", "ReferenceError_",
 ]
+
+
+def fetch(bundle, stage, opts) -> None:
+    """Pipeline agent entry point for docker/oci transports (see ``agent.py``)."""
+    from builder.sources.oci.agent import fetch as _fetch
+
+    _fetch(bundle, stage, opts)

@@ -31,7 +31,7 @@ from typing import BinaryIO
 from builder.errors import CapabilityError, ImageError
 from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError
-from builder.sources.oci.fetch import (FetchOptions, Progress, Resolved, _image_config, _json,
+from builder.sources.oci.puller import (FetchOptions, Progress, Resolved, _image_config, _json,
                                        _tar_layers, apply_layers)
 from builder.sources.oci.platform import select_manifest
 from builder.sources.oci.stream import CHUNK, HashingReader, parse_digest
@@ -192,10 +192,10 @@ def _from_docker_archive(path: Path, name: str | None, tmp: Path, rootfs: Path,
                          options: FetchOptions) -> ImageConfig:
     try:
         with tarfile.open(path, "r:*") as tar:
-            names = set(tar.getnames())
+            names = set(_index(tar))
     except (OSError, tarfile.TarError) as e:
         raise ImageError(f"reading docker archive {path}: {e}", path=str(path)) from e
-    if "manifest.json" not in names and {"oci-layout", "index.json"} <= names:
+    if {"oci-layout", "index.json"} <= names and not _inconsistent_index(path, names):
         layout = OciLayout(_unpack_archive(path, tmp / "layout"))
         return _from_layout(layout, None, rootfs, options, f"docker-archive:{path}")
     if "manifest.json" not in names:
@@ -219,6 +219,26 @@ def _from_docker_archive(path: Path, name: str | None, tmp: Path, rootfs: Path,
     return _image_config(resolved)
 
 
+def _index(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """Members by normalized name (``./manifest.json`` and ``manifest.json`` alike)."""
+    cached = getattr(tar, "_sbuild_index", None)
+    if cached is None:
+        cached = {posixpath.normpath(m.name).lstrip("/"): m for m in tar.getmembers()}
+        tar._sbuild_index = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _inconsistent_index(path: Path, names: set[str]) -> bool:
+    """Docker 25 sometimes writes ``"manifests": null``; then manifest.json is the truth."""
+    if "manifest.json" not in names:
+        return False
+    with tarfile.open(path, "r:*") as tar:
+        try:
+            return not (json.loads(_member_bytes(tar, "index.json")).get("manifests"))
+        except ValueError:
+            return True
+
+
 def _member_bytes(tar: tarfile.TarFile, name: str) -> bytes:
     with tar.extractfile(_resolve_member(tar, name)) as fh:  # type: ignore[union-attr]
         return fh.read()
@@ -227,7 +247,9 @@ def _member_bytes(tar: tarfile.TarFile, name: str) -> bytes:
 def _resolve_member(tar: tarfile.TarFile, name: str) -> tarfile.TarInfo:
     """The member ``name``, following podman's symlinked ``<id>/layer.tar`` entries."""
     for _ in range(8):
-        member = tar.getmember(name)
+        member = _index(tar).get(posixpath.normpath(name).lstrip("/"))
+        if member is None:
+            raise ImageError(f"reading docker archive: {name} is missing")
         if not member.issym():
             return member
         name = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))

@@ -1,0 +1,74 @@
+"""``sbuild cache list`` and ``sbuild cache clean [--days N] [--dry-run]``: the blob cache.
+
+The cache lives in ``$APPTAINER_CACHEDIR``/``$SINGULARITY_CACHEDIR`` (``/sbuild`` below it)
+or ``$XDG_CACHE_HOME/sbuild``; ``--cachedir`` overrides. Cleaning takes the cache's
+exclusive lock, so it waits for running pulls instead of removing blobs under them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from builder.commands import add_output_flags
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("cache", help="list or clean the blob cache")
+    sub = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="list cached blobs and their sizes")
+    listing.add_argument("--cachedir", help="cache directory (default: from the environment)")
+    add_output_flags(listing)
+    listing.set_defaults(handler=_list)
+    clean = sub.add_parser("clean", help="remove cached blobs")
+    clean.add_argument("--days", type=float, help="only blobs unused for more than DAYS days")
+    clean.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    clean.add_argument("--cachedir", help="cache directory (default: from the environment)")
+    clean.add_argument("-f", "--force", action="store_true", help="accepted for Apptainer compatibility")
+    add_output_flags(clean)
+    clean.set_defaults(handler=_clean)
+
+
+def _cache(args: argparse.Namespace):
+    from pathlib import Path
+
+    from builder.sources.oci.cache import BlobCache, default_cache_dir
+
+    return BlobCache(Path(args.cachedir) if args.cachedir else default_cache_dir())
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _list(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    entries = cache.entries()
+    now = time.time()
+    if not args.quiet:
+        for e in entries:
+            age = (now - e.mtime) / 86400
+            print(f"{e.digest[:19]}  {_size(e.size):>10}  {age:5.1f} days")
+    print(f"{len(entries)} blobs, {_size(sum(e.size for e in entries))} in {cache.root}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    if args.days is not None and args.days < 0:
+        from builder.errors import UsageError
+
+        raise UsageError("--days must not be negative")
+    cache = _cache(args)
+    removed = cache.clean(days=args.days, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    if args.verbose or args.dry_run:
+        for e in removed:
+            print(f"{verb} {e.digest} ({_size(e.size)})")
+    print(f"{verb} {len(removed)} blobs, {_size(sum(e.size for e in removed))}")
+    return 0

@@ -1,0 +1,152 @@
+"""``sbuild pull [TARGET] URI`` and ``sbuild push IMAGE oras://REF``.
+
+pull: ``docker://``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``docker-daemon:``
+are fetched into a rootfs (``builder.sources.oci.fetch_to_rootfs``), given the base
+environment and docker metadata, and written as TARGET (``.sif`` by default as Apptainer,
+``--sandbox`` for a directory; the format follows the name as in ``sbuild build``).
+``oras://`` downloads the SIF as it is. TARGET defaults to ``<name>_<tag>.sif``.
+push: ``oras://`` only (Apptainer's media types).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from builder.commands import add_output_flags
+
+__all__ = ["register", "pull_image"]
+
+
+def register(subparsers) -> None:
+    pull = subparsers.add_parser("pull", help="fetch an image from a registry or a local OCI source")
+    pull.add_argument("args", nargs="+", metavar="[TARGET] URI")
+    pull.add_argument("-F", "--force", action="store_true", help="overwrite TARGET")
+    pull.add_argument("-s", "--sandbox", action="store_true", help="write a sandbox directory")
+    _fetch_flags(pull)
+    add_output_flags(pull)
+    pull.set_defaults(handler=_pull)
+    push = subparsers.add_parser("push", help="push a SIF image to oras://REF")
+    push.add_argument("image")
+    push.add_argument("ref", metavar="oras://REF")
+    push.add_argument("--chunk-size", type=int, help="upload in PATCH chunks of this many bytes")
+    _fetch_flags(push)
+    add_output_flags(push)
+    push.set_defaults(handler=_push)
+
+
+def _fetch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", help="platform to pull (amd64, arm64, arm/v7 ...)")
+    p.add_argument("--nohttps", "--no-https", action="store_true", help="plain HTTP to the registry")
+    p.add_argument("--authfile", help="docker config.json style credentials file")
+    p.add_argument("--docker-login", action="store_true", help="prompt for registry credentials")
+    p.add_argument("--disable-cache", action="store_true", help="do not use or fill the blob cache")
+    p.add_argument("--tmpdir", help="where temporary rootfs and blobs go")
+    p.add_argument("--ca-bundle", help="CA certificates to trust for the registry")
+
+
+def _options(args: argparse.Namespace):
+    from builder.sources.oci import Credentials, FetchOptions, parse_platform
+
+    login = None
+    if args.docker_login:
+        import getpass
+
+        user = input("Enter Docker Username: ")
+        login = Credentials(user, getpass.getpass("Enter Docker Password: "))
+    return FetchOptions(platform=parse_platform(args.arch) if args.arch else None, nohttps=args.nohttps,
+                        authfile=Path(args.authfile) if args.authfile else None, login=login,
+                        disable_cache=args.disable_cache, tmpdir=Path(args.tmpdir) if args.tmpdir else None,
+                        ca_bundle=args.ca_bundle)
+
+
+def _default_target(uri: str) -> str:
+    rest = uri.split("://", 1)[-1].split("@", 1)[0]
+    name = rest.rsplit("/", 1)[-1]
+    base, _, tag = name.partition(":")
+    return f"{base}_{tag or 'latest'}.sif"
+
+
+def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False, progress=None) -> None:
+    """Fetch ``uri`` into a temporary rootfs and write it as ``target`` in ``fmt``."""
+    from builder.images import write_image
+    from builder.sources.oci import fetch_to_rootfs, oci_config_json, write_docker_metadata
+    from builder.steps.baseenv import write_base_env
+
+    work = Path(tempfile.mkdtemp(prefix="sbuild-pull-", dir=options.tmpdir or None))
+    try:
+        rootfs = work / "rootfs"
+        rootfs.mkdir(mode=0o755)
+        image = fetch_to_rootfs(uri, rootfs, options, progress)
+        write_base_env(rootfs, overwrite=True)
+        write_docker_metadata(rootfs, image)
+        write_image(rootfs, target, fmt, force=force, move=True,
+                    json_objects={"oci-config.json": oci_config_json(image)} if fmt == "sif" else None)
+    finally:
+        _remove_tree(work)
+
+
+def _remove_tree(path: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(path):
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _progress():
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(digest: str, done: int, total: int) -> None:
+        bar = bars.get(digest)
+        if bar is None:
+            bar = bars[digest] = tqdm(total=total or None, unit="B", unit_scale=True,
+                                      desc=digest[7:19], leave=False)
+        bar.update(done - bar.n)
+    return update
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from builder.errors import UsageError
+    from builder.images import format_for_target
+
+    if len(args.args) > 2:
+        raise UsageError("pull takes [TARGET] URI")
+    uri = args.args[-1]
+    target = Path(args.args[0] if len(args.args) == 2 else _default_target(uri))
+    options = _options(args)
+    if uri.startswith("oras://"):
+        from builder.sources.oci.oras import pull_oras
+
+        if target.exists() and not args.force:
+            raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
+        pull_oras(uri, target, options, _progress())
+    else:
+        if "://" not in uri and ":" not in uri:
+            uri = "docker://" + uri
+        fmt = format_for_target(target, sandbox=args.sandbox)
+        pull_image(uri, target, options, fmt=fmt, force=args.force, progress=_progress())
+    if not args.quiet:
+        print(f"pulled {uri} to {target}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from builder.errors import UsageError
+    from builder.sources.oci.oras import push_oras
+
+    if not args.ref.startswith("oras://"):
+        raise UsageError(f"cannot push to {args.ref!r}: only oras:// is supported")
+    digest = push_oras(Path(args.image), args.ref, _options(args), chunk=args.chunk_size)
+    if not args.quiet:
+        print(f"pushed {args.image} to {args.ref} ({digest})")
+    return 0
