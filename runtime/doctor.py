@@ -113,7 +113,9 @@ def check() -> list[Check]:
     out.append(Check("/dev/fuse", fuse, "usable" if fuse else "missing or not accessible (mode "
                      + (oct(os.stat("/dev/fuse").st_mode & 0o777) if os.path.exists("/dev/fuse") else "-") + ")",
                      "FUSE mounts possible" if fuse else "no FUSE: images are extracted instead"))
-    out.append(Check("squashfuse", bool(sqf), sqf or "not installed", "apt-get install squashfuse"))
+    out.append(Check("squashfuse", bool(sqf), sqf or "not installed",
+                     ("unprivileged runs mount squashfs images with it" if fuse else
+                      "used once /dev/fuse is usable by this user") if sqf else "apt-get install squashfuse"))
     su, sg = subid_range("/etc/subuid", user), subid_range("/etc/subgid", user)
     tools = bool(shutil.which("newuidmap") and shutil.which("newgidmap"))
     ok = root or (tools and bool(su) and bool(sg))

@@ -140,9 +140,10 @@ def _init(child: int, instance: bool) -> int:
                     return code
 
 
-def _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, join) -> None:
+def _launcher(plan, proc, ident, status_w, sync_r, caller, detach, join) -> None:
     """L: create the namespaces, fork C (or join an instance and fork G)."""
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # L only waits; C and G handle signals
         if detach:
             os.setsid()
             for target, fd in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr)):
@@ -152,7 +153,6 @@ def _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, jo
             _sys.set_pdeathsig(signal.SIGKILL, caller)
         if join is not None:
             _join(join)
-            me = os.getpid()
             g = os.fork()
             if g == 0:
                 _child(proc, status_w, ident, 0, True)  # our parent is outside its PID ns
@@ -169,10 +169,9 @@ def _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, jo
             else:
                 _write_maps(ident)
         _sys.unshare(_sys.CLONE_NEWNS | _sys.CLONE_NEWPID)
-        me = os.getpid()
         c = os.fork()
         if c == 0:
-            _container(plan, proc, ident, user_home, status_w, me, detach)
+            _container(plan, proc, ident, status_w, detach)
         _send(status_w, f"P{c}")
         os.close(status_w)
         if detach:
@@ -193,7 +192,7 @@ def _reap(pid: int) -> int:
         return 128 - code if code < 0 else code
 
 
-def _container(plan, proc, ident, user_home, status_w, parent, detach) -> None:
+def _container(plan, proc, ident, status_w, detach) -> None:
     try:
         if not detach:
             _sys.set_pdeathsig(signal.SIGKILL, 0)  # PID 1: L is outside our PID ns
@@ -240,7 +239,7 @@ def _set_subuid_maps(pid: int, ident: IdentitySpec) -> None:
                                   hint="check /etc/subuid and /etc/subgid, and that the uidmap package is installed")
 
 
-def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *, user_home: str = "/",
+def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
           detach: bool = False, join: int | None = None, block_signals: bool = False) -> Launched:
     """Fork the launcher and wait until the command is exec'd (or setup failed)."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
@@ -257,7 +256,7 @@ def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *, user
     if pid == 0:
         os.close(status_r)
         os.close(sync_w)
-        _launcher(plan, proc, ident, user_home, status_w, sync_r, caller, detach, join)
+        _launcher(plan, proc, ident, status_w, sync_r, caller, detach, join)
     os.close(status_w)
     os.close(sync_r)
     launched = Launched(pid, pid)

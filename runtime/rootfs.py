@@ -41,7 +41,7 @@ class Target(NamedTuple):
 class RootPlan(NamedTuple):
     session: str  # an existing host directory to mount the session tmpfs on
     image: str  # path of the image file or sandbox dir
-    fstype: str  # dir | squashfs | ext3
+    fstype: str  # dir | squashfs | ext3 | squashfuse
     offset: int
     size: int
     mounts: MountSpec
@@ -127,6 +127,12 @@ class _Builder:
                 self._bind(p.image, self.root, rec=True)
                 self.writable = True
             return
+        if p.fstype == "squashfuse":
+            target = f"{self.s}/lower"
+            os.mkdir(target)
+            self._squashfuse(p.image, p.offset, target)
+            self.lowers.append(target)
+            return
         readonly = not (m.writable and p.fstype == "ext3")
         target = self.root if not readonly else f"{self.s}/lower"
         if readonly:
@@ -134,6 +140,33 @@ class _Builder:
         self._loop_mount(p.image, p.fstype, p.offset, p.size, target, readonly)
         self.lowers.append(target)
         self.writable = not readonly
+
+    def _squashfuse(self, image: str, offset: int, target: str) -> None:
+        """Mount a FUSE connection ourselves (we hold the capability; squashfuse, run as the
+        user, would not) and hand it to ``squashfuse /dev/fd/N``, in its own process group
+        so that the terminal's Ctrl-C does not reach it. It dies with the PID namespace."""
+        from shutil import which
+
+        ident = self.plan.identity
+        try:
+            fd = os.open("/dev/fuse", os.O_RDWR)
+            os.set_inheritable(fd, True)
+        except OSError as e:
+            raise _fail("opening /dev/fuse", e, "CapabilityError") from e
+        try:
+            _sys.mount("squashfuse", target, "fuse.squashfuse", _sys.MS_NOSUID | _sys.MS_NODEV | _sys.MS_RDONLY,
+                       f"fd={fd},rootmode=40000,user_id={ident.inside_uid},group_id={ident.inside_gid}")
+            os.posix_spawn(which("squashfuse") or "squashfuse",
+                           ["squashfuse", "-f", "-o", f"offset={offset}", image, f"/dev/fd/{fd}"],
+                           dict(os.environ), setpgroup=0)
+        except OSError as e:
+            raise _fail(f"mounting {image} with squashfuse", e) from e
+        finally:
+            os.close(fd)  # if squashfuse dies, the mount errors out instead of hanging
+        try:
+            os.stat(f"{target}/.")
+        except OSError as e:
+            raise _fail(f"mounting {image} with squashfuse", e, "ImageError") from e
 
     def overlays(self) -> None:
         for i, ov in enumerate(self.plan.mounts.overlays):

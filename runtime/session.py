@@ -213,7 +213,7 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
     plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
                     ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0)
     os.makedirs(plan.session, 0o700, exist_ok=True)
-    launched = launch.start(plan, proc, ident, user_home=user.home, detach=detach, block_signals=forward)
+    launched = launch.start(plan, proc, ident, detach=detach, block_signals=forward)
     if detach:
         launch.wait(launched)  # L exits as soon as the instance's init is forked
         if launched.error:

@@ -2,8 +2,9 @@
 
 As root (no user namespace) squashfs and ext3 filesystems are loop-mounted in place, at their
 offset inside the file. In a user namespace the kernel will not mount them, so a squashfs
-is extracted once into a cache directory keyed by the digest of its bytes (``unsquashfs``, or
-PySquashfsImage when unsquashfs is missing) and reused; the cache index maps a file's
+is mounted with squashfuse when /dev/fuse is usable, otherwise extracted once into a cache
+directory keyed by the digest of its bytes (``unsquashfs``, or PySquashfsImage when
+unsquashfs is missing) and reused; the cache index maps a file's
 (device, inode, size, mtime) to that digest so that the digest is computed once per file.
 Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor here).
 """
@@ -16,13 +17,13 @@ from typing import NamedTuple
 
 from builder.errors import CapabilityError, ImageError
 
-__all__ = ["Source", "probe", "source_for", "cache_dir"]
+__all__ = ["Source", "probe", "source_for", "cache_dir", "fuse_usable"]
 
 log = logging.getLogger("sbuild.runtime")
 
 
 class Source(NamedTuple):
-    fstype: str  # dir | squashfs | ext3
+    fstype: str  # dir | squashfs | ext3 | squashfuse
     path: str
     offset: int = 0
     size: int = 0
@@ -46,6 +47,8 @@ def cache_dir() -> str:
 
 
 def source_for(image: str, *, userns: bool, writable: bool) -> Source:
+    if os.path.isdir(image):  # a sandbox: no need to load the image reader
+        return Source("dir", os.path.abspath(image), kind="sandbox")
     info = probe(image)
     kind, fstype = info.kind, info.fstype
     if kind == "sandbox":
@@ -60,7 +63,16 @@ def source_for(image: str, *, userns: bool, writable: bool) -> Source:
                               hint="run as root, or convert it: sbuild build --sandbox DIR " + image)
     if writable:
         raise ImageError(f"opening {image} writable: a squashfs image is read-only", path=image)
+    if fuse_usable():
+        return Source("squashfuse", os.path.abspath(image), info.fs_offset, info.fs_size, kind)
     return Source("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)
+
+
+def fuse_usable() -> bool:
+    """squashfuse is installed and this user may open /dev/fuse (it is often mode 0600)."""
+    from shutil import which
+
+    return os.access("/dev/fuse", os.R_OK | os.W_OK) and which("squashfuse") is not None
 
 
 def _digest(image: str, offset: int, size: int) -> str:

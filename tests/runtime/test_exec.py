@@ -98,3 +98,23 @@ def test_unprivileged_squashfs_is_extracted_once(profile, images):
     assert "extracting" not in r2.err
     cache = profile.home / ".cache" / "sbuild" / "rootfs"
     assert len([p for p in cache.iterdir() if p.is_dir() and p.name != "index"]) >= 1
+
+
+def test_unprivileged_squashfs_uses_squashfuse_when_dev_fuse_is_usable(profile, images, rt):
+    import os
+    import shutil
+
+    if profile.name == "root":
+        pytest.skip("root mounts squashfs in place; squashfuse is the unprivileged path")
+    if not shutil.which("squashfuse") or not os.path.exists("/dev/fuse"):
+        pytest.skip("squashfuse or /dev/fuse is missing")
+    mode = os.stat("/dev/fuse").st_mode & 0o777
+    os.chmod("/dev/fuse", 0o666)  # it is 0600 on these machines (local-test-infra §6)
+    try:
+        r = profile.sbuild("exec", images["sif"], "sh", "-c", "ps -o args | grep -c '^squashfuse'; cat /singularity")
+    finally:
+        os.chmod("/dev/fuse", mode)
+    assert r.status == 0, r.err
+    assert r.out.splitlines()[0] == "1"
+    assert "runscript args" in r.out
+    assert rt.wait_until(lambda: not rt.marked(str(images["sif"]), commands_only=True), 5)
