@@ -152,3 +152,24 @@ def test_as_unprivileged_user(tmp_path: Path, inspector: Path) -> None:
         assert proc.stdout == "#!/bin/sh\n\ncat /.singularity.d/runscript.help\n"
     finally:
         shutil.rmtree(shared)
+
+
+def test_sif_made_by_siftool(tmp_path: Path, sbuild, inspector: Path) -> None:
+    """An independent writer's SIF: probe, inspect and extract it."""
+    from .conftest import need, run
+
+    siftool = need("siftool")
+    sqfs = tmp_path / "r.sqfs"
+    write_image(inspector, sqfs, "squashfs", options=EPOCH)
+    (tmp_path / "def").write_text(DEF)
+    img = tmp_path / "x.sif"
+    run(siftool, "new", img)
+    run(siftool, "add", img, tmp_path / "def", "--datatype", "1")
+    run(siftool, "add", img, sqfs, "--datatype", "4", "--parttype", "2", "--partfs", "1", "--partarch", "2")
+    assert sbuild("inspect", "-d", img).out == DEF
+    assert sbuild("inspect", img).out.startswith("HI: HELLO WORLD\n")
+    from builder.images import extract_image, probe
+
+    assert probe(img).arch == "amd64"
+    extract_image(img, tmp_path / "sb")
+    assert (tmp_path / "sb" / "etc" / "hello.txt").read_text() == "hello from the image\n"
