@@ -43,6 +43,10 @@ def assemble(plan: RootPlan) -> str:
         if b.upper is not None:
             b.precreate(b.upper, missing)
     b.mount_root()
+    if b.writable:  # create every mount point before the first host path is mounted in
+        for t in targets:
+            b.target(t.path, t.is_dir)
+    b.frozen = True
     _dev(b, plan)
     _proc_sys(b, plan)
     _tmp_home_cwd(b, plan, home_src, home_dst)

@@ -94,6 +94,7 @@ class _Builder:
         self.upper: str | None = None
         self.work: str | None = None
         self.writable = False
+        self.frozen = False  # once host paths are mounted in, never create mount points
 
     # -- layers ------------------------------------------------------------------------
     def session(self) -> None:
@@ -275,7 +276,7 @@ class _Builder:
         full = self.root + resolve(self.root, path)
         if os.path.lexists(full):
             return full if os.path.isdir(full) == is_dir else None
-        if not self.writable:
+        if not self.writable or self.frozen:  # (a symlink could lead the mkdir onto the host)
             return None
         try:
             if is_dir:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,27 @@ def test_dev_is_minimal_and_works(profile, images):
     assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= names, r.err
     assert "sda" not in names and "vda" not in names
     assert r.out.split()[-1] == "4"
+
+
+def test_hostile_symlinks_in_the_image_stay_inside_it(profile, images, workdir):
+    """Mount points are resolved inside the rootfs: an image whose /home and /tmp are symlinks
+    pointing out of it (absolute and with ..) gets them created inside itself, not on the host."""
+    sb = workdir / "hostile"
+    shutil.copytree(images["sandbox"], sb, symlinks=True)
+    escape = Path("/var/tmp") / f"{workdir.name}-escaped"
+    shutil.rmtree(sb / "home")
+    (sb / "home").symlink_to(f"/../../..{escape}")
+    shutil.rmtree(sb / "tmp")
+    (sb / "tmp").symlink_to(f"../../../../..{escape}-tmp")
+    profile.own(workdir)
+    r = profile.sbuild("exec", "--writable", sb, "echo", "ran")
+    assert r.status == 0 and r.out == "ran\n", r.err
+    assert not escape.exists() and not escape.with_name(escape.name + "-tmp").exists()
+    assert (sb / f"{str(escape).lstrip('/')}-tmp").is_dir()  # created inside the sandbox instead
+    if profile.name == "user":  # root's home is /root, not under /home
+        assert (sb / str(escape).lstrip("/") / profile.user.name).is_dir()
+
+
+def test_fakeroot_maps_the_user_to_root(profile, images):
+    r = profile.sbuild("exec", "--fakeroot", images["sandbox"], "sh", "-c", "id -u; echo $HOME")
+    assert r.out.split() == ["0", "/root"], r.err
