@@ -129,3 +129,11 @@ def test_truncated_layer_is_an_error(tmp_path):
     (tmp_path / "r").mkdir()
     with pytest.raises(LayerError):
         applier.apply(decompressed(io.BytesIO(I.gz(data)[:2000])))
+
+
+def test_file_then_child_in_the_same_layer(tmp_path):
+    # the file is still being written by a writer thread when its "child" arrives
+    root = apply(tmp_path / "r", I.tar_bytes([I.f("x", "file"), I.f("x/y", "child"), I.f("z", "1"),
+                                               I.hard("z2", "z"), I.f("z", "2")]))
+    assert (root / "x" / "y").read_text() == "child"
+    assert (root / "z2").read_text() == "1" and (root / "z").read_text() == "2"

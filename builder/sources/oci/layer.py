@@ -27,6 +27,7 @@ are not recorded.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from builder.sources.oci.errors import LayerError
+from builder.sources.oci.fsops import FileWriter, copy, is_dir, lstat, make_traversable, write_all
 
 __all__ = ["LayerApplier", "LayerStats", "clean_name"]
 
@@ -67,8 +69,9 @@ class LayerStats:
 class LayerApplier:
     """Applies layer tar streams to ``root``; see the module docstring for the rules."""
 
-    def __init__(self, root: str | os.PathLike, *, rootless: bool | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, *, rootless: bool | None = None, writers: int = 4) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self._files = FileWriter(writers, self._write_file)
         self.rootless = (os.geteuid() != 0) if rootless is None else rootless
         self._dirs: dict[str, str] = {}          # cleaned rel dir -> host path (real dir)
         self._times: dict[str, tuple[int, int]] = {}  # host dir -> (atime_ns, mtime_ns)
@@ -87,29 +90,38 @@ class LayerApplier:
             tar = tarfile.open(fileobj=fileobj, mode="r|", errors="surrogateescape")
         except tarfile.TarError as e:
             raise LayerError(f"reading layer: not a tar archive: {e}") from e
-        with tar:
-            while True:
-                try:
-                    member = tar.next()
-                except tarfile.TarError as e:
-                    raise LayerError(f"reading layer: corrupt tar: {e}") from e
-                if member is None:
-                    break
-                tar.members.clear()  # stream mode keeps every TarInfo otherwise
-                stats.entries += 1
-                try:
-                    if self._entry(tar, member, stats):
-                        stats.whiteouts += 1
-                except OSError as e:
-                    raise LayerError(f"applying layer entry {member.name!r}: {e.strerror or e}") from e
-                except (tarfile.TarError, EOFError) as e:
-                    raise LayerError(f"reading layer entry {member.name!r}: {e}") from e
+        try:
+            with tar:
+                self._members(tar, stats)
+            self._files.barrier()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                self._files.barrier()
+            raise
         return stats
+
+    def _members(self, tar: tarfile.TarFile, stats: LayerStats) -> None:
+        while True:
+            try:
+                member = tar.next()
+            except tarfile.TarError as e:
+                raise LayerError(f"reading layer: corrupt tar: {e}") from e
+            if member is None:
+                break
+            tar.members.clear()  # stream mode keeps every TarInfo otherwise
+            stats.entries += 1
+            try:
+                if self._entry(tar, member, stats):
+                    stats.whiteouts += 1
+            except OSError as e:
+                raise LayerError(f"applying layer entry {member.name!r}: {e.strerror or e}") from e
+            except (tarfile.TarError, EOFError) as e:
+                raise LayerError(f"reading layer entry {member.name!r}: {e}") from e
 
     def finish(self) -> None:
         """Set directory modes (rootless) and times deferred while layers were applied."""
         for host in sorted(self._modes, key=len, reverse=True):
-            if _is_dir(host):
+            if is_dir(host):
                 os.chmod(host, self._modes[host])
         for host, (atime, mtime) in self._times.items():
             try:
@@ -118,6 +130,7 @@ class LayerApplier:
                 pass
         self._modes.clear()
         self._times.clear()
+        self._files.close()
 
     def directory(self, rel: str, create: bool = True) -> str | None:
         """Host path of directory ``rel`` resolved inside the root (created when missing)."""
@@ -161,6 +174,9 @@ class LayerApplier:
         if hit is not None:
             return hit
         host = self._join(rel)
+        if self._files.blocks(host, self.root):
+            self._files.barrier()  # a file being written is in the way: resolve after it exists
+            host = self._join(rel)
         parts = host[len(self.root):].split("/")[1:] if host != self.root else []
         cur = self.root
         for part in parts:
@@ -196,10 +212,12 @@ class LayerApplier:
         parent = self._dir(parent_rel)
         path = parent + "/" + base
         self._upper.add(path)
+        if path in self._files:
+            self._files.wait(path)
         if m.islnk():
             self._hardlink(path, m)
             return False
-        existing = _lstat(path)
+        existing = lstat(path)
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
             self._touch_parent(parent)
             self._remove(path, existing)
@@ -225,6 +243,12 @@ class LayerApplier:
         return False
 
     def _regular(self, tar: tarfile.TarFile, path: str, m: tarfile.TarInfo) -> int:
+        if self._files.wants(m):
+            data = tar.fileobj.read(m.size) if m.size else b""
+            if len(data) != m.size:
+                raise EOFError("unexpected end of layer data")
+            self._files.submit(path, m, data)
+            return m.size
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with open(fd, "wb", closefd=False, buffering=0) as out:
@@ -232,25 +256,36 @@ class LayerApplier:
                     src = tar.extractfile(m)
                     shutil.copyfileobj(src, out, _CHUNK)
                 else:
-                    _copy(tar.fileobj, out, m.size)
+                    copy(tar.fileobj, out, m.size)
             self._metadata(fd, m, path=path)
         finally:
             os.close(fd)
         return m.size
+
+    def _write_file(self, path: str, m: tarfile.TarInfo, data: bytes) -> None:
+        """Run by the writer threads: create, fill and label one regular file."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, data)
+            self._metadata(fd, m, path=path)
+        finally:
+            os.close(fd)
 
     def _hardlink(self, path: str, m: tarfile.TarInfo) -> None:
         target_rel = clean_name(m.linkname)
         t_parent_rel, _, t_base = target_rel.rpartition("/")
         t_parent = self._dir(t_parent_rel, create=False) if t_base else None
         target = None if t_parent is None else t_parent + "/" + t_base
-        tst = None if target is None else _lstat(target)
+        if target in self._files:
+            self._files.wait(target)
+        tst = None if target is None else lstat(target)
         if tst is None or stat.S_ISDIR(tst.st_mode):
             raise LayerError(f"hardlink {m.name!r}: target {m.linkname!r} is missing or a directory")
         if target == path:
             return
         parent = path.rpartition("/")[0]
         self._touch_parent(parent)
-        existing = _lstat(path)
+        existing = lstat(path)
         if existing is not None:
             self._remove(path, existing)
         os.link(target, path, follow_symlinks=False)
@@ -284,7 +319,7 @@ class LayerApplier:
         path = parent + "/" + name
         if path in self._upper:
             return
-        st = _lstat(path)
+        st = lstat(path)
         if st is not None:
             self._touch_parent(parent)
             self._remove(path, st)
@@ -305,9 +340,10 @@ class LayerApplier:
                     stack.append(child)
 
     def _remove(self, path: str, st: os.stat_result) -> None:
+        self._files.barrier()
         if stat.S_ISDIR(st.st_mode):
             if self.rootless:
-                _make_traversable(path)
+                make_traversable(path)
             shutil.rmtree(path)
             self._forget(path)
         else:
@@ -380,36 +416,3 @@ class LayerApplier:
         if key not in self._warned:
             self._warned.add(key)
             log.warning("%s", message)
-
-
-def _copy(src: BinaryIO, dst: BinaryIO, size: int) -> None:
-    remaining = size
-    while remaining:
-        chunk = src.read(min(_CHUNK, remaining))
-        if not chunk:
-            raise EOFError("unexpected end of layer data")
-        dst.write(chunk)
-        remaining -= len(chunk)
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _is_dir(path: str) -> bool:
-    st = _lstat(path)
-    return st is not None and stat.S_ISDIR(st.st_mode)
-
-
-def _make_traversable(top: str) -> None:
-    """Give every directory under ``top`` u+rwx so that it can be removed (rootless)."""
-    os.chmod(top, os.lstat(top).st_mode & 0o7777 | 0o700)
-    for dirpath, dirnames, _ in os.walk(top):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            st = os.lstat(p)
-            if stat.S_ISDIR(st.st_mode):
-                os.chmod(p, st.st_mode & 0o7777 | 0o700)
