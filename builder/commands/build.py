@@ -4,8 +4,14 @@ SOURCE is a recipe (recognised by content, so a file named ``Singularity`` works
 image (.simg, .sif, squashfs, ext3), a sandbox directory, or a URI (``docker://…``),
 which becomes a one-stage recipe. Singularity's own ``TARGET SOURCE`` order is accepted
 when the arguments make the direction clear; ambiguous cases take ``SOURCE TARGET``;
-sbuild always says which way it went. Checks that can fail early run first: an existing
-target without ``--force``, a noexec or full TMPDIR, a missing mksquashfs.
+sbuild always says which way it went. Checks that can fail early run first
+(``builder.steps.checks``): an existing target without ``--force``, a noexec or full
+TMPDIR, a missing mksquashfs or debootstrap, room for the image before packing.
+
+A recipe build as an unprivileged user is a ``--fakeroot`` build (implied, as in
+Apptainer): see ``builder.steps.userns``. Progress: a tqdm bar when stderr is a terminal,
+plain step lines otherwise, nothing but errors with ``--quiet``; ``--json`` prints one
+object at the end (target, format, size, digest, duration, stages).
 """
 
 from __future__ import annotations
@@ -15,13 +21,12 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
 from builder.commands import add_output_flags
 from builder.commands.check import add_build_arg_flags, build_args_from
-from builder.errors import CapabilityError, UsageError
+from builder.errors import UsageError
 
 __all__ = ["register", "run", "decide_direction", "looks_like_recipe"]
 
@@ -29,7 +34,6 @@ log = logging.getLogger("sbuild.build")
 
 _URI = re.compile(r"^(library|docker|docker-archive|docker-daemon|oci|oci-archive|http|https|oras|shub|"
                   r"buildkit|dockerfile|ipfs):(//)?(.+)$")
-_MIN_FREE = 32 << 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -127,29 +131,6 @@ def _source_date_epoch() -> int | None:
         raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from e
 
 
-def _preflight(target: Path, fmt: str, force: bool, tmpdir: str | None) -> None:
-    if os.path.lexists(target) and not force:
-        if not (fmt == "sandbox" and target.is_dir() and not any(target.iterdir())):
-            raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
-    if not target.parent.resolve().is_dir():
-        raise UsageError(f"cannot write {target}: directory {target.parent} does not exist")
-    if fmt in ("simg", "sif", "squashfs") and shutil.which("mksquashfs") is None:
-        raise CapabilityError("mksquashfs not found", hint="install squashfs-tools (apt-get install squashfs-tools)")
-    import tempfile
-
-    tmp = tmpdir or tempfile.gettempdir()
-    try:
-        st = os.statvfs(tmp)
-    except OSError as e:
-        raise UsageError(f"temporary directory {tmp}: {e.strerror}", hint="set --tmpdir or TMPDIR") from e
-    if st.f_flag & getattr(os, "ST_NOEXEC", 8):
-        raise CapabilityError(f"temporary directory {tmp} is on a noexec mount: build scripts cannot run there",
-                              hint="set --tmpdir or TMPDIR to a directory on an exec mount")
-    if st.f_bavail * st.f_frsize < _MIN_FREE:
-        raise CapabilityError(f"temporary directory {tmp} has less than {_MIN_FREE >> 20} MiB free",
-                              hint="free some space or set --tmpdir to a larger filesystem")
-
-
 def _recipe_for(source: str, build_args):  # noqa: ANN001
     from builder.recipe import load_recipe, parse_recipe
 
@@ -160,57 +141,84 @@ def _recipe_for(source: str, build_args):  # noqa: ANN001
     return load_recipe(source, build_args)
 
 
-def _plan(args: argparse.Namespace, target: Path, fmt: str):  # noqa: ANN202
-    from builder.images import PackOptions
+def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "host"):  # noqa: ANN202
+    from builder.images import PackOptions, split_mksquashfs_args
     from builder.steps import BuildPlan, FetchOptions, StepOptions
+    from builder.steps.userns import identity_userns
 
     sde = _source_date_epoch()
     tmpdir = args.tmpdir
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
-                         disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=tmpdir)
+                         disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=tmpdir,
+                         identity=identity)
     steps = StepOptions(sections=_sections(args.section), notest=args.notest, force=args.force,
-                        binds=tuple(args.bind), fakeroot=args.fakeroot or os.geteuid() != 0,
+                        binds=tuple(args.bind), userns=identity_userns(identity),
                         source_date_epoch=sde, arch=args.arch)
-    pack = PackOptions(mksquashfs_args=tuple(args.mksquashfs_args.split()), source_date_epoch=sde)
+    pack = PackOptions(mksquashfs_args=split_mksquashfs_args(args.mksquashfs_args), source_date_epoch=sde)
+    update = bool(args.update and not args.force)
+    if args.update and args.force:
+        log.info("--update with --force: rebuilding %s from scratch", target)
     return BuildPlan(target=target, format=fmt, fetch=fetch, steps=steps, pack=pack, force=args.force,
-                     tmpdir=tmpdir, keep_bundle=args.no_cleanup)
+                     tmpdir=tmpdir, keep_bundle=args.no_cleanup, update=update, identity=identity)
 
 
-def _echo(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _progress(args: argparse.Namespace):  # noqa: ANN202
+    from builder.steps.progress import BarProgress, LineProgress
+
+    if args.quiet or args.json:
+        return LineProgress(sys.stderr, echo=False)
+    isatty = getattr(sys.stderr, "isatty", None)
+    if isatty is not None and isatty() and os.environ.get("TERM") != "dumb":
+        return BarProgress(sys.stderr)
+    return LineProgress(sys.stderr)
+
+
+def _convert(args: argparse.Namespace, src: Path, target: Path, fmt: str):  # noqa: ANN202
+    from builder.images import convert_image
+    from builder.steps import checks
+
+    checks.preflight(target, fmt, force=args.force, update=False, build=False)
+    if args.update:
+        raise UsageError("--update needs a recipe to run on the sandbox", hint="drop --update to convert the image")
+    if src.is_dir():
+        checks.check_room(src, target, fmt)
+    plan = _plan(args, target, fmt)
+    log.info("converting %s to %s (%s)", src, target, fmt)
+    return convert_image(src, target, fmt, options=plan.pack, fix_perms=args.fix_perms, force=args.force)
+
+
+def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # noqa: ANN202
+    from builder.steps import build_recipe, checks
+    from builder.steps.userns import build_identity
+
+    recipe = _recipe_for(source, build_args_from(args))
+    for w in recipe.warnings:
+        log.warning("%s", w.render("warning"))
+    identity = build_identity(args.fakeroot)
+    checks.preflight(target, fmt, force=args.force, update=args.update, tmpdir=args.tmpdir,
+                     agents={s.bootstrap for s in recipe.stages}, identity=identity)
+    plan = _plan(args, target, fmt, identity)
+    result = build_recipe(recipe, plan, progress=_progress(args), version=_version())
+    for kept in result.kept:
+        log.info("kept the build bundle at %s", kept)
+    return result.image, result.stages
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from builder.images import convert_image, file_digest, format_for_target
+    from builder.images import file_digest, format_for_target
 
     source, target_s, swapped = decide_direction(args.source, args.target, sandbox=args.sandbox)
     target = Path(target_s)
     fmt = format_for_target(target, sandbox=args.sandbox, fmt=args.format)
     log.info("building %s from %s%s", target, source, " (read as TARGET SOURCE)" if swapped else "")
-    if args.update:
-        raise UsageError("--update is not supported yet", hint="rebuild the sandbox with --force")
-    _preflight(target, fmt, args.force, args.tmpdir)
     started = time.monotonic()
     src = Path(source)
     if src.exists() and not looks_like_recipe(src):
-        plan = _plan(args, target, fmt)
-        image = convert_image(src, target, fmt, options=plan.pack, fix_perms=args.fix_perms, force=args.force)
-        stages: list[dict] = []
+        image, stages = _convert(args, src, target, fmt), []
     else:
-        from builder.steps import build_recipe
-
-        recipe = _recipe_for(source, build_args_from(args))
-        for w in recipe.warnings:
-            log.warning("%s", w.render("warning"))
-        plan = _plan(args, target, fmt)
-        quiet = args.quiet or args.json
-        result = build_recipe(recipe, plan, say=log.info, output=None if quiet else _echo,
-                              version=_version())
-        image, stages = result.image, result.stages
-        for kept in result.kept:
-            log.info("kept the build bundle at %s", kept)
+        image, stages = _build(args, source, target, fmt)
     duration = round(time.monotonic() - started, 3)
     if args.json:
         digest = file_digest(image.path) if image.format != "sandbox" else None

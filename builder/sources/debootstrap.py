@@ -2,8 +2,12 @@
 
 Header keys: ``OSVersion`` (suite, required), ``MirrorURL`` (required), ``Include``
 (extra packages, comma or space separated). Runs ``debootstrap --variant=minbase`` into the
-bundle as root. Limit: rootless builds (subuid-mapped namespace) are not wired yet and
-give a CapabilityError saying so; the Debian mirror must be reachable.
+bundle: as root directly; rootless inside the build's subuid-mapped user namespace and a
+new mount namespace (``builder.steps.userns.call_in_userns``) with ``container=lxc``, which
+makes debootstrap skip its mknod test and bind /dev instead (local-test-infra.md §5:
+the equivalent of ``unshare --map-root-user --map-auto -m``). Files then belong to
+subordinate ids on the host. Rootless without a subordinate id range is refused: dpkg
+must chown to other ids. The mirror must be reachable.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ __all__ = ["fetch", "debootstrap_argv"]
 log = logging.getLogger("sbuild.sources")
 _DEB_ARCH = {"amd64": "amd64", "arm64": "arm64", "386": "i386", "arm": "armhf", "ppc64le": "ppc64el",
              "s390x": "s390x", "riscv64": "riscv64"}
+_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+_PASS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "TMPDIR")
 
 
 def debootstrap_argv(header: dict[str, str], rootfs: str, arch: str | None) -> list[str]:
@@ -41,25 +47,45 @@ def debootstrap_argv(header: dict[str, str], rootfs: str, arch: str | None) -> l
     return argv + [suite, rootfs, mirror]
 
 
-def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
-    exe = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
-    if not exe:
-        raise CapabilityError("debootstrap not found", hint="apt-get install debootstrap")
-    if os.geteuid() != 0:
-        raise CapabilityError("debootstrap builds need root here (rootless debootstrap is not supported yet)",
-                              hint="run the build as root")
-    argv = debootstrap_argv(stage.header or {}, str(bundle.rootfs), opts.arch)
-    argv[0] = exe
+def _run(argv: list[str], env: dict[str, str] | None) -> tuple[int, list[str]]:
     tail = Tail(lambda line: log.debug("debootstrap: %s", line))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env)
+    except OSError as e:
+        raise BuildError(f"starting debootstrap: {e.strerror}") from e
     assert proc.stdout is not None
     with proc.stdout:
         for raw in proc.stdout:
             tail.feed(raw)
-    status = proc.wait()
+    return proc.wait(), list(tail.lines)
+
+
+def _rootless_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _PASS}
+    env.update(container="lxc", PATH=_PATH, LANG="C", HOME="/root")
+    return env
+
+
+def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
+    exe = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
+    if not exe:
+        raise CapabilityError("debootstrap not found", hint="apt-get install debootstrap")
+    argv = debootstrap_argv(stage.header or {}, str(bundle.rootfs), opts.arch)
+    argv[0] = exe
+    if os.geteuid() == 0:
+        status, tail = _run(argv, None)
+    elif opts.identity == "subuid":
+        from builder.steps.userns import call_in_userns
+
+        status, tail = call_in_userns(_run, argv, _rootless_env())
+    else:
+        raise CapabilityError("a rootless debootstrap build needs subordinate ids (dpkg changes file owners)",
+                              hint="install uidmap and add a range, e.g. usermod --add-subuids 100000-165535 "
+                                   "--add-subgids 100000-165535 $USER")
     if status != 0:
         raise BuildError(f"debootstrap {stage.header.get('osversion')} failed with exit code {status}",
-                         exit_code=status, output_tail=list(tail.lines),
+                         exit_code=status, output_tail=tail,
                          hint="check MirrorURL and OSVersion, and that the mirror is reachable")
     write_base_env(bundle.rootfs, overwrite=True)
     write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)

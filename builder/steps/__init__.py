@@ -1,7 +1,7 @@
 """Build steps, in Apptainer's order, and the pipeline that runs them.
 
 Public API:
-    build_recipe(recipe, plan, *, say, output, version) -> BuildResult
+    build_recipe(recipe, plan, *, progress, version) -> BuildResult
     BuildPlan(target, format, fetch=FetchOptions(), steps=StepOptions(), pack=PackOptions(),
               force, tmpdir, keep_bundle)
     FetchOptions, StepOptions                      frozen option groups

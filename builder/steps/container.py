@@ -22,6 +22,7 @@ from pathlib import Path
 from builder.bundle import Bundle
 from builder.errors import CapabilityError
 from builder.recipe import Stage
+from builder.steps.apps import install_blocks
 from builder.steps.options import StepOptions
 from builder.steps.paths import inside
 from builder.steps.scripts import Tail, interpreter_argv, section_failure
@@ -46,7 +47,7 @@ def runtime_available() -> bool:
 
 
 def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], binds: list[str],
-                   output: Callable[[str], None] | None, fakeroot: bool,
+                   output: Callable[[str], None] | None, userns: str,
                    action: str = "exec") -> tuple[int, list[str]]:
     """Run ``argv`` as root inside ``rootfs`` (writable); return (exit status, last lines)."""
     if not runtime_available():
@@ -63,7 +64,7 @@ def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], bin
         with open(os.devnull, "rb") as devnull:
             status = runtime.run_in_sandbox(str(rootfs), argv, env=dict(env), binds=binds, cwd="/",
                                             writable=True, stdin=devnull.fileno(), stdout=write_fd,
-                                            stderr=write_fd, action=action)
+                                            stderr=write_fd, action=action, userns=userns)
     finally:
         os.close(write_fd)
         reader.join()
@@ -107,11 +108,7 @@ def _binds(bundle: Bundle, opts: StepOptions) -> list[str]:
 def post_script(stage: Stage) -> str:
     """The %post body followed by each app's install block (spec §B.6)."""
     text = stage.scripts.get("post").script if stage.scripts.get("post") else ""
-    for app in stage.app_order:
-        body = stage.scripts.get(f"appinstall {app}")
-        text += (f"\ncd /\n. /scif/apps/{app}/scif/env/01-base.sh\n\ncd /scif/apps/{app}\n"
-                 f"{body.script if body else ''}\n\ncd /\n")
-    return text
+    return text + install_blocks(stage)
 
 
 def run_post(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
@@ -128,7 +125,7 @@ def run_post(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) ->
                APPTAINER_LABELS="/.build.labels", SINGULARITY_LABELS="/.build.labels")
     try:
         status, tail = _run_in_rootfs(bundle.rootfs, interpreter_argv("post", args, "/.post.script"),
-                                      env=env, binds=_binds(bundle, opts), output=output, fakeroot=opts.fakeroot)
+                                      env=env, binds=_binds(bundle, opts), output=output, userns=opts.userns)
     finally:
         path.unlink(missing_ok=True)
     if status != 0:
@@ -140,6 +137,6 @@ def run_test(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) ->
     if opts.notest or not body or not body.script.strip():
         return
     status, tail = _run_in_rootfs(bundle.rootfs, [], env=_clean_env(opts), action="test",
-                                  binds=_binds(bundle, opts), output=output, fakeroot=opts.fakeroot)
+                                  binds=_binds(bundle, opts), output=output, userns=opts.userns)
     if status != 0:
         raise section_failure(stage, "test", status, tail, bundle)

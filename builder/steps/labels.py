@@ -78,8 +78,11 @@ def _read_build_labels(path: Path) -> dict[str, str]:
 
 def write_labels(rootfs: Path, *, labels: dict[str, str], header: dict[str, str] | None, has_help: bool,
                  bootstrapped: bool, force: bool, source_date_epoch: int | None, arch: str | None,
-                 version: str) -> dict[str, str]:
-    """Merge and write labels.json; return the merged labels."""
+                 version: str, auto_labels: dict[str, str] | None = None) -> dict[str, str]:
+    """Merge and write labels.json; return the merged labels.
+
+    ``auto_labels`` are more automatic labels from the agent (an OCI source's
+    ``org.opencontainers.image.base.*``); like the others they always win."""
     path = inside(rootfs, ".singularity.d/labels.json")
     merged = _read_json(path)
     merged.update(_read_build_labels(inside(rootfs, ".build.labels")))
@@ -94,6 +97,7 @@ def write_labels(rootfs: Path, *, labels: dict[str, str], header: dict[str, str]
     if bootstrapped:
         for key, value in (header or {}).items():
             merged[f"org.label-schema.usage.singularity.deffile.{key}"] = value
+    merged.update(auto_labels or {})
     arch = arch or go_arch()
     merged["org.opencontainers.image.architecture"] = arch
     merged["org.label-schema.build-arch"] = arch

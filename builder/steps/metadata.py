@@ -86,6 +86,21 @@ def _script(bundle: Bundle, stage: Stage, name: str) -> None:
     write_file(inside(bundle.rootfs, f".singularity.d/{name}"), handle_shebang(body.script, body.args), 0o755)
 
 
+def _agent_labels(bundle: Bundle) -> dict[str, str]:
+    """Labels an agent left beside the rootfs (``oci-labels.json``: the OCI base name/digest)."""
+    import json
+
+    path = bundle.scratch("oci-labels.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning("ignoring unreadable %s: %s", path.name, e)
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 def write_metadata(bundle: Bundle, stage: Stage, full_raw: bytes, opts: StepOptions, *, version: str) -> None:
     """Write /.singularity.d metadata for ``stage`` into the bundle (spec §B.1 step 9)."""
     if opts.allows("help"):
@@ -94,7 +109,8 @@ def write_metadata(bundle: Bundle, stage: Stage, full_raw: bytes, opts: StepOpti
         has_help = bool(stage.scripts.get("help") and stage.scripts["help"].script.strip())
         write_labels(bundle.rootfs, labels=stage.labels, header=stage.header, has_help=has_help,
                      bootstrapped=bundle.bootstrapped, force=opts.force,
-                     source_date_epoch=opts.source_date_epoch, arch=opts.arch, version=version)
+                     source_date_epoch=opts.source_date_epoch, arch=opts.arch, version=version,
+                     auto_labels=_agent_labels(bundle) if bundle.bootstrapped else None)
     _deffile(bundle, full_raw)
     if opts.allows("environment"):
         _environment(bundle, stage)

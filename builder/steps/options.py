@@ -3,7 +3,10 @@
 - ``FetchOptions``: how an agent fills the rootfs.
 - ``StepOptions``: how the recipe's sections run and what the metadata step writes.
 - packing options are ``builder.images.PackOptions``.
-``BuildPlan`` groups them with the target for ``builder.steps.build``.
+``BuildPlan`` groups them with the target for ``builder.steps.build_recipe``.
+
+``identity`` (``host``/``subuid``/``root``, see ``builder.steps.userns``) is decided once
+per build and copied into the groups that need it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class FetchOptions:
     disable_cache: bool = False
     fix_perms: bool = False
     tmpdir: str | None = None
+    identity: str = "host"  # host | subuid | root: how the agent must write the rootfs
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class StepOptions:
     notest: bool = False
     force: bool = False
     binds: tuple[str, ...] = ()
-    fakeroot: bool = False
+    userns: str = "auto"  # runtime.run_in_sandbox's userns for %post/%test (--fakeroot)
     source_date_epoch: int | None = None
     arch: str | None = None
     cwd: str = field(default_factory=os.getcwd)
@@ -57,3 +61,5 @@ class BuildPlan:
     force: bool = False
     tmpdir: str | None = None
     keep_bundle: bool = False
+    update: bool = False  # --update: the last stage starts from the existing sandbox TARGET
+    identity: str = "host"  # host | subuid | root (builder.steps.userns.build_identity)

@@ -1,9 +1,11 @@
-"""Section scripts: the interpreter rule (spec §B.2) and ``%setup`` on the host.
+"""Section scripts: the interpreter rule (spec §B.2) and ``%pre``/``%setup`` on the host.
 
 ``interpreter_argv(name, args, script_path)`` builds ``/bin/sh -ex …`` exactly as
 Apptainer's ``getSectionScriptArgs`` does, including the ``-c`` trap (the real interpreter
-then runs without ``-e``, which we warn about). ``run_setup`` runs ``%setup`` on the host
-with ``SINGULARITY_ROOTFS``/``APPTAINER_ROOTFS`` set, from the build's working directory.
+then runs without ``-e``, which we warn about). ``run_host_script`` runs ``%pre`` (before
+the bootstrap, on an empty rootfs) or ``%setup`` on the host with
+``SINGULARITY_ROOTFS``/``APPTAINER_ROOTFS`` set, from the build's working directory, as
+the invoking user (also in a rootless build).
 Failures raise ``BuildError`` naming the section, its line, exit code and output tail.
 """
 
@@ -20,7 +22,7 @@ from builder.errors import BuildError
 from builder.recipe import Stage
 from builder.steps.options import StepOptions
 
-__all__ = ["interpreter_argv", "run_setup", "run_captured", "section_failure", "TAIL_LINES", "Tail"]
+__all__ = ["interpreter_argv", "run_host_script", "run_setup", "host_script", "run_captured", "section_failure", "TAIL_LINES", "Tail"]
 
 log = logging.getLogger("sbuild.build")
 TAIL_LINES = 20
@@ -62,23 +64,36 @@ def section_failure(stage: Stage, name: str, exit_code: int, tail: list[str], bu
     return BuildError(msg, section=name, exit_code=exit_code, line=line, output_tail=list(tail))
 
 
+def host_script(stage: Stage, name: str, opts: StepOptions) -> str:
+    """The body of host section ``name`` (``pre``/``setup``) if it will run, else ""."""
+    body = stage.scripts.get(name)
+    if not body or not body.script.strip() or not opts.allows(name):
+        return ""
+    return body.script
+
+
 def run_setup(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
     """Run ``%setup`` on the host (spec §B.2)."""
-    body = stage.scripts.get("setup")
-    if not body or not body.script.strip() or not opts.allows("setup"):
+    run_host_script(bundle, stage, "setup", opts, output=output)
+
+
+def run_host_script(bundle: Bundle, stage: Stage, name: str, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
+    """Run host section ``name`` (``pre`` or ``setup``) as spec §B.2 says."""
+    if not host_script(stage, name, opts):
         return
-    path = bundle.scratch("setup")
+    body = stage.scripts[name]
+    path = bundle.scratch(name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
     with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
         fh.write(body.script)
-    argv = interpreter_argv("setup", body.args, str(path))
+    argv = interpreter_argv(name, body.args, str(path))
     env = dict(opts.host_env)
     rootfs = str(bundle.rootfs)
     env.update(APPTAINER_ROOTFS=rootfs, SINGULARITY_ROOTFS=rootfs,
                APPTAINER_ENVIRONMENT=_ENV_FILE, SINGULARITY_ENVIRONMENT=_ENV_FILE)
     status, tail = run_captured(argv, env=env, cwd=opts.cwd, output=output)
     if status != 0:
-        raise section_failure(stage, "setup", status, tail, bundle)
+        raise section_failure(stage, name, status, tail, bundle)
 
 
 def run_captured(argv: list[str], *, env, cwd, output=None) -> tuple[int, list[str]]:  # noqa: ANN001
