@@ -93,6 +93,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=40, help="runs of each (default 40)")
     ap.add_argument("--user", default="sbtester", help="unprivileged user for case 2 (default sbtester)")
+    ap.add_argument("--sbuild", default=SBUILD, help="the sbuild command to time (default: the venv's)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (case 1 needs it; case 2 switches to --user)")
@@ -102,7 +103,7 @@ def main() -> int:
         img = build(base)
         print(f"machine load: {os.getloadavg()[0]:.2f}; {args.n} interleaved runs each\n")
         compare("root, exec /bin/true over .simg",
-                [SBUILD, "exec", str(img["simg"]), "/bin/true"],
+                [args.sbuild, "exec", str(img["simg"]), "/bin/true"],
                 ["unshare", "-m", "-p", "-f", "sh", str(FLOOR / "root-squashfs.sh"), str(img["sqfs"]), "true"],
                 args.n, str(base))
         try:
@@ -120,7 +121,7 @@ def main() -> int:
                        "env", f"HOME={u.pw_dir}", "PATH=/usr/bin:/bin:/usr/sbin:/sbin"]
             print()
             compare("unprivileged, exec /bin/true over a sandbox",
-                    as_user + [SBUILD, "exec", str(img["sandbox"]), "/bin/true"],
+                    as_user + [args.sbuild, "exec", str(img["sandbox"]), "/bin/true"],
                     as_user + ["unshare", "-r", "-m", "-p", "-f", "sh", str(FLOOR / "unpriv-overlay.sh"),
                                str(img["sandbox"]), str(work), "true"],
                     args.n, str(base))

@@ -98,7 +98,7 @@ def _child(proc: ProcessSpec, status_w: int, ident: IdentitySpec, parent: int, d
             if not proc.fallback_argv:
                 raise
         os.execvpe(proc.fallback_argv[0], list(proc.fallback_argv), env)
-    except FileNotFoundError as e:
+    except FileNotFoundError:
         _send(status_w, f"ERunError\trunning {proc.fallback_argv[0] if proc.fallback_argv else proc.argv[0]}:"
                         " no such file in the container")
     except BaseException as e:  # noqa: BLE001 - report anything, then die

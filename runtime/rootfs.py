@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import NamedTuple
 
 from runtime import _sys
-from runtime.spec import Bind, IdentitySpec, MountSpec, OverlaySpec
+from runtime.spec import IdentitySpec, MountSpec, record
 
 __all__ = ["RootPlan", "Target", "SetupFailure", "plan_targets", "remount_ro", "resolve"]
 
@@ -31,14 +30,16 @@ class SetupFailure(Exception):
         self.kind = kind
 
 
-class Target(NamedTuple):
+@record
+class Target:
     """A mount point in the container: ``path`` (absolute), a directory or a file."""
 
     path: str
     is_dir: bool = True
 
 
-class RootPlan(NamedTuple):
+@record
+class RootPlan:
     session: str  # an existing host directory to mount the session tmpfs on
     image: str  # path of the image file or sandbox dir
     fstype: str  # dir | squashfs | ext3 | squashfuse

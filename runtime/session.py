@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
 from runtime.rootfs import RootPlan
 from runtime.sources import probe, source_for
-from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user
+from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user, record
 
 __all__ = ["RunOptions", "run_action", "choose_identity", "parse_bind", "runtime_dir", "subid_range"]
 
 _NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
 
 
-class RunOptions(NamedTuple):
+@record
+class RunOptions:
     binds: tuple[Bind, ...] = ()
     overlays: tuple[str, ...] = ()
     writable: bool = False

@@ -11,18 +11,15 @@ Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor h
 
 from __future__ import annotations
 
-import logging
 import os
-from typing import NamedTuple
 
 from builder.errors import CapabilityError, ImageError
+from runtime.spec import record
 
 __all__ = ["Source", "probe", "source_for", "cache_dir", "fuse_usable"]
 
-log = logging.getLogger("sbuild.runtime")
-
-
-class Source(NamedTuple):
+@record
+class Source:
     fstype: str  # dir | squashfs | ext3 | squashfuse
     path: str
     offset: int = 0
@@ -125,7 +122,9 @@ def _extract(image: str, offset: int, target: str) -> None:
     parent = os.path.dirname(target)
     work = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     out = os.path.join(work, "rootfs")
-    log.info("extracting %s into the cache (once)", image)
+    import logging
+
+    logging.getLogger("sbuild.runtime").info("extracting %s into the cache (once)", image)
     try:
         if shutil.which("unsquashfs"):
             import subprocess

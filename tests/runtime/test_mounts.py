@@ -6,8 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 
 def test_default_is_read_only(profile, images):
     r = profile.sbuild("exec", images["simg"], "touch", "/newfile")
