@@ -55,12 +55,14 @@ class Profile:
     gid: int
     home: Path
     user: object | None  # the UnprivilegedUser, for "user"
+    cache: Path | None = None  # SBUILD_CACHEDIR for this session (removed with the images)
 
     def _argv(self, *cmd: str) -> list[str]:
+        cache = [f"SBUILD_CACHEDIR={self.cache}"] if self.cache else []
         if self.user is None:
             return ["env", "-i", "HOME=/root", "USER=root", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-                    "LANG=C.UTF-8", *cmd]
-        return self.user.argv("env", *[f"{k}={v}" for k, v in self.user.env().items()], *cmd)
+                    "LANG=C.UTF-8", *cache, *cmd]
+        return self.user.argv("env", *[f"{k}={v}" for k, v in self.user.env().items()], *cache, *cmd)
 
     def popen(self, *args: str | os.PathLike, cwd=None, **kw) -> subprocess.Popen:
         return subprocess.Popen(self._argv(SBUILD, *map(str, args)), cwd=cwd or self.home, **kw)
@@ -160,6 +162,7 @@ def profile(request, _profiles) -> Profile:
             prof = Profile("user", user.uid, user.gid, user.home, user)
         base = Path(tempfile.mkdtemp(prefix=f"sbuild-rt-{request.param}-", dir="/tmp"))
         base.chmod(0o755)
+        prof.cache = base / "cache"
         _profiles[request.param] = (prof, _build_images(base, prof), base)
     return _profiles[request.param][0]
 

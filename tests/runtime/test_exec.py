@@ -96,7 +96,7 @@ def test_unprivileged_squashfs_is_extracted_once(profile, images):
     r2 = profile.sbuild("exec", images["squashfs"], "true")
     assert r1.status == r2.status == 0
     assert "extracting" not in r2.err
-    cache = profile.home / ".cache" / "sbuild" / "rootfs"
+    cache = profile.cache / "rootfs"
     assert len([p for p in cache.iterdir() if p.is_dir() and p.name != "index"]) >= 1
 
 
