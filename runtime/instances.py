@@ -34,7 +34,10 @@ class Instance:
     uid: int
 
     def as_json(self) -> dict:
-        return {"instance": self.name, "pid": self.pid, "img": self.image, "started": self.started}
+        """Apptainer's ``instance list --json`` entry (plus ``started``)."""
+        logs = os.path.join(_dir(), self.name)
+        return {"instance": self.name, "pid": self.pid, "img": self.image, "ip": "",
+                "logErrPath": logs + ".err", "logOutPath": logs + ".out", "started": self.started}
 
 
 def _dir() -> str:

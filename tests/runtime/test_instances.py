@@ -24,6 +24,7 @@ def test_two_instances_of_one_image_start_list_join_and_stop(instances, images, 
     listed = json.loads(p.sbuild("instance", "list", "--json").out)["instances"]
     assert sorted(i["instance"] for i in listed) == ["one", "two"]
     assert all(i["img"] == str(images["simg"]) for i in listed)
+    assert all(i["logOutPath"].endswith(f"/instances/{i['instance']}.out") for i in listed)
     # the startscript runs in the instance; exec joins its namespaces and sees it
     r = p.sbuild("exec", "instance://one", "sh", "-c", "cat /dev/shm/started; ps -o pid,args | grep -c 'sleep 3456.5'")
     assert r.out.split()[0] == "started", r.err
