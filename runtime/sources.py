@@ -152,8 +152,7 @@ def _extract_python(image: str, offset: int, out: str) -> None:
     _patch_lz4()
     try:
         with SquashFsImage.from_file(image, offset=offset) as im:
-            os.mkdir(out)
-            extract_dir(im.root, out)
+            extract_dir(im.root, out)  # creates ``out``
     except (OSError, ValueError, RuntimeError, ModuleNotFoundError) as e:
         raise ImageError(f"extracting {image}: {e}", path=image) from e
 

@@ -118,3 +118,14 @@ def test_unprivileged_squashfs_uses_squashfuse_when_dev_fuse_is_usable(profile, 
     assert r.out.splitlines()[0] == "1"
     assert "runscript args" in r.out
     assert rt.wait_until(lambda: not rt.marked(str(images["sif"]), commands_only=True), 5)
+
+
+def test_unprivileged_extraction_falls_back_to_pysquashfsimage(profile, images, workdir):
+    pytest.importorskip("PySquashfsImage", reason="PySquashfsImage is the fallback under test")
+    if profile.name == "root":
+        pytest.skip("root mounts squashfs in place; extraction is the unprivileged path")
+    r = profile.sbuild("exec", images["simg"], "sh", "-c", "cat /singularity; ls /bin | wc -l",
+                       env={"PATH": "/nonexistent", "SBUILD_CACHEDIR": str(workdir / "cache")})
+    assert r.status == 0, r.err
+    assert r.out.startswith("#!/bin/sh")
+    assert int(r.out.split()[-1]) > 20  # busybox and its applet links
