@@ -1,11 +1,12 @@
-"""``Bootstrap: docker | docker-archive | docker-daemon | oci | oci-archive`` for the pipeline.
+"""``Bootstrap: docker | docker-archive | docker-daemon | oci | oci-archive | oras`` for the pipeline.
 
 ``fetch(bundle, stage, opts)`` builds the ref as Apptainer does
 (``[Registry/][Namespace/]From``; ``docker`` gets ``docker://``), fills the bundle's
 rootfs with ``fetch_to_rootfs``, writes the base environment and the docker metadata
 (§C), and leaves two files beside the rootfs for the metadata/pack steps:
 ``oci-config.json`` (the SIF JSON object) and ``oci-labels.json`` (the
-``org.opencontainers.image.base.*`` labels, JSON object).
+``org.opencontainers.image.base.*`` labels, JSON object). ``oras`` downloads the SIF and
+unpacks it like a local image (base environment kept, as Apptainer's localimage does).
 """
 
 from __future__ import annotations
@@ -25,7 +26,23 @@ __all__ = ["fetch", "ref_for_stage"]
 def ref_for_stage(header: dict) -> str:
     agent = (header.get("bootstrap") or "").strip().lower()
     ref = from_header(header.get("from", ""), header.get("registry"), header.get("namespace"))
-    return f"docker://{ref}" if agent == "docker" else f"{agent}:{ref}"
+    if agent in ("docker", "oras"):
+        return f"{agent}://{ref.removeprefix('//')}"
+    return f"{agent}:{ref}"
+
+
+def _fetch_oras(bundle, header: dict, options: FetchOptions) -> None:
+    """``Bootstrap: oras``: download the SIF, then unpack it as a local image would be."""
+    from builder.images import extract_image
+    from builder.sources.oci.oras import pull_oras
+    from builder.steps.baseenv import write_base_env
+
+    sif = Path(bundle.scratch("oras.sif"))
+    pull_oras(ref_for_stage(header), sif, options)
+    extract_image(sif, bundle.rootfs, force=True)
+    sif.unlink()
+    write_base_env(bundle.rootfs, overwrite=False)
+    bundle.bootstrapped = True
 
 
 def fetch(bundle, stage, opts) -> None:
@@ -41,6 +58,9 @@ def fetch(bundle, stage, opts) -> None:
                            authfile=Path(opts.authfile) if getattr(opts, "authfile", None) else None,
                            disable_cache=getattr(opts, "disable_cache", False),
                            tmpdir=Path(opts.tmpdir) if getattr(opts, "tmpdir", None) else None)
+    if (header.get("bootstrap") or "").strip().lower() == "oras":
+        _fetch_oras(bundle, header, options)
+        return
     image = fetch_to_rootfs(ref_for_stage(header), bundle.rootfs, options)
     write_base_env(bundle.rootfs, overwrite=True)
     write_docker_metadata(bundle.rootfs, image)
