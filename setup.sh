@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 PACKAGES=(
   python3 python3-venv python3-pip
   squashfs-tools squashfs-tools-ng e2fsprogs busybox-static uidmap squashfuse fuse3
-  debootstrap siftool skopeo umoci docker-registry apache2-utils openssl ca-certificates
+  debootstrap siftool skopeo umoci docker-registry docker.io apache2-utils openssl ca-certificates
 )
 
 missing=()
