@@ -20,6 +20,11 @@ import images  # noqa: E402
 import servers  # noqa: E402
 
 REPO = "test/hand"
+try:
+    import zstandard  # noqa: F401
+    HAVE_ZSTD = True
+except ImportError:
+    HAVE_ZSTD = False
 
 
 def _need(*tools: str) -> None:
@@ -35,8 +40,10 @@ def layout(tmp_path_factory) -> Path:
     std = images.Image(images.standard_layers(), images.standard_config())
     arm = images.Image(images.standard_layers()[:1], {"Env": ["ARCH=arm64"]}, arch="arm64", variant="v8")
     amd = images.Image(images.standard_layers()[:1], {"Env": ["ARCH=amd64"]}, arch="amd64")
-    zstd = images.Image(images.standard_layers(), images.standard_config(), compress="zstd")
     plain = images.Image(images.standard_layers(), images.standard_config(), compress="none")
+    # without the zstandard module the zstd tag is a second plain image (the zstd test skips)
+    zstd = images.Image(images.standard_layers(), images.standard_config(),
+                        compress="zstd" if HAVE_ZSTD else "none")
     return images.write_layout(root / "oci", {"1.0": std, "multi": [arm, amd], "zstd": zstd, "plain": plain})
 
 

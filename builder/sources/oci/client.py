@@ -14,6 +14,7 @@ followed by hand without it. 429 and 5xx are retried with backoff honouring
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import ipaddress
 import logging
 import time
@@ -251,7 +252,7 @@ class RegistryClient:
         resp = self.request("GET", f"/v2/{repo}/manifests/{version}", scope=_scope(repo),
                             headers={"Accept": _ACCEPT}, what=f"getting manifest {repo}:{version}")
         body = resp.content
-        digest = "sha256:" + __import__("hashlib").sha256(body).hexdigest()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if version.startswith("sha256:") and digest != version:
             raise DigestError(f"manifest {repo}@{version} from {self.host}: content has digest {digest}",
                               registry=self.host, digest=version)
