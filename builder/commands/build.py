@@ -26,7 +26,7 @@ from pathlib import Path
 
 from builder.commands import add_output_flags
 from builder.commands.check import add_build_arg_flags, build_args_from
-from builder.errors import UsageError
+from builder.errors import CapabilityError, UsageError
 
 __all__ = ["register", "run", "decide_direction", "looks_like_recipe"]
 
@@ -174,16 +174,30 @@ def _progress(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _convert(args: argparse.Namespace, src: Path, target: Path, fmt: str):  # noqa: ANN202
+    import dataclasses
+
     from builder.images import convert_image
     from builder.steps import checks
+    from builder.steps.userns import build_identity, call_in_userns
 
     checks.preflight(target, fmt, force=args.force, update=False, build=False)
     if args.update:
         raise UsageError("--update needs a recipe to run on the sandbox", hint="drop --update to convert the image")
     if src.is_dir():
         checks.check_room(src, target, fmt)
-    plan = _plan(args, target, fmt)
+    identity = build_identity(True) if args.fakeroot else "host"
+    plan = _plan(args, target, fmt, identity)
     log.info("converting %s to %s (%s)", src, target, fmt)
+    if identity == "subuid":  # --fakeroot: read files of subordinate ids, as in the build's namespace
+        pack = dataclasses.replace(plan.pack, all_root=True)
+        return call_in_userns(convert_image, src, target, fmt, options=pack, fix_perms=args.fix_perms,
+                              force=args.force)
+    if os.geteuid() != 0 and src.is_dir():
+        unreadable = checks.first_unreadable(src)
+        if unreadable:
+            raise CapabilityError(f"converting {src}: {unreadable} is not readable by this user",
+                                  hint="files of a rootless build belong to your subordinate ids: add --fakeroot "
+                                       "to convert inside your user namespace")
     return convert_image(src, target, fmt, options=plan.pack, fix_perms=args.fix_perms, force=args.force)
 
 

@@ -6,6 +6,11 @@ paths are relative to the build's working directory). It is unpacked into the bu
 environment is added without overwriting the image's own files (spec §B.6). The image's
 labels.json and recipe copy are kept, so labels merge and the old recipe moves to
 ``bootstrap_history``.
+
+In a rootless build with subordinate ids, a sandbox directory is copied inside the build's
+user namespace, so files of other ids (a 0700 directory chowned in an earlier %post) are
+read and keep their owners. Images are unpacked as the user, so their files belong to
+the build's root.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
     if not path.exists():
         raise BuildError(f"localimage: {path} does not exist", hint="From: must name an image or sandbox directory")
     os.rmdir(bundle.rootfs)
-    extract_image(path, bundle.rootfs, fix_perms=opts.fix_perms)
+    if path.is_dir() and opts.identity == "subuid":
+        from builder.steps.userns import call_in_userns
+
+        call_in_userns(extract_image, path, bundle.rootfs, fix_perms=opts.fix_perms)
+    else:
+        extract_image(path, bundle.rootfs, fix_perms=opts.fix_perms)
     write_base_env(bundle.rootfs, overwrite=False)
     bundle.bootstrapped = True

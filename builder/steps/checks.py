@@ -10,6 +10,7 @@ agents need (debootstrap, and for a rootless debootstrap a subordinate id range)
 rarely compresses a system tree better than about 3:1, so less free space than 30% of
 the tree is an error and less than the whole tree a warning; a sandbox moved within one
 filesystem needs none). ``no_space_hint`` turns a packer's ENOSPC into advice.
+``first_unreadable`` finds what an unprivileged packer would silently leave out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from builder.errors import CapabilityError, UsageError
 
-__all__ = ["preflight", "check_room", "tree_size", "free_bytes", "no_space_hint", "MIN_TMP_FREE"]
+__all__ = ["preflight", "check_room", "tree_size", "free_bytes", "no_space_hint", "first_unreadable",
+           "MIN_TMP_FREE"]
 
 log = logging.getLogger("sbuild.build")
 
@@ -147,6 +149,23 @@ def check_room(rootfs: Path, target: Path, fmt: str) -> None:
     if fmt in _SQUASH and free < size:
         log.warning("%s has %s free for a %s rootfs: the image fits only if it compresses well",
                     where, _mib(free), _mib(size))
+
+
+def first_unreadable(root: Path) -> str | None:
+    """The first file or directory under ``root`` this process cannot read, else None.
+
+    mksquashfs skips an unreadable directory with only a message ("Could not open …,
+    skipping") and exits 0, so a rootless conversion checks first."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path) and not os.access(path, os.R_OK | os.X_OK):
+                return path
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path) and os.path.isfile(path) and not os.access(path, os.R_OK):
+                return path
+    return None
 
 
 def no_space_hint(target: Path, output: Iterable[str]) -> str | None:
