@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import TextIO
 
 __all__ = ["Progress", "LineProgress", "BarProgress"]
@@ -58,14 +59,21 @@ class BarProgress(Progress):
         self.stream = stream
         self.bar = None
         self._started = False
+        self._room = 48
         self._redirect: contextlib.ExitStack | None = None
 
     def begin(self, total: int) -> None:
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        self.bar = tqdm(total=total, file=self.stream, unit="step", leave=False, dynamic_ncols=True,
-                        bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            width = 0
+        sized = {"dynamic_ncols": True} if width else {"ncols": 80}  # a terminal that reports no size
+        self._room = max(10, (width or 80) - 32)  # keep the bar and its counter visible
+        self.bar = tqdm(total=total, file=self.stream, unit="step", leave=False,
+                        bar_format="{desc} |{bar}| {n_fmt}/{total_fmt} [{elapsed}]", **sized)
         self._redirect = contextlib.ExitStack()
         self._redirect.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger("sbuild")]))
 
@@ -76,6 +84,8 @@ class BarProgress(Progress):
         if self._started:
             self.bar.update(1)
         self._started = True
+        if len(text) > self._room:
+            text = "…" + text[-(self._room - 1):]
         self.bar.set_description_str(text)
 
     def output(self, line: str) -> None:
