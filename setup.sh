@@ -28,5 +28,6 @@ PY=/usr/bin/python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+# compat mode: a plain .pth path entry, not an import hook that every interpreter start loads
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
 echo "setup: sbuild is at $(pwd)/.venv/bin/sbuild"

@@ -61,29 +61,34 @@ def _configure_logging(verbosity: int) -> None:
     root.propagate = False
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (importlib.metadata is slow to import)."""
 
-        return version("sbuild")
-    except Exception:  # not installed (running from a checkout)
-        return "0+unknown"
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):  # noqa: A002
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        try:
+            from importlib.metadata import version
+
+            text = version("sbuild")
+        except Exception:  # not installed (running from a checkout)
+            text = "0+unknown"
+        print(f"sbuild {text}")
+        parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's module is imported and registered."""
     parser = argparse.ArgumentParser(
         prog="sbuild",
         description="Build, convert and run Singularity/Apptainer images.",
         epilog="`sbuild SOURCE TARGET` is short for `sbuild build SOURCE TARGET`.",
     )
-    parser.add_argument("--version", action="version", version=f"sbuild {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    seen: set[str] = set()
-    for name in COMMANDS:
-        module_name = COMMANDS[name]
-        if module_name in seen:
-            continue
-        seen.add(module_name)
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module_name in wanted:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
@@ -111,10 +116,10 @@ def _verbosity(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sbuild command and return its exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    argv = _with_implicit_build(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser(argv[0] if argv else None)
     try:
-        args = parser.parse_args(_with_implicit_build(argv))
+        args = parser.parse_args(argv)
     except SystemExit as e:  # argparse reports usage errors by exiting 2
         return int(e.code or 0)
     if not getattr(args, "handler", None):

@@ -11,16 +11,29 @@ Public API (details in each module):
     open_tree(path) -> Tree; collect(tree) -> inspect metadata    read without mounting
 """
 
-from builder.images.convert import (FORMATS, ImageResult, convert_image, create_overlay,
-                                    extract_image, file_digest, format_for_target, write_image)
-from builder.images.ext3 import OverlayOptions
-from builder.images.metadata import collect, go_json
+# probe is imported eagerly: the submodule of the same name would otherwise shadow the
+# function once anything imports builder.images.probe (and the runtime needs it anyway).
 from builder.images.probe import ImageInfo, probe
-from builder.images.reader import Tree, open_tree
-from builder.images.squashfs import PackOptions, require_mksquashfs, split_mksquashfs_args
 
-__all__ = [
-    "FORMATS", "ImageInfo", "ImageResult", "OverlayOptions", "PackOptions", "Tree", "collect",
-    "convert_image", "create_overlay", "extract_image", "file_digest", "format_for_target", "go_json", "open_tree",
-    "probe", "require_mksquashfs", "split_mksquashfs_args", "write_image",
-]
+_WHERE = {
+    "FORMATS": "convert", "ImageResult": "convert", "convert_image": "convert",
+    "create_overlay": "convert", "extract_image": "convert", "file_digest": "convert",
+    "format_for_target": "convert", "write_image": "convert", "OverlayOptions": "ext3",
+    "collect": "metadata", "go_json": "metadata",
+    "Tree": "reader", "open_tree": "reader", "PackOptions": "squashfs",
+    "require_mksquashfs": "squashfs", "split_mksquashfs_args": "squashfs",
+}
+
+__all__ = sorted([*_WHERE, "ImageInfo", "probe"])
+
+
+def __getattr__(name: str):
+    """Import each export on first use: ``probe`` must stay cheap on the runtime's launch path."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'builder.images' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"builder.images.{module}"), name)
+    globals()[name] = value
+    return value

@@ -13,12 +13,15 @@ reader does not verify signatures.
 
 from __future__ import annotations
 
+import os
 import struct
-import uuid as _uuid
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from builder.errors import ImageError
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = [
     "SIF_MAGIC", "LAUNCH_SCRIPT", "GO_ZERO_TIME", "DATA_DEFFILE", "DATA_ENVVAR", "DATA_LABELS",
@@ -137,6 +140,14 @@ class SifLayout:
             if d.data_type == data_type and d.name == name:
                 return d
         return None
+
+
+def _uuid4() -> bytes:
+    """A random version-4 UUID, as Go's uuid.New() (the uuid module is slow to import)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return bytes(raw)
 
 
 def _cstr(raw: bytes) -> str:
@@ -266,7 +277,7 @@ def _plan(objects: list[SifObject], opts: SifCreateOptions) -> tuple[bytes, list
         raise ImageError("sif: only one primary system partition is allowed")
     uid, t = opts.uuid, opts.time
     if uid is None:
-        uid = bytes(16) if opts.deterministic else _uuid.uuid4().bytes
+        uid = bytes(16) if opts.deterministic else _uuid4()
     if t is None:
         import time as _time
 

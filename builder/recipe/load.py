@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
 
 from builder.errors import Diagnostic, RecipeError, UsageError
 from builder.recipe import gostr
@@ -66,7 +65,7 @@ def parse_recipe(data: bytes, *, path: str = "<recipe>", build_args: BuildArgs |
         return _parse(text, data, path, build_args)
     except RecipeError as e:
         if _looks_binary(data):
-            e.diagnostics[0] = replace(e.diagnostics[0], hint="this looks like a binary file, not a definition file")
+            e.diagnostics[0] = e.diagnostics[0].replace(hint="this looks like a binary file, not a definition file")
             e.hint = e.diagnostics[0].hint
         raise
 
