@@ -22,7 +22,7 @@ __all__ = ["FileWriter", "copy", "lstat", "is_dir", "make_traversable", "write_a
 
 _CHUNK = 1 << 20
 _ASYNC_MAX = 4 << 20       # files up to this size go to the writer threads
-_INFLIGHT_MAX = 64 << 20   # bytes read but not yet written, at most
+_INFLIGHT_MAX = 32 << 20   # bytes read but not yet written, at most
 
 
 class FileWriter:
