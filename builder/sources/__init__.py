@@ -32,7 +32,7 @@ AGENTS: dict[str, Agent] = {
         Agent("docker-daemon", _OCI, ("from",)),
         Agent("oci", _OCI, ("from",)),
         Agent("oci-archive", _OCI, ("from",)),
-        Agent("oras", "builder.sources.oras", ("from",)),
+        Agent("oras", _OCI, ("from",)),
         Agent("library", "builder.sources.library", ("from",)),
         Agent("shub", "builder.sources.shub", ("from",)),
         Agent("localimage", "builder.sources.localimage", ("from",)),
