@@ -1,7 +1,7 @@
 """Split one build stage's text into its header and section tokens, as Apptainer's scanner does.
 
 The line structure comes from the lark grammar ``grammar/recipe.lark`` (compiled once per
-process, and cached between processes in the user's own cache directory). Each line keeps its original text
+process, and cached between processes in sbuild's cache directory (builder.cachedir)). Each line keeps its original text
 (with ``\\r\\n`` and all) for the lossless model; ``go`` gives the line as Go's
 ``bufio.ScanLines`` sees it: one trailing ``\\r`` removed and ``\\n`` appended.
 
@@ -75,13 +75,14 @@ class _Lines(Transformer):
 
 
 def _private_cache_dir() -> str | None:
-    """``$XDG_CACHE_HOME/sbuild`` (or ~/.cache/sbuild), if it is ours alone.
+    """``grammar/`` under sbuild's cache root, if it is ours alone.
 
     lark's cache is a pickle: loading one from a directory others can write (such as a
     shared /tmp, lark's default) would let them run code as us, so we never do.
     """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "sbuild")
+    from builder.cachedir import cache_root
+
+    path = os.path.join(cache_root(), "grammar")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.stat(path)

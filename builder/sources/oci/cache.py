@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.cachedir import cache_root
 from builder.sources.oci.errors import DigestError
 from builder.sources.oci.stream import parse_digest
 
@@ -29,13 +30,8 @@ __all__ = ["BlobCache", "CacheEntry", "default_cache_dir", "BlobWriter"]
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    for var in ("SBUILD_CACHEDIR", "APPTAINER_CACHEDIR", "SINGULARITY_CACHEDIR"):
-        if environ.get(var):
-            return Path(environ[var]) / ("" if var == "SBUILD_CACHEDIR" else "sbuild")
-    xdg = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"),
-                                                        ".cache")
-    return Path(xdg) / "sbuild"
+    """The blob cache's root: sbuild's cache root (``builder.cachedir``)."""
+    return Path(cache_root(environ))
 
 
 @dataclass(frozen=True)

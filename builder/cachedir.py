@@ -1,0 +1,29 @@
+"""Where sbuild keeps its caches: one root, one sub-directory per kind of entry.
+
+The root is ``$SBUILD_CACHEDIR`` as given; else ``sbuild/`` under ``$APPTAINER_CACHEDIR`` or
+``$SINGULARITY_CACHEDIR`` (so Apptainer's own cache layout beside it is left alone); else
+``$XDG_CACHE_HOME/sbuild``; else ``~/.cache/sbuild``. Below it: ``blobs/``, ``tmp/`` and
+``locks/`` (the OCI blob cache), ``rootfs/`` (images the runtime extracted for unprivileged
+runs), ``grammar/`` (the compiled recipe grammar).
+
+Cheap to import: the runtime calls it on its launch path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+__all__ = ["cache_root"]
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> str:
+    """The cache root for this environment (not created here)."""
+    env = os.environ if environ is None else environ
+    if env.get("SBUILD_CACHEDIR"):
+        return env["SBUILD_CACHEDIR"]
+    for var in ("APPTAINER_CACHEDIR", "SINGULARITY_CACHEDIR"):
+        if env.get(var):
+            return os.path.join(env[var], "sbuild")
+    xdg = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "sbuild")
