@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -102,6 +103,11 @@ def pack_env(opts: PackOptions) -> dict[str, str]:
     return env
 
 
+# mksquashfs 4.5 reports an unreadable file ("Failed to read file X") and an unreadable
+# directory ("Could not open X, skipping...") and still exits 0.
+_UNREADABLE = re.compile(r"(?:Failed to read file |Could not open )(?P<path>.*?)(?:, skipping\.*)?$")
+
+
 def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: int = 0,
          runner: Runner = subprocess.run) -> int:
     """Write a squashfs of ``rootfs`` into ``out`` at ``offset`` (bytes before it are
@@ -114,9 +120,11 @@ def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: 
     if proc.returncode != 0:
         raise BuildError(f"packing {rootfs} with mksquashfs: exit status {proc.returncode}",
                          exit_code=proc.returncode, output_tail=_tail(proc))
-    unread = [l for l in _tail(proc, 10**6) if "Failed to read file" in l]
-    if unread:  # mksquashfs exits 0 and stores such files empty: refuse the silent loss
-        raise BuildError(f"packing {rootfs}: mksquashfs could not read {len(unread)} file(s)",
+    unread = [l for l in _tail(proc, 10**6) if _UNREADABLE.search(l)]
+    if unread:  # mksquashfs exits 0, storing such files empty and leaving such dirs out
+        first = _UNREADABLE.search(unread[0]).group("path")
+        raise BuildError(f"packing {rootfs}: mksquashfs could not read {len(unread)} file(s) or "
+                         f"director(ies), the first {first}",
                          output_tail=unread[:20],
                          hint="make them readable (--fix-perms) or pack as their owner or root")
     for line in _tail(proc, 5):

@@ -108,6 +108,15 @@ def test_rootless_pack_is_all_root_and_refuses_unreadable(shared_tmp: Path, root
     proc = _as_nobody(code)
     assert proc.returncode != 0 and "could not read 1 file" in proc.stderr
     assert not (shared_tmp / "b.sqfs").exists()
+    secret.unlink()
+    locked = src / "opt" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "data").write_text("d")
+    locked.chmod(0o700)  # owned by root: mksquashfs skips the directory and exits 0
+    code = code.replace("b.sqfs", "c.sqfs")
+    proc = _as_nobody(code)
+    assert proc.returncode != 0 and "could not read 1 file" in proc.stderr and "locked" in proc.stderr
+    assert not (shared_tmp / "c.sqfs").exists()
 
 
 def test_unreadable_file_fails_the_pack(tmp_path: Path, rootfs: Path) -> None:
