@@ -1,8 +1,7 @@
 """``%post`` and ``%test`` inside the runtime (spec §B.4, §B.5).
 
 Everything that runs inside the container goes through ``_run_in_rootfs``, the one
-adapter to ``runtime/``: it calls ``runtime.run_in_sandbox`` when the runtime provides
-it, and otherwise raises ``CapabilityError`` (exit 3) saying the section cannot run yet.
+adapter to ``runtime/`` (``runtime.run_in_sandbox``).
 
 %post: the script (with app install blocks) is written to ``/.post.script`` and run with
 the interpreter rule of §B.2 from ``/``, with a clean environment (LANG=C, default PATH),
@@ -20,14 +19,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from builder.bundle import Bundle
-from builder.errors import CapabilityError
 from builder.recipe import Stage
 from builder.steps.apps import install_blocks
 from builder.steps.options import StepOptions
 from builder.steps.paths import inside
 from builder.steps.scripts import Tail, interpreter_argv, section_failure
 
-__all__ = ["run_post", "run_test", "post_script", "runtime_available"]
+__all__ = ["run_post", "run_test", "post_script"]
 
 log = logging.getLogger("sbuild.build")
 _ENV_FILE = "/.singularity.d/env/91-environment.sh"
@@ -35,25 +33,10 @@ _PASS = ("TERM", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
          "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
 
 
-def runtime_available() -> bool:
-    try:
-        import runtime
-    except ImportError:
-        return False
-    try:
-        return callable(getattr(runtime, "run_in_sandbox", None))
-    except ImportError:  # the runtime package exists but its API module does not yet
-        return False
-
-
 def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], binds: list[str],
                    output: Callable[[str], None] | None, userns: str,
                    action: str = "exec") -> tuple[int, list[str]]:
     """Run ``argv`` as root inside ``rootfs`` (writable); return (exit status, last lines)."""
-    if not runtime_available():
-        raise CapabilityError("running a section inside the container needs runtime.run_in_sandbox, "
-                              "which this sbuild does not have yet",
-                              hint="build without %post, or with --notest to skip %test")
     import runtime
 
     tail = Tail(output)

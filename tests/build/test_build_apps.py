@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.steps.container import runtime_available
 
 ROOT = Path(__file__).resolve().parents[2]
 SBUILD = [sys.executable, "-m", "builder"]
 
-pytestmark = pytest.mark.skipif(not runtime_available(), reason="runtime.run_in_sandbox not available yet")
 
 
 def cat(image: Path, path: str) -> str:

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.steps.container import runtime_available
 
-needs_runtime = pytest.mark.skipif(not runtime_available(), reason="runtime.run_in_sandbox not available yet")
 
 BASE = """
     Bootstrap: busybox
@@ -84,7 +82,6 @@ def test_section_none_skips_pre_setup_files_and_metadata_sections(sbuild, recipe
     assert "labels.json" not in listing  # --section none gates labels.json too
 
 
-@needs_runtime
 def test_update_runs_the_sections_on_the_existing_sandbox(sbuild, recipe, busybox, tmp_path):
     sandbox = tmp_path / "sb"
     first = recipe(BASE + """
@@ -121,7 +118,6 @@ def test_update_runs_the_sections_on_the_existing_sandbox(sbuild, recipe, busybo
     assert (sandbox / "bin" / "busybox").stat().st_ino != inode  # replaced by the updated copy
 
 
-@needs_runtime
 def test_update_failure_leaves_the_sandbox_as_it_was(sbuild, recipe, busybox, tmp_path):
     sandbox = tmp_path / "sb"
     assert sbuild("--sandbox", sandbox, recipe(BASE, name="a.def")).status == 0
