@@ -17,7 +17,7 @@ from pathlib import Path
 from builder.images import go_json
 from builder.steps.paths import inside
 
-__all__ = ["write_labels", "go_arch", "build_date"]
+__all__ = ["write_labels", "read_label_file", "go_arch", "build_date"]
 
 log = logging.getLogger("sbuild.build")
 
@@ -48,7 +48,8 @@ def _rfc3339(when: dt.datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _read_json(path: Path) -> dict[str, str]:
+def read_label_file(path: Path) -> dict[str, str]:
+    """A JSON object of labels; {} when missing, with a warning when unreadable."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -84,7 +85,7 @@ def write_labels(rootfs: Path, *, labels: dict[str, str], header: dict[str, str]
     ``auto_labels`` are more automatic labels from the agent (an OCI source's
     ``org.opencontainers.image.base.*``); like the others they always win."""
     path = inside(rootfs, ".singularity.d/labels.json")
-    merged = _read_json(path)
+    merged = read_label_file(path)
     merged.update(_read_build_labels(inside(rootfs, ".build.labels")))
     when = _now(source_date_epoch)
     merged["org.label-schema.schema-version"] = "1.0"

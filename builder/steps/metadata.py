@@ -13,7 +13,7 @@ from pathlib import Path
 
 from builder.bundle import Bundle
 from builder.recipe import Stage
-from builder.steps.labels import write_labels
+from builder.steps.labels import read_label_file, write_labels
 from builder.steps.options import StepOptions
 from builder.steps.paths import inside
 
@@ -88,17 +88,7 @@ def _script(bundle: Bundle, stage: Stage, name: str) -> None:
 
 def _agent_labels(bundle: Bundle) -> dict[str, str]:
     """Labels an agent left beside the rootfs (``oci-labels.json``: the OCI base name/digest)."""
-    import json
-
-    path = bundle.scratch("oci-labels.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        log.warning("ignoring unreadable %s: %s", path.name, e)
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return read_label_file(bundle.scratch("oci-labels.json"))
 
 
 def write_metadata(bundle: Bundle, stage: Stage, full_raw: bytes, opts: StepOptions, *, version: str) -> None:

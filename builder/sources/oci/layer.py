@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from builder.securejoin import resolve_inside
 from builder.sources.oci.errors import LayerError
 from builder.sources.oci.fsops import FileWriter, copy, is_dir, lstat, make_traversable, write_all
 
@@ -49,7 +50,6 @@ log = logging.getLogger("sbuild.sources.oci")
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _FORBIDDEN_XATTRS = {"security.selinux", "system.nfs4_acl"}
-_MAX_LINKS = 255
 _CHUNK = 1 << 20
 
 
@@ -139,34 +139,10 @@ class LayerApplier:
     # ------------------------------------------------------------ resolution
     def _join(self, rel: str) -> str:
         """Host path of ``rel`` with every existing symlink resolved inside the root."""
-        todo = [p for p in rel.split("/") if p][::-1]
-        done: list[str] = []
-        links = 0
-        while todo:
-            part = todo.pop()
-            if part == ".":
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            candidate = self.root + "/" + "/".join(done + [part])
-            try:
-                st = os.lstat(candidate)
-            except (FileNotFoundError, NotADirectoryError):
-                done.append(part)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise LayerError(f"resolving {rel!r}: too many levels of symbolic links")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    done = []
-                todo.extend(p for p in target.split("/")[::-1] if p)
-                continue
-            done.append(part)
-        return self.root + ("/" + "/".join(done) if done else "")
+        try:
+            return resolve_inside(self.root, rel)
+        except OSError as e:
+            raise LayerError(f"resolving {rel!r}: too many levels of symbolic links") from e
 
     def _dir(self, rel: str, create: bool = True) -> str | None:
         """Host path of directory ``rel`` (created with its parents when missing)."""
