@@ -28,6 +28,8 @@ PY=/usr/bin/python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# compat mode: a plain .pth path entry, not an import hook that every interpreter start loads
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
+# compat mode: a plain .pth path entry, not an import hook that every interpreter start loads;
+# then sbuild's own launcher replaces pip's console script (python -S, no `import re`: builder.cli)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat \
+  && .venv/bin/python -c 'from builder.cli import write_launcher; write_launcher(".venv/bin/sbuild")'
 echo "setup: sbuild is at $(pwd)/.venv/bin/sbuild"

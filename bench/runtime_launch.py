@@ -11,7 +11,10 @@ Compares, in the same run and interleaved (so that machine load hits both alike)
    no CLI parsing), root over the .simg, to show what the CLI around it costs.
 
 Prints the median and quartiles of each and the ratio sbuild/floor (≤ 1.0 meets the
-target). Run as root:  .venv/bin/python bench/runtime_launch.py [-n 40] [--user sbtester]
+target), the machine load before and after, and the bare interpreter start for reference.
+The project's modules are byte-compiled first (as an installed package's are), so that
+neither side of a comparison pays for compiling them. Run as root:
+.venv/bin/python bench/runtime_launch.py [-n 40] [--user sbtester]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR = ROOT.parent / "shared" / "reference" / "floor"
 SBUILD = str(ROOT / ".venv" / "bin" / "sbuild")
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
 def build(base: Path) -> dict[str, Path]:
@@ -74,6 +78,11 @@ def compare(name: str, ours: list[str], floor: list[str], n: int, cwd: str) -> f
     return ma / mb
 
 
+def reference(n: int, cwd: str) -> None:
+    times = sorted(timed([PYTHON, "-S", "-c", "pass"], cwd) for _ in range(n))
+    print(f"for reference: python -S -c pass: median {statistics.median(times) * 1000:.1f} ms")
+
+
 def in_process(simg: Path, n: int) -> None:
     sys.path.insert(0, str(ROOT))
     from runtime.session import RunOptions, run_action
@@ -101,6 +110,8 @@ def main() -> int:
     base.chmod(0o755)
     try:
         img = build(base)
+        subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "builder"), str(ROOT / "runtime")],
+                       check=True, stdout=subprocess.DEVNULL)
         print(f"machine load: {os.getloadavg()[0]:.2f}; {args.n} interleaved runs each\n")
         compare("root, exec /bin/true over .simg",
                 [args.sbuild, "exec", str(img["simg"]), "/bin/true"],
@@ -127,6 +138,8 @@ def main() -> int:
                     args.n, str(base))
         print()
         in_process(img["simg"], args.n)
+        reference(args.n, str(base))
+        print(f"machine load after: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

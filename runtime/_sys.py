@@ -3,11 +3,11 @@
 mount(2), umount2(2), unshare(2), setns(2), pivot_root(2), prctl(2) and the loop-device
 ioctls. Every call raises ``OSError`` with errno on failure; callers add context. Nothing
 here spawns a program. Linux only; constants are the x86-64/arm64 (generic) values.
+Python 3.11 has no ``os.unshare``/``os.setns``; libc is reached through ``_ctypes``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -28,13 +28,54 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.syscall.restype = ctypes.c_long
+
+
+def _libc_functions():
+    """``(libc, c_char_p, c_int, c_ulong, c_long, get_errno)``: libc through ``_ctypes``, the
+    C module under ``ctypes``, whose own import (~25 type classes, a callback thunk) costs
+    ~1.5 ms more on every launch; plain ``ctypes`` where ``_ctypes`` is not as expected."""
+    try:
+        import _ctypes
+
+        class c_char_p(_ctypes._SimpleCData):
+            _type_ = "z"
+
+        class c_int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class c_ulong(_ctypes._SimpleCData):
+            _type_ = "L"
+
+        class c_long(_ctypes._SimpleCData):
+            _type_ = "l"
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = c_int
+
+        class Libc:
+            _handle = _ctypes.dlopen(None)
+
+            def __getattr__(self, name: str):
+                func = Function((name, self))
+                setattr(self, name, func)
+                return func
+
+        return Libc(), c_char_p, c_int, c_ulong, c_long, _ctypes.get_errno
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another Python
+        import ctypes
+
+        return (ctypes.CDLL(None, use_errno=True), ctypes.c_char_p, ctypes.c_int, ctypes.c_ulong, ctypes.c_long,
+                ctypes.get_errno)
+
+
+_libc, _c_char_p, _c_int, _c_ulong, _c_long, _get_errno = _libc_functions()
+_libc.mount.argtypes = [_c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p]
+_libc.umount2.argtypes = [_c_char_p, _c_int]
+_libc.unshare.argtypes = [_c_int]
+_libc.setns.argtypes = [_c_int, _c_int]
+_libc.prctl.argtypes = [_c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong]
+_libc.syscall.restype = _c_long
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(
     os.uname().machine, 155)
@@ -48,7 +89,7 @@ def _b(value: str | bytes | os.PathLike | None) -> bytes | None:
 
 def _check(result: int, what: str, path: object = None) -> None:
     if result != 0:
-        err = ctypes.get_errno()
+        err = _get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", None if path is None else str(path))
 
 

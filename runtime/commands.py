@@ -2,61 +2,95 @@
 
 Flags follow Apptainer's names. This module imports nothing heavy at load time: the
 handlers import the runtime when they run, so that ``sbuild exec`` starts fast.
+
+``parse_quick(argv)`` parses an action's command line (``exec``/``run``/``shell``/``test``)
+without argparse, which with ``re`` costs ~10 ms to import: it accepts only what it can
+parse exactly as the argparse parser would (options spelled out in full before the image,
+values not starting with ``-``) and returns None for anything else (help, abbreviations,
+joined short flags, errors), which argparse then handles. ``tests/runtime/test_cli_parse.py``
+checks that both agree. Both are built from one option table, ``_OPTIONS``.
 """
 
 from __future__ import annotations
 
-import argparse
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
-__all__ = ["register"]
+__all__ = ["register", "parse_quick", "ACTIONS"]
+
+ACTIONS = {"exec": "run a command in an image", "run": "run the image's runscript",
+           "shell": "start a shell in an image", "test": "run the image's %test script"}
+
+# (option strings, kind, metavar, help); kind: flag (store_true), append (repeatable value),
+# value (one value, the last one wins). dest: the long name, as argparse derives it.
+_OPTIONS = (
+    (("-B", "--bind"), "append", "SRC[:DST[:ro|rw]]", "bind a host path into the container (repeatable, comma-separated)"),
+    (("-o", "--overlay"), "append", "DIR|IMG[:ro]", "persistent overlay: a directory or an ext3 image (repeatable)"),
+    (("-w", "--writable"), "flag", None, "write into a sandbox or ext3 image"),
+    (("--writable-tmpfs",), "flag", None, "writable, with changes kept in memory only"),
+    (("-c", "--contain"), "flag", None, "empty /tmp, /var/tmp and home; a private /dev/pts"),
+    (("-C", "--containall"), "flag", None, "--contain and --cleanenv"),
+    (("-e", "--cleanenv"), "flag", None, "do not pass the host environment"),
+    (("--env",), "append", "K=V", "set a variable (repeatable)"),
+    (("--pwd",), "value", None, "working directory in the container"),
+    (("-H", "--home"), "value", "SRC[:DST]", "home directory to bind"),
+    (("--no-home",), "flag", None, "do not mount the home directory"),
+    (("--app",), "value", None, "run a SCIF app"),
+    (("-f", "--fakeroot"), "flag", None, "appear as root (user namespace)"),
+    (("-p", "--pid"), "flag", None, "own PID namespace (always on)"),
+    (("-u", "--userns"), "flag", None, "user namespace (always on when unprivileged)"),
+)
+_SHELL = (("-s", "--shell"), "value", None, "shell to run (default /bin/sh)")
+# builder.commands.add_output_flags: -q and -v exclude each other
+_OUTPUT = ((("-q", "--quiet"), "flag", None, ""), (("-v", "--verbose"), "flag", None, ""))
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _dest(strings: tuple[str, ...]) -> str:
+    return strings[-1][2:].replace("-", "_")
+
+
+def _common(p: argparse.ArgumentParser, extra: tuple = ()) -> None:
     from builder.commands import add_output_flags
 
     add_output_flags(p)
-    p.add_argument("-B", "--bind", action="append", default=[], metavar="SRC[:DST[:ro|rw]]",
-                   help="bind a host path into the container (repeatable, comma-separated)")
-    p.add_argument("-o", "--overlay", action="append", default=[], metavar="DIR|IMG[:ro]",
-                   help="persistent overlay: a directory or an ext3 image (repeatable)")
-    p.add_argument("-w", "--writable", action="store_true", help="write into a sandbox or ext3 image")
-    p.add_argument("--writable-tmpfs", action="store_true", help="writable, with changes kept in memory only")
-    p.add_argument("-c", "--contain", action="store_true", help="empty /tmp, /var/tmp and home; a private /dev/pts")
-    p.add_argument("-C", "--containall", action="store_true", help="--contain and --cleanenv")
-    p.add_argument("-e", "--cleanenv", action="store_true", help="do not pass the host environment")
-    p.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable (repeatable)")
-    p.add_argument("--pwd", help="working directory in the container")
-    p.add_argument("-H", "--home", metavar="SRC[:DST]", help="home directory to bind")
-    p.add_argument("--no-home", action="store_true", help="do not mount the home directory")
-    p.add_argument("--app", help="run a SCIF app")
-    p.add_argument("-f", "--fakeroot", action="store_true", help="appear as root (user namespace)")
-    p.add_argument("-p", "--pid", action="store_true", help="own PID namespace (always on)")
-    p.add_argument("-u", "--userns", action="store_true", help="user namespace (always on when unprivileged)")
+    for strings, kind, metavar, text in (*_OPTIONS, *extra):
+        if kind == "flag":
+            p.add_argument(*strings, action="store_true", help=text)
+        else:
+            p.add_argument(*strings, action="append" if kind == "append" else "store",
+                           default=[] if kind == "append" else None, metavar=metavar, help=text)
 
 
-def register(subparsers) -> None:
-    for name, what in (("exec", "run a command in an image"), ("run", "run the image's runscript"),
-                       ("shell", "start a shell in an image"), ("test", "run the image's %test script")):
+def register(subparsers, only: str | None = None) -> None:
+    """Add this module's commands; with ``only`` (a command word), just that one."""
+    import argparse
+
+    for name, what in ACTIONS.items():
+        if only not in (None, name):
+            continue
         p = subparsers.add_parser(name, help=what, description=what)
-        _common(p)
-        if name == "shell":
-            p.add_argument("-s", "--shell", help="shell to run (default /bin/sh)")
+        _common(p, (_SHELL,) if name == "shell" else ())
         p.add_argument("image", help="image file, sandbox directory or instance://NAME")
         if name == "exec":
             p.add_argument("command", help="command to run")
         p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
         p.set_defaults(handler=_action, action=name)
-    _register_instance(subparsers)
-    p = subparsers.add_parser("doctor", help="report what this host can do",
-                              description="report which runtime capabilities this host has")
-    from builder.commands import add_output_flags
+    if only in (None, "instance"):
+        _register_instance(subparsers)
+    if only in (None, "doctor"):
+        from builder.commands import add_output_flags
 
-    add_output_flags(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler=_doctor)
+        p = subparsers.add_parser("doctor", help="report what this host can do",
+                                  description="report which runtime capabilities this host has")
+        add_output_flags(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=_doctor)
 
 
 def _register_instance(subparsers) -> None:
+    import argparse
+
     from builder.commands import add_output_flags
 
     p = subparsers.add_parser("instance", help="manage background instances",
@@ -82,6 +116,82 @@ def _register_instance(subparsers) -> None:
     s.add_argument("-F", "--force", action="store_true", help="send SIGKILL at once")
     s.set_defaults(handler=_instance_stop)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _ambiguous(token: str, strings) -> bool:
+    """argparse rejects an abbreviation matching several options anywhere before ``--``,
+    even among a command's own arguments (``_get_option_tuples``)."""
+    if token in strings or len(token) < 2 or token.split("=", 1)[0] in strings:
+        return False
+    if token.startswith("--"):
+        prefix = token.split("=", 1)[0]
+        return sum(s.startswith(prefix) for s in strings) > 1
+    return sum(s == token[:2] or s.startswith(token) for s in strings) > 1
+
+
+def parse_quick(argv: list[str]):
+    """``argv`` (starting with the action word) as a namespace, or None to let argparse decide."""
+    if not argv or argv[0] not in ACTIONS:
+        return None
+    word = argv[0]
+    table = {}
+    values: dict[str, object] = {"command": word}
+    for strings, kind, _m, _h in (*_OUTPUT, *_OPTIONS, *((_SHELL,) if word == "shell" else ())):
+        values[_dest(strings)] = False if kind == "flag" else [] if kind == "append" else None
+        table.update(dict.fromkeys(strings, (_dest(strings), kind)))
+    fixed = ["image", "command"] if word == "exec" else ["image"]
+    i, n = 1, len(argv)
+    while fixed:
+        if i == n:
+            return None  # a missing IMAGE or COMMAND: argparse says so
+        token = argv[i]
+        if not token or token == "--" or token.startswith("-") and len(token) == 1:
+            return None
+        if not token.startswith("-"):
+            values[fixed.pop(0)] = token
+            i += 1
+            continue
+        name, eq, value = token.partition("=") if token.startswith("--") else (token, "", "")
+        if name not in table:
+            return None  # -h, abbreviations, joined short flags, unknown options
+        dest, kind = table[name]
+        if kind == "flag":
+            if eq:
+                return None
+            values[dest] = True
+            i += 1
+            continue
+        if not eq:
+            if i + 1 == n or argv[i + 1].startswith("-"):
+                return None
+            value, i = argv[i + 1], i + 1
+        i += 1
+        values[dest] = [*values[dest], value] if kind == "append" else value
+    if values["quiet"] and values["verbose"]:
+        return None
+    rest = argv[i:]
+    if rest and rest[0] == "--":
+        rest = rest[1:]  # argparse lets the last positional swallow one "--" after it
+    else:
+        strings = {*table, "-h", "--help"}
+        for token in rest:
+            if token == "--":
+                break
+            if token.startswith("-") and _ambiguous(token, strings):
+                return None
+    values.update(args=rest, handler=_action, action=word)
+    return _Namespace(**values)
+
+
+class _Namespace:
+    """What ``parse_quick`` returns: attributes like argparse's Namespace (``types`` costs an
+    import for SimpleNamespace)."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return f"Namespace({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
 
 def _options(args: argparse.Namespace):
@@ -124,7 +234,9 @@ def _action(args: argparse.Namespace) -> int:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    return run_action(image, args.action, argv, opts, forward=True, join=join)
+    # the CLI process only waits for the container: let it hold the namespaces itself
+    here = getattr(args, "owns_process", False)
+    return run_action(image, args.action, argv, opts, forward=True, join=join, here=here)
 
 
 def _instance_start(args: argparse.Namespace) -> int:

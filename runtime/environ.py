@@ -13,9 +13,12 @@ Limits: ``SING_USER_DEFINED_*`` PATH handling is left to the image's ``99-runtim
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from runtime.spec import DEFAULT_PATH
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["container_env", "action_argv", "ACTIONS"]
 

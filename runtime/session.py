@@ -9,13 +9,16 @@ user namespace each caller gets.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
 from runtime.rootfs import RootPlan
 from runtime.sources import probe, source_for
 from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["RunOptions", "run_action", "choose_identity", "parse_bind", "runtime_dir", "subid_range"]
 
@@ -186,8 +189,13 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
 
 
 def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
-               forward: bool = False, detach: bool = False, join: int | None = None) -> int | launch.Launched:
-    """Run ``action`` in ``image``; return its exit status (``detach``: the Launched)."""
+               forward: bool = False, detach: bool = False, join: int | None = None,
+               here: bool = False) -> int | launch.Launched:
+    """Run ``action`` in ``image``; return its exit status (``detach``: the Launched).
+
+    ``forward``: pass the signals the caller gets on to the container. ``here``: the caller
+    exists only to run this (the CLI): it creates the namespaces itself and stays in them
+    (``runtime.launch``), one process less."""
     user = host_user()
     host_env = dict(os.environ if opts.host_env is None else opts.host_env)
     ident = choose_identity(opts.userns, user)
@@ -213,7 +221,7 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
     plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
                     ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0)
     os.makedirs(plan.session, 0o700, exist_ok=True)
-    launched = launch.start(plan, proc, ident, detach=detach, block_signals=forward)
+    launched = launch.start(plan, proc, ident, detach=detach, block_signals=forward, here=here)
     if detach:
         launch.wait(launched)  # L exits as soon as the instance's init is forked
         if launched.error:

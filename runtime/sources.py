@@ -142,7 +142,20 @@ def _extract(image: str, offset: int, target: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _site_packages() -> None:
+    """PySquashfsImage is a third-party package: load site-packages if Python was started
+    without them (``-S``, as sbuild's launcher does; see ``builder.cli``)."""
+    import sys
+
+    if sys.flags.no_site:
+        import site
+
+        if site.ENABLE_USER_SITE is None:  # site.main() has not run yet
+            site.main()
+
+
 def _extract_python(image: str, offset: int, out: str) -> None:
+    _site_packages()
     try:
         from PySquashfsImage import SquashFsImage
         from PySquashfsImage.extract import extract_dir

@@ -14,11 +14,13 @@ otherwise; see ``builder.images.elfarch`` to read it from the rootfs).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 from builder.errors import ImageError
 from builder.images import headers, sif
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["ImageInfo", "probe"]
 
@@ -26,10 +28,11 @@ _HEAD = 4096
 _SIMG_MARK = b" run-singularity"
 
 
-@dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(sif.Frozen):
     """What ``probe`` found.
 
+    path: the image's path, a ``pathlib.Path`` (made when first read: the runtime, which
+        never reads it, need not import pathlib)
     kind: "sandbox" | "simg" | "sif" | "squashfs" | "ext3"
     fstype: "squashfs" | "ext3" | "dir"
     fs_offset, fs_size: where the filesystem lies in the file, in bytes (0, 0 for a sandbox)
@@ -39,66 +42,79 @@ class ImageInfo:
     overlay: (offset, size) of a SIF ext3 overlay partition in the rootfs's group, if any
     """
 
-    path: Path
-    kind: str
-    fstype: str
-    fs_offset: int = 0
-    fs_size: int = 0
-    arch: str | None = None
-    compression: str | None = None
-    descriptors: tuple[sif.SifDescriptor, ...] = ()
-    overlay: tuple[int, int] | None = None
+    __slots__ = ("_path", "kind", "fstype", "fs_offset", "fs_size", "arch", "compression", "descriptors",
+                 "overlay")
+    _fields = ("path", *__slots__[1:])
+
+    def __init__(self, path: str | os.PathLike, kind: str, fstype: str, fs_offset: int = 0, fs_size: int = 0,
+                 arch: str | None = None, compression: str | None = None,
+                 descriptors: tuple[sif.SifDescriptor, ...] = (), overlay: tuple[int, int] | None = None) -> None:
+        object.__setattr__(self, "_path", path)
+        for name, value in zip(self._fields[1:], (kind, fstype, fs_offset, fs_size, arch, compression,
+                                                   descriptors, overlay)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._path)
+
+
+def _display(path: str) -> str:
+    """``str(pathlib.PurePosixPath(path))`` without importing pathlib: the name in messages."""
+    root = "//" if path.startswith("//") and not path.startswith("///") else "/" if path.startswith("/") else ""
+    parts = [p for p in path.split("/") if p and p != "."]
+    return (root + "/".join(parts)) or "."
 
 
 def probe(path: str | os.PathLike) -> ImageInfo:
     """Identify the image at ``path``. Raises ImageError with a one-line message."""
-    p = Path(path)
+    where = _display(os.fspath(path))
     try:
-        st = p.stat()
+        st = os.stat(where)
     except FileNotFoundError:
-        raise ImageError(f"image not found: {p}", path=str(p)) from None
+        raise ImageError(f"image not found: {where}", path=where) from None
     except OSError as e:
-        raise ImageError(f"cannot read image {p}: {e.strerror}", path=str(p)) from e
-    if p.is_dir():
-        return ImageInfo(p, "sandbox", "dir")
+        raise ImageError(f"cannot read image {where}: {e.strerror}", path=where) from e
+    if os.path.isdir(where):
+        return ImageInfo(where, "sandbox", "dir")
     try:
-        with open(p, "rb") as fh:
+        with open(where, "rb") as fh:
             head = fh.read(_HEAD)
             if head[32:42] == sif.SIF_MAGIC:
-                layout = sif.read_sif(fh, path=str(p))
-                return _sif_info(p, fh, layout, st.st_size)
+                layout = sif.read_sif(fh, path=where)
+                return _sif_info(where, fh, layout, st.st_size)
     except OSError as e:
-        raise ImageError(f"cannot read image {p}: {e.strerror}", path=str(p)) from e
-    return _plain_info(p, head, st.st_size)
+        raise ImageError(f"cannot read image {where}: {e.strerror}", path=where) from e
+    return _plain_info(where, head, st.st_size)
 
 
-def _plain_info(p: Path, head: bytes, size: int) -> ImageInfo:
-    where = str(p)
+def _plain_info(where: str, head: bytes, size: int) -> ImageInfo:
     if not head:
         raise ImageError(f"{where}: empty file, not an image", path=where)
     if head.startswith(headers.SQUASHFS_MAGIC):
         sb = headers.parse_squashfs(head, available=size, where=where)
-        return ImageInfo(p, "squashfs", "squashfs", 0, sb.bytes_used, compression=sb.compression)
+        return ImageInfo(where, "squashfs", "squashfs", 0, sb.bytes_used, compression=sb.compression)
     mark = head.find(_SIMG_MARK, 0, 2048)
     if mark > 0:
         off = mark + len(_SIMG_MARK) + 1
         body = head[off:]
         if body.startswith(headers.SQUASHFS_MAGIC):
             sb = headers.parse_squashfs(body, available=size - off, where=where)
-            return ImageInfo(p, "simg", "squashfs", off, sb.bytes_used, compression=sb.compression)
+            return ImageInfo(where, "simg", "squashfs", off, sb.bytes_used, compression=sb.compression)
         if body[headers.EXT_MAGIC_OFFSET:headers.EXT_MAGIC_OFFSET + 2] == headers.EXT_MAGIC:
             eb = headers.parse_ext3(body, available=size - off, where=where)
-            return ImageInfo(p, "ext3", "ext3", off, eb.size)
+            return ImageInfo(where, "ext3", "ext3", off, eb.size)
         raise ImageError(f"{where}: singularity launch line but no squashfs or ext3 after it "
                          f"(bad magic at offset {off})", path=where)
     if head[headers.EXT_MAGIC_OFFSET:headers.EXT_MAGIC_OFFSET + 2] == headers.EXT_MAGIC:
         eb = headers.parse_ext3(head, available=size, where=where)
-        return ImageInfo(p, "ext3", "ext3", 0, eb.size)
+        return ImageInfo(where, "ext3", "ext3", 0, eb.size)
     raise ImageError(f"{where}: not an image: no SIF, squashfs or ext3 magic", path=where)
 
 
-def _sif_info(p: Path, fh, layout: sif.SifLayout, size: int) -> ImageInfo:
-    where = str(p)
+def _sif_info(where: str, fh, layout: sif.SifLayout, size: int) -> ImageInfo:
     part = layout.primary_partition()
     if part is None:
         raise ImageError(f"{where}: sif has no system partition (nothing to run)", path=where)
@@ -119,4 +135,4 @@ def _sif_info(p: Path, fh, layout: sif.SifLayout, size: int) -> ImageInfo:
             overlay = (d.offset, d.size)
             break
     arch = sif.arch_name(part.arch or "00")
-    return ImageInfo(p, "sif", fstype, part.offset, fs_size, arch, comp, layout.descriptors, overlay)
+    return ImageInfo(where, "sif", fstype, part.offset, fs_size, arch, comp, layout.descriptors, overlay)

@@ -9,17 +9,20 @@ checks that every used descriptor lies inside it.
 
 Limits: no signing, no encryption, no in-place modification (add/delete objects); the
 reader does not verify signatures.
+
+The records here (and ``probe.ImageInfo``) are ``Frozen`` plain classes rather than frozen
+dataclasses: the reader is on the runtime's launch path, where importing ``dataclasses``
+(and ``inspect`` with it) costs several milliseconds.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from builder.errors import ImageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
 
@@ -27,7 +30,7 @@ __all__ = [
     "SIF_MAGIC", "LAUNCH_SCRIPT", "GO_ZERO_TIME", "DATA_DEFFILE", "DATA_ENVVAR", "DATA_LABELS",
     "DATA_PARTITION", "DATA_SIGNATURE", "DATA_GENERIC_JSON", "DATA_GENERIC", "FS_SQUASH",
     "FS_EXT3", "PART_SYSTEM", "PART_PRIMSYS", "PART_DATA", "PART_OVERLAY", "ARCH_CODES",
-    "SifDescriptor", "SifHeader", "SifLayout", "SifObject", "SifCreateOptions",
+    "Frozen", "SifDescriptor", "SifHeader", "SifLayout", "SifObject", "SifCreateOptions",
     "parse_sif", "read_sif", "write_sif", "plan_offsets", "sif_bytes", "arch_name", "arch_code",
 ]
 
@@ -80,53 +83,80 @@ def arch_code(name: str) -> str:
                          hint="one of " + ", ".join(sorted(ARCH_CODES))) from None
 
 
-@dataclass(frozen=True)
-class SifHeader:
-    launch: bytes
-    version: str
-    arch: str  # two-digit code
-    uuid: bytes
-    created: int
-    modified: int
-    descr_free: int
-    descr_total: int
-    descr_offset: int
-    descr_size: int
-    data_offset: int
-    data_size: int
+class Frozen:
+    """Base of an immutable record: ``_fields`` (also its ``__slots__``) set once by
+    ``__init__`` through ``_set``; equality, hash, repr and copying as a frozen dataclass."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def _set(self, *values: object) -> None:
+        for name, value in zip(self._fields, values):
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __reduce__(self) -> tuple:
+        return type(self), self._values()
 
 
-@dataclass(frozen=True)
-class SifDescriptor:
+class SifHeader(Frozen):
+    """The global header; ``arch`` is the two-digit SIF code of the primary partition."""
+
+    __slots__ = _fields = ("launch", "version", "arch", "uuid", "created", "modified", "descr_free",
+                           "descr_total", "descr_offset", "descr_size", "data_offset", "data_size")
+
+    def __init__(self, launch: bytes, version: str, arch: str, uuid: bytes, created: int, modified: int,
+                 descr_free: int, descr_total: int, descr_offset: int, descr_size: int, data_offset: int,
+                 data_size: int) -> None:
+        self._set(launch, version, arch, uuid, created, modified, descr_free, descr_total, descr_offset,
+                  descr_size, data_offset, data_size)
+
+
+class SifDescriptor(Frozen):
     """One used descriptor. ``fstype``/``parttype``/``arch`` are set for partitions only."""
 
-    data_type: int
-    id: int
-    group_id: int
-    link: int
-    offset: int
-    size: int
-    size_with_padding: int
-    created: int
-    modified: int
-    uid: int
-    gid: int
-    name: str
-    extra: bytes
-    fstype: int | None = None
-    parttype: int | None = None
-    arch: str | None = None
+    __slots__ = _fields = ("data_type", "id", "group_id", "link", "offset", "size", "size_with_padding",
+                           "created", "modified", "uid", "gid", "name", "extra", "fstype", "parttype", "arch")
+
+    def __init__(self, data_type: int, id: int, group_id: int, link: int, offset: int, size: int,  # noqa: A002
+                 size_with_padding: int, created: int, modified: int, uid: int, gid: int, name: str,
+                 extra: bytes, fstype: int | None = None, parttype: int | None = None,
+                 arch: str | None = None) -> None:
+        self._set(data_type, id, group_id, link, offset, size, size_with_padding, created, modified, uid, gid,
+                  name, extra, fstype, parttype, arch)
 
     @property
     def type_name(self) -> str:
         return DATA_TYPE_NAMES.get(self.data_type, f"0x{self.data_type:x}")
 
 
-@dataclass(frozen=True)
-class SifLayout:
-    header: SifHeader
-    descriptors: tuple[SifDescriptor, ...]
-    slots: tuple[int, ...]  # slot index of each used descriptor
+class SifLayout(Frozen):
+    """The header, the used descriptors, and the table slot each of them was found in."""
+
+    __slots__ = _fields = ("header", "descriptors", "slots")
+
+    def __init__(self, header: SifHeader, descriptors: tuple[SifDescriptor, ...], slots: tuple[int, ...]) -> None:
+        self._set(header, descriptors, slots)
 
     def primary_partition(self) -> SifDescriptor | None:
         """The first used PrimSys partition (the runtime's rootfs), or None."""
@@ -213,8 +243,7 @@ def read_sif(fh: BinaryIO, *, path: str = "") -> SifLayout:
 # ----------------------------------------------------------------------------- writing
 
 
-@dataclass(frozen=True)
-class SifObject:
+class SifObject(Frozen):
     """An object to write. ``data`` is bytes, a path (str/Path) whose content is copied,
     or None for content already in place in the output file (``size`` bytes at the
     offset the plan gives it; used to let mksquashfs write a partition directly).
@@ -223,31 +252,26 @@ class SifObject:
     ``group``: the group number (1 by default, 0 for none).
     """
 
-    data_type: int
-    data: bytes | str | object
-    name: str = ""
-    align: int | None = None
-    group: int = DEFAULT_GROUP
-    link: int = 0
-    fstype: int = 0
-    parttype: int = 0
-    arch: str = ""  # Go arch name, for partitions
-    extra: bytes = b""
-    size: int | None = None
+    __slots__ = _fields = ("data_type", "data", "name", "align", "group", "link", "fstype", "parttype", "arch",
+                           "extra", "size")
+
+    def __init__(self, data_type: int, data: bytes | str | object, name: str = "", align: int | None = None,
+                 group: int = DEFAULT_GROUP, link: int = 0, fstype: int = 0, parttype: int = 0, arch: str = "",
+                 extra: bytes = b"", size: int | None = None) -> None:
+        self._set(data_type, data, name, align, group, link, fstype, parttype, arch, extra, size)
 
 
-@dataclass(frozen=True)
-class SifCreateOptions:
+class SifCreateOptions(Frozen):
     """Container-wide settings. ``uuid``/``time`` when given win; otherwise
     ``deterministic`` means a nil UUID and the Go zero time (the Go library's
     OptCreateDeterministic), and not deterministic means a random UUID and now."""
 
-    launch: bytes = LAUNCH_SCRIPT
-    deterministic: bool = True
-    uuid: bytes | None = None
-    time: int | None = None
-    capacity: int = DEFAULT_CAPACITY
-    descr_offset: int = DEFAULT_DESCR_OFFSET
+    __slots__ = _fields = ("launch", "deterministic", "uuid", "time", "capacity", "descr_offset")
+
+    def __init__(self, launch: bytes = LAUNCH_SCRIPT, deterministic: bool = True, uuid: bytes | None = None,
+                 time: int | None = None, capacity: int = DEFAULT_CAPACITY,
+                 descr_offset: int = DEFAULT_DESCR_OFFSET) -> None:
+        self._set(launch, deterministic, uuid, time, capacity, descr_offset)
 
 
 def _object_size(obj: SifObject) -> int:

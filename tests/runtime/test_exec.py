@@ -89,14 +89,16 @@ def test_ext3_image_runs_as_root_only(profile, images):
         assert "needs root" in r.err and len(r.err.strip().splitlines()) <= 2
 
 
-def test_unprivileged_squashfs_is_extracted_once(profile, images):
+def test_unprivileged_squashfs_is_extracted_once(profile, images, workdir):
     if profile.name == "root":
         pytest.skip("root mounts squashfs in place; extraction is the unprivileged path")
-    r1 = profile.sbuild("exec", images["squashfs"], "true")
-    r2 = profile.sbuild("exec", images["squashfs"], "true")
+    env = {"SBUILD_CACHEDIR": str(workdir / "cache")}
+    r1 = profile.sbuild("exec", images["squashfs"], "true", env=env)
+    r2 = profile.sbuild("exec", images["squashfs"], "true", env=env)
     assert r1.status == r2.status == 0
+    assert "into the cache (once)" in r1.err  # logged, although the quick path defers logging
     assert "extracting" not in r2.err
-    cache = profile.cache / "rootfs"
+    cache = workdir / "cache" / "rootfs"
     assert len([p for p in cache.iterdir() if p.is_dir() and p.name != "index"]) >= 1
 
 
