@@ -218,6 +218,14 @@ def _options(args: argparse.Namespace):
 
 
 def _action(args: argparse.Namespace) -> int:
+    # the CLI process only waits for the container: let it hold the namespaces itself, and
+    # give a squashfs image a head start before the rest of the runtime is imported
+    here = getattr(args, "owns_process", False)
+    staged = None
+    if here and not args.image.startswith("instance://"):
+        from runtime.stage import stage
+
+        staged = stage(args.image, writable=args.writable)
     from runtime.session import run_action
 
     argv = list(args.args)
@@ -234,9 +242,7 @@ def _action(args: argparse.Namespace) -> int:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    # the CLI process only waits for the container: let it hold the namespaces itself
-    here = getattr(args, "owns_process", False)
-    return run_action(image, args.action, argv, opts, forward=True, join=join, here=here)
+    return run_action(image, args.action, argv, opts, forward=True, join=join, here=here, staged=staged)
 
 
 def _instance_start(args: argparse.Namespace) -> int:

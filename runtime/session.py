@@ -13,7 +13,7 @@ import os
 from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
 from runtime.rootfs import RootPlan
-from runtime.sources import probe, source_for
+from runtime.sources import probe, runtime_dir, source_for
 from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user, record
 
 TYPE_CHECKING = False
@@ -43,21 +43,6 @@ class RunOptions:
     build_config: bool = False
     stdio: tuple[int | None, int | None, int | None] = (None, None, None)
     host_env: Mapping[str, str] | None = None
-
-
-def runtime_dir() -> str:
-    """The user's private runtime directory for sbuild (session mount point, instances)."""
-    uid = os.getuid()
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg) and os.stat(xdg).st_uid == uid:
-        path = os.path.join(xdg, "sbuild")
-    else:
-        path = "/run/sbuild" if uid == 0 else f"/tmp/sbuild-{uid}"
-    os.makedirs(path, 0o700, exist_ok=True)
-    st = os.lstat(path)
-    if st.st_uid != uid or not os.path.isdir(path):
-        raise RunError(f"preparing {path}: owned by someone else", hint="set XDG_RUNTIME_DIR to a directory of yours")
-    return path
 
 
 def subid_range(file: str, user: HostUser) -> tuple[int, int] | None:
@@ -190,12 +175,13 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
 
 def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
                forward: bool = False, detach: bool = False, join: int | None = None,
-               here: bool = False) -> int | launch.Launched:
+               here: bool = False, staged: str | None = None) -> int | launch.Launched:
     """Run ``action`` in ``image``; return its exit status (``detach``: the Launched).
 
     ``forward``: pass the signals the caller gets on to the container. ``here``: the caller
     exists only to run this (the CLI): it creates the namespaces itself and stays in them
-    (``runtime.launch``), one process less."""
+    (``runtime.launch``), one process less. ``staged``: where ``runtime.stage`` mounted the
+    image's squashfs in the caller's mount namespace (``here`` only), to use as the lower."""
     user = host_user()
     host_env = dict(os.environ if opts.host_env is None else opts.host_env)
     ident = choose_identity(opts.userns, user)
@@ -218,8 +204,9 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
         raise UsageError("only one writable --overlay is allowed; add :ro to the others")
     mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
                        home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
+    lower = staged if here and staged and src.fstype == "squashfs" else None
     plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
-                    ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0)
+                    ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
     os.makedirs(plan.session, 0o700, exist_ok=True)
     launched = launch.start(plan, proc, ident, detach=detach, block_signals=forward, here=here)
     if detach:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 
-from builder.errors import CapabilityError, ImageError
+from builder.errors import CapabilityError, ImageError, RunError
 from runtime.spec import record
 
-__all__ = ["Source", "probe", "source_for", "cache_dir", "fuse_usable"]
+__all__ = ["Source", "probe", "source_for", "cache_dir", "runtime_dir", "fuse_usable"]
+
 
 @record
 class Source:
@@ -32,6 +33,21 @@ def probe(path: str):
     from builder.images.probe import probe as shared_probe
 
     return shared_probe(path)
+
+
+def runtime_dir() -> str:
+    """The user's private runtime directory for sbuild (session mount point, instances)."""
+    uid = os.getuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.stat(xdg).st_uid == uid:
+        path = os.path.join(xdg, "sbuild")
+    else:
+        path = "/run/sbuild" if uid == 0 else f"/tmp/sbuild-{uid}"
+    os.makedirs(path, 0o700, exist_ok=True)
+    st = os.lstat(path)
+    if st.st_uid != uid or not os.path.isdir(path):
+        raise RunError(f"preparing {path}: owned by someone else", hint="set XDG_RUNTIME_DIR to a directory of yours")
+    return path
 
 
 def cache_dir() -> str:

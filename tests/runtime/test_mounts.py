@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 
 def test_default_is_read_only(profile, images):
     r = profile.sbuild("exec", images["simg"], "touch", "/newfile")
@@ -138,3 +140,14 @@ def test_hostile_symlinks_in_the_image_stay_inside_it(profile, images, workdir):
 def test_fakeroot_maps_the_user_to_root(profile, images):
     r = profile.sbuild("exec", "--fakeroot", images["sandbox"], "sh", "-c", "id -u; echo $HOME")
     assert r.out.split() == ["0", "/root"], r.err
+
+
+@pytest.mark.parametrize("kind", ["simg", "sandbox"])
+def test_our_own_mounts_are_hidden_from_a_bind_of_their_parent(profile, images, kind):
+    # the session tmpfs, and as root the image mounted ahead by the CLI (runtime.stage),
+    # live under the runtime directory; a recursive bind of it must not show them
+    rundir = "/run/sbuild" if profile.name == "root" else f"/tmp/sbuild-{profile.uid}"
+    parent = rundir.rsplit("/", 1)[0]
+    r = profile.sbuild("exec", "--bind", f"{parent}:{parent}", images[kind], "sh", "-c",
+                       f"ls -A {rundir}/mnt; ls -A {rundir}/stage 2>/dev/null; echo done")
+    assert (r.status, r.out) == (0, "done\n"), r.err
