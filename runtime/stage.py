@@ -51,9 +51,16 @@ def stage(image: str, *, writable: bool = False) -> str | None:
         shell = os.open(path + resolve(path, "/bin/sh"), os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, SbuildError):
         return path  # no /bin/sh to read ahead (the command is exec'd without the action script)
+    import _signal
     import _thread
 
-    _thread.start_new_thread(_prefetch, (shell,))
+    # the thread blocks every signal (it inherits the mask): a signal for the process, such
+    # as the SIGCHLD or SIGTERM that the main thread waits for, must never land in it
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        _thread.start_new_thread(_prefetch, (shell,))
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     return path
 
 

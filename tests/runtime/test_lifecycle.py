@@ -9,6 +9,7 @@ import select
 import signal
 import time
 
+import pytest
 
 
 def test_background_processes_end_with_the_command(profile, images, rt):
@@ -109,3 +110,36 @@ def test_ctrl_c_on_exec_under_a_terminal(profile, images, rt):
     t.send("\x03")
     assert t.wait() == 130
     assert rt.wait_until(lambda: not rt.marked("2345.5"), 5)
+
+
+_READ_AHEAD = """
+import _thread, os, runtime.stage as s
+done = _thread.allocate_lock()
+done.acquire()
+def mask():
+    with open("/proc/thread-self/status") as f:
+        return int([l.split()[1] for l in f if l.startswith("SigBlk:")][0], 16)
+def prefetch(fd):
+    print("thread", mask(), flush=True)
+    os.close(fd)
+    done.release()
+s._prefetch = prefetch
+print("staged", s.stage({image!r}) is not None, flush=True)
+done.acquire()
+print("main", mask(), flush=True)
+"""
+
+
+def test_read_ahead_thread_takes_no_signal_meant_for_the_cli(profile, images):
+    # runtime.stage reads the image's /bin/sh ahead on a thread of the CLI process, which
+    # then waits for the container's SIGCHLD and forwards SIGTERM & co: a signal that landed
+    # on that thread would be lost (a hang) or kill the CLI
+    if profile.name != "root":
+        pytest.skip("the read-ahead is root-only (unprivileged squashfs is not mounted by sbuild)")
+    r = profile.python(_READ_AHEAD.format(image=str(images["simg"])))
+    assert r.status == 0, r.err
+    lines = dict(line.split(" ", 1) for line in r.out.splitlines())
+    assert lines["staged"] == "True"
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGWINCH):
+        assert int(lines["thread"]) & (1 << (sig - 1)), sig
+        assert not int(lines["main"]) & (1 << (sig - 1)), sig  # the main thread's mask is back
