@@ -57,14 +57,18 @@ def stage(image: str, *, writable: bool = False) -> str | None:
     # the thread blocks every signal (it inherits the mask): a signal for the process, such
     # as the SIGCHLD or SIGTERM that the main thread waits for, must never land in it
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    started = _thread.allocate_lock()
+    started.acquire()
     try:
-        _thread.start_new_thread(_prefetch, (shell,))
+        _thread.start_new_thread(_prefetch, (shell, started))
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+    started.acquire()  # hand the GIL over now: the thread would wait up to 5 ms for it
     return path
 
 
-def _prefetch(fd: int) -> None:
+def _prefetch(fd: int, started) -> None:  # noqa: ANN001
+    started.release()
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # decompresses it, without the GIL
     except OSError:
