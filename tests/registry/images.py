@@ -224,7 +224,7 @@ def standard_config() -> dict:
 
 
 def file_tree(root: Path) -> dict[str, tuple]:
-    """(type, mode, uid, gid, content-or-target, link group) for every path below ``root``."""
+    """(type, mode, uid, gid, content-or-target, link group, xattrs) for every path below ``root``."""
     import stat
     tree = {}
     inodes: dict[tuple[int, int], str] = {}
@@ -248,11 +248,21 @@ def file_tree(root: Path) -> dict[str, tuple]:
             else:
                 kind, body = "?", None
             tree[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, body,
-                         (st.st_dev, st.st_ino) if kind == "f" and st.st_nlink > 1 else None)
+                         (st.st_dev, st.st_ino) if kind == "f" and st.st_nlink > 1 else None,
+                         _xattrs(p))
     # replace inode numbers by the first path of the group, so two trees compare
     groups: dict = {}
     for rel in sorted(tree):
         key = tree[rel][5]
         if key is not None:
             groups.setdefault(key, rel)
-    return {rel: v[:5] + (groups.get(v[5]) if v[5] else None,) for rel, v in tree.items()}
+    return {rel: v[:5] + (groups.get(v[5]) if v[5] else None, v[6]) for rel, v in tree.items()}
+
+
+def _xattrs(path: str) -> tuple:
+    """(name, value) of every xattr on ``path`` (not followed), sorted."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    return tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in names))

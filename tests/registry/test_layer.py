@@ -16,8 +16,8 @@ from builder.sources.oci.errors import LayerError
 from builder.sources.oci.stream import decompressed
 
 
-def apply(root, *layers, rootless=False):
-    applier = LayerApplier(root, rootless=rootless)
+def apply(root, *layers, rootless=False, threaded=None):
+    applier = LayerApplier(root, rootless=rootless, threaded=threaded)
     for layer in layers:
         applier.apply(decompressed(io.BytesIO(I.gz(layer))))
     applier.finish()
@@ -29,8 +29,9 @@ def snapshot(path):
     return I.file_tree(path)
 
 
+@pytest.mark.parametrize("threaded", [None, True], ids=["adaptive", "threads"])
 @pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
-def test_standard_image_matches_umoci_unpack(tmp_path, rootless):
+def test_standard_image_matches_umoci_unpack(tmp_path, rootless, threaded):
     if shutil.which("umoci") is None:
         pytest.skip("needs umoci (apt-get install umoci)")
     if not rootless and os.geteuid() != 0:
@@ -40,14 +41,28 @@ def test_standard_image_matches_umoci_unpack(tmp_path, rootless):
     cmd = ["umoci", "unpack", *(["--rootless"] if rootless else []), "--image",
            f"{tmp_path}/layout:1.0", str(tmp_path / "bundle")]
     subprocess.run(cmd, check=True, capture_output=True)
-    ours = apply(tmp_path / "ours", *img.layers, rootless=rootless)
+    ours = apply(tmp_path / "ours", *img.layers, rootless=rootless, threaded=threaded)
     theirs = I.file_tree(tmp_path / "bundle" / "rootfs")
-    assert I.file_tree(ours) == theirs
+    assert I.file_tree(ours) == theirs  # incl. xattrs: user.rootlesscontainers when rootless
     # the rules that matter to users, spelled out
     assert "etc/removeme" not in theirs and sorted(os.listdir(ours / "opt/old")) == []
     assert theirs["hello-link.txt"][5] == theirs["hello.txt"][5] == "hello-link.txt"
     assert theirs["usr/bin/su"][1] == 0o4755
     assert os.getxattr(ours / "etc/with-xattr", "user.test") == b"value"
+    owner = dict(theirs["home/user/.profile"][6]).get("user.rootlesscontainers")
+    assert owner == (b"\x08\xe8\x07\x10\xe8\x07" if rootless else None)  # uid 1000, gid 1000
+    if rootless:  # root ids are written as uint32(-1); root:root gets no record
+        assert dict(theirs["usr/bin/sgid"][6])["user.rootlesscontainers"] == b"\x08\xff\xff\xff\xff\x0f\x10*"
+        assert "user.rootlesscontainers" not in dict(theirs["usr/bin/su"][6])
+
+
+def test_rootless_owner_record_replaces_one_from_the_layer(tmp_path, caplog):
+    forged = I.f("f", "x", uid=5, gid=0)
+    forged[0].pax_headers = {"SCHILY.xattr.user.rootlesscontainers": "\x08\x00"}
+    root = apply(tmp_path / "r", I.tar_bytes([forged, I.sym("l", "f", uid=7)]), rootless=True)
+    assert os.getxattr(root / "f", "user.rootlesscontainers") == b"\x08\x05\x10\xff\xff\xff\xff\x0f"
+    assert os.readlink(root / "l") == "f"  # symlinks cannot carry user.* xattrs: no record, no error
+    assert "ignoring the user.rootlesscontainers xattr stored in the layer" in caplog.text
 
 
 def test_opaque_whiteout_keeps_same_layer_entries_and_hides_lower(tmp_path):
@@ -85,8 +100,9 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-@pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
-def test_hostile_entries_never_touch_the_host(tmp_path, name, rootless):
+@pytest.mark.parametrize("rootless,threaded", [(False, None), (True, None), (False, True)],
+                         ids=["root", "rootless", "root-threads"])
+def test_hostile_entries_never_touch_the_host(tmp_path, name, rootless, threaded):
     host = tmp_path / "HOST"
     host.mkdir()
     (host / "secret").write_text("do not touch")
@@ -102,7 +118,7 @@ def test_hostile_entries_never_touch_the_host(tmp_path, name, rootless):
         ti.linkname = ti.linkname.replace("{host}", str(host))
         entries.append((ti, data))
     try:
-        apply(root, I.tar_bytes(entries), rootless=rootless)
+        apply(root, I.tar_bytes(entries), rootless=rootless, threaded=threaded)
     except LayerError:
         pass  # refusing is fine; writing outside is not
     after = snapshot(tmp_path)
@@ -131,9 +147,10 @@ def test_truncated_layer_is_an_error(tmp_path):
         applier.apply(decompressed(io.BytesIO(I.gz(data)[:2000])))
 
 
-def test_file_then_child_in_the_same_layer(tmp_path):
-    # the file is still being written by a writer thread when its "child" arrives
+@pytest.mark.parametrize("threaded", [None, True], ids=["adaptive", "threads"])
+def test_file_then_child_in_the_same_layer(tmp_path, threaded):
+    # with threads, the file is still being written when its "child" arrives
     root = apply(tmp_path / "r", I.tar_bytes([I.f("x", "file"), I.f("x/y", "child"), I.f("z", "1"),
-                                               I.hard("z2", "z"), I.f("z", "2")]))
+                                               I.hard("z2", "z"), I.f("z", "2")]), threaded=threaded)
     assert (root / "x" / "y").read_text() == "child"
     assert (root / "z2").read_text() == "1" and (root / "z").read_text() == "2"

@@ -35,7 +35,7 @@ from builder.sources.oci.errors import DigestError, RegistryError, ReferenceErro
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform, host_platform, select_manifest
 from builder.sources.oci.reference import Reference, parse_reference
-from builder.sources.oci.stream import CHUNK, HashingReader, decompressed
+from builder.sources.oci.stream import CHUNK, LayerPump
 
 __all__ = ["FetchOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
            "registry_client"]
@@ -190,20 +190,23 @@ def _tar_layers(manifest: dict) -> list[tuple[int, dict]]:
 
 def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
                  open_layer: Callable[[int], contextlib.AbstractContextManager[BinaryIO]]) -> None:
-    """Apply the manifest's tar layers in order; ``open_layer(i)`` gives the compressed bytes."""
+    """Apply the manifest's tar layers in order; ``open_layer(i)`` gives the compressed bytes.
+
+    Decompression and the diff_id hash run in ``LayerPump``'s thread, beside the applier."""
     config = _json(resolved.config, "image config") if resolved.config else {}
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     rootfs.mkdir(parents=True, exist_ok=True)
+    layers = _tar_layers(resolved.manifest)
     applier = LayerApplier(rootfs, rootless=options.rootless)
-    for n, (index, desc) in enumerate(_tar_layers(resolved.manifest)):
-        with open_layer(n) as raw:
-            tar = HashingReader(decompressed(raw, desc.get("mediaType")))
+    with LayerPump(open_layer, [d.get("mediaType") for _, d in layers]) as pump:
+        for n, (index, desc) in enumerate(layers):
+            tar = pump.reader(n)
             stats = applier.apply(tar)
             tar.drain()
-        if index < len(diff_ids) and tar.digest() != diff_ids[index]:
-            raise DigestError(f"layer {desc['digest']}: uncompressed content has digest {tar.digest()}, "
-                              f"the config says {diff_ids[index]}", digest=desc["digest"])
-        log.debug("applied layer %s: %d entries, %d bytes", desc["digest"], stats.entries, stats.bytes)
+            if index < len(diff_ids) and tar.digest() != diff_ids[index]:
+                raise DigestError(f"layer {desc['digest']}: uncompressed content has digest {tar.digest()}, "
+                                  f"the config says {diff_ids[index]}", digest=desc["digest"])
+            log.debug("applied layer %s: %d entries, %d bytes", desc["digest"], stats.entries, stats.bytes)
     applier.finish()
 
 
