@@ -74,3 +74,19 @@ def test_write_docker_metadata_and_hostile_symlinks(tmp_path):
     assert json.loads((sd / "labels.json").read_text()) == {"k": "v"}
     assert os.stat(sd / "runscript").st_mode & 0o777 == 0o755
     assert (rootfs / "etc" / "hosts").read_text() == ""
+
+
+def test_oci_config_json_is_what_apptainer_stores():
+    """json.Marshal of go-containerregistry's v1.Config: its field order, omitempty, sorted
+    maps, <>& escaped, unknown keys dropped (Apptainer 1.5 ``insertOCIConfig``)."""
+    from builder.sources.oci import oci_config_json
+
+    cfg = {"Labels": {"z": "1", "a": "<&>"}, "Env": ["PATH=/bin"], "Cmd": ["sh"], "Entrypoint": None,
+           "User": "", "WorkingDir": "/w", "ExposedPorts": {"80/tcp": {}}, "Volumes": {"/data": {}},
+           "StopSignal": "SIGTERM", "Memory": 0, "Healthcheck": {"Test": ["NONE"], "Retries": 3},
+           "OnBuild": [], "ArgsEscaped": True, "Shell": ["/bin/sh", "-c"]}
+    assert oci_config_json(image(cfg)) == (
+        b'{"Cmd":["sh"],"Healthcheck":{"Test":["NONE"],"Retries":3},"Env":["PATH=/bin"],'
+        b'"Labels":{"a":"\\u003c\\u0026\\u003e","z":"1"},"Volumes":{"/data":{}},"WorkingDir":"/w",'
+        b'"ExposedPorts":{"80/tcp":{}},"ArgsEscaped":true,"StopSignal":"SIGTERM","Shell":["/bin/sh","-c"]}')
+    assert oci_config_json(image({})) == b"{}"

@@ -10,7 +10,8 @@ Pure functions produce the text; ``write_docker_metadata`` writes them into a ro
 - ``labels_json(labels)``: Go ``json.MarshalIndent(labels, "", "\\t")`` (sorted keys,
   ``<>&`` escaped, ``null`` when the image has no labels).
 - ``base_labels(image)``: ``org.opencontainers.image.base.name/digest``.
-- ``oci_config_json(image)``: the ``config`` object for the SIF ``oci-config.json``.
+- ``oci_config_json(image)``: the ``config`` object for the SIF ``oci-config.json``, in the
+  field order and ``omitempty`` form of go-containerregistry's ``v1.Config`` (Apptainer 1.5).
 
 Every path is resolved inside the rootfs (an image whose ``/.singularity.d`` or
 ``/etc/hosts`` is a symlink to ``/`` cannot make us write on the host).
@@ -30,7 +31,7 @@ from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform
 
 __all__ = ["ImageConfig", "env_script", "runscript", "labels_json", "base_labels",
-           "oci_config_json", "write_docker_metadata"]
+           "oci_config_json", "go_json", "write_docker_metadata"]
 
 _VAR = re.compile(r"^[a-zA-Z_]{1,}[a-zA-Z0-9_]{0,}$")
 
@@ -228,9 +229,50 @@ def base_labels(image: ImageConfig) -> dict[str, str]:
     return out
 
 
+# go-containerregistry v1.Config, in field order (Apptainer 1.5 stores json.Marshal of it)
+_GO_CONFIG = (("AttachStderr", bool), ("AttachStdin", bool), ("AttachStdout", bool), ("Cmd", list),
+              ("Healthcheck", "health"), ("Domainname", str), ("Entrypoint", list), ("Env", list),
+              ("Hostname", str), ("Image", str), ("Labels", "labels"), ("OnBuild", list),
+              ("OpenStdin", bool), ("StdinOnce", bool), ("Tty", bool), ("User", str),
+              ("Volumes", "set"), ("WorkingDir", str), ("ExposedPorts", "set"), ("ArgsEscaped", bool),
+              ("NetworkDisabled", bool), ("MacAddress", str), ("StopSignal", str), ("Shell", list))
+_GO_HEALTH = (("Test", list), ("Interval", int), ("Timeout", int), ("StartPeriod", int), ("Retries", int))
+
+
+def _go_fields(src: dict, fields: tuple) -> dict:
+    """``src`` as Go would re-marshal it into a struct: field order, ``omitempty``, unknown
+    keys dropped (values of the wrong type are dropped too, where Go would fail)."""
+    out: dict[str, Any] = {}
+    for name, kind in fields:
+        value = src.get(name)
+        if not value:
+            continue  # omitempty: false, 0, "", null, [] and {} are left out
+        if kind == "health" and isinstance(value, dict):
+            out[name] = _go_fields(value, _GO_HEALTH)
+        elif kind == "labels" and isinstance(value, dict):
+            out[name] = {k: v for k, v in sorted(value.items()) if isinstance(v, str)}
+        elif kind == "set" and isinstance(value, dict):
+            out[name] = {k: {} for k in sorted(value)}
+        elif kind == list and isinstance(value, list):
+            out[name] = [v for v in value if isinstance(v, str)]
+        elif isinstance(kind, type) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            out[name] = value
+    return out
+
+
+def go_json(value: Any) -> str:
+    """Go ``json.Marshal``: compact, UTF-8, ``<>&`` and U+2028/9 escaped (dict order kept)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                 ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(a, b)
+    return text
+
+
 def oci_config_json(image: ImageConfig) -> bytes:
-    """The image's ``config`` object, compact, for the SIF ``oci-config.json`` descriptor."""
-    return json.dumps(image.config, separators=(",", ":"), ensure_ascii=False).encode()
+    """The SIF ``oci-config.json`` object: the image's ``config``, byte for byte as
+    Apptainer writes it (``json.Marshal`` of go-containerregistry's ``v1.Config``)."""
+    return go_json(_go_fields(image.config, _GO_CONFIG)).encode()
 
 
 def write_docker_metadata(rootfs: str | os.PathLike, image: ImageConfig) -> None:
