@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 USER, PASSWORD = "testuser", "s3cret-pass"
+REFRESH_TOKEN = "identity-token-0123456789"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -97,12 +98,29 @@ def htpasswd_file(path: Path) -> Path:
     return path
 
 
+def _access(scopes: list[str], authed: bool) -> list[dict]:
+    access = []
+    for scope in scopes:
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        allowed = [a for a in actions.split(",") if a == "pull" or authed]
+        access.append({"type": kind, "name": name, "actions": allowed})
+    return access
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class TokenServer:
-    """``GET /token?service=&scope=`` -> a JWT; Basic USER:PASSWORD gets pull+push, anyone pull."""
+    """A docker-registry token server on 127.0.0.1.
+
+    ``GET /token?service=&scope=`` -> a JWT: Basic USER:PASSWORD gets pull+push, anyone pull.
+    ``POST /token`` (OAuth2 form, ``grant_type=refresh_token``): the identity token
+    ``REFRESH_TOKEN`` (or a refresh token it handed out) gets pull+push for the
+    space-separated ``scope``; the answer carries a new ``refresh_token``; anything else
+    is 401. Every request is recorded (method, query or form, Authorization).
+    """
 
     def __init__(self, workdir: Path) -> None:
         self.crt, self.key = make_cert(workdir, "token-issuer")
@@ -111,34 +129,47 @@ class TokenServer:
         b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
         self.kid = ":".join(b32[i:i + 4] for i in range(0, 48, 4))
         self.requests: list[dict] = []
+        self.refresh_tokens = {REFRESH_TOKEN}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):  # quiet
                 pass
 
-            def do_GET(self):
-                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-                auth = self.headers.get("Authorization", "")
-                server.requests.append({"query": q, "authorization": auth})
-                authed = auth == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-                if auth and not authed:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                access = []
-                for scope in q.get("scope", []):
-                    kind, _, rest = scope.partition(":")
-                    name, _, actions = rest.rpartition(":")
-                    allowed = [a for a in actions.split(",") if a == "pull" or authed]
-                    access.append({"type": kind, "name": name, "actions": allowed})
-                body = json.dumps({"token": server.sign(q.get("service", [""])[0], access),
-                                   "expires_in": 300}).encode()
-                self.send_response(200)
+            def _answer(self, status: int, doc: dict | None = None) -> None:
+                body = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_GET(self):
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                server.requests.append({"method": "GET", "query": q, "authorization": auth})
+                authed = auth == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if auth and not authed:
+                    self._answer(401, {"details": "bad credentials"})
+                    return
+                token = server.sign(q.get("service", [""])[0], _access(q.get("scope", []), authed))
+                self._answer(200, {"token": token, "expires_in": 300})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                server.requests.append({"method": "POST", "form": form,
+                                        "content_type": self.headers.get("Content-Type", ""),
+                                        "authorization": self.headers.get("Authorization", "")})
+                refresh = form.get("refresh_token", [""])[0]
+                if form.get("grant_type") != ["refresh_token"] or refresh not in server.refresh_tokens:
+                    self._answer(401, {"error": "invalid_grant"})
+                    return
+                scopes = " ".join(form.get("scope", [])).split()
+                new_refresh = "refresh-" + os.urandom(6).hex()
+                server.refresh_tokens.add(new_refresh)
+                token = server.sign(form.get("service", [""])[0], _access(scopes, True))
+                self._answer(200, {"access_token": token, "expires_in": 300, "refresh_token": new_refresh})
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]

@@ -176,7 +176,7 @@ def test_tls_registry_with_ca_bundle(tls_registry, tmp_path, cache_dir):
 def test_token_auth_anonymous_pull(token_registry, tmp_path, cache_dir):
     token_registry.token_server.requests.clear()
     fetch_to_rootfs(f"docker://{token_registry.host}/{REPO}:1.0", tmp_path / "a", opts(cache_dir))
-    scopes = [r["query"].get("scope") for r in token_registry.token_server.requests]
+    scopes = [r.get("query", {}).get("scope") for r in token_registry.token_server.requests]
     assert [f"repository:{REPO}:pull"] in scopes
     assert all(r["authorization"] == "" for r in token_registry.token_server.requests)
 
@@ -202,3 +202,64 @@ def test_plain_http_needs_nohttps_for_non_local_names(tmp_path, cache_dir):
     with pytest.raises(RegistryError) as e:
         fetch_to_rootfs("docker://registry.invalid:1/x/y:1", tmp_path / "a", opts(cache_dir))
     assert "registry.invalid:1" in e.value.message
+
+
+def _small_sif(tmp_path):
+    """A real SIF (amd64 squashfs partition) made with mksquashfs + siftool."""
+    if shutil.which("siftool") is None or shutil.which("mksquashfs") is None:
+        pytest.skip("needs siftool and mksquashfs (apt-get install siftool squashfs-tools)")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "hello").write_text("hi\n")
+    subprocess.run(["mksquashfs", tmp_path / "tree", tmp_path / "fs.sqfs", "-noappend", "-quiet"],
+                   check=True, capture_output=True)
+    sif = tmp_path / "tiny.sif"
+    subprocess.run(["siftool", "new", sif], check=True, capture_output=True)
+    subprocess.run(["siftool", "add", sif, tmp_path / "fs.sqfs", "--datatype", "4", "--parttype", "2",
+                    "--partfs", "1", "--partarch", "2"], check=True, capture_output=True)
+    return sif
+
+
+def _docker_config(home, host, entry):
+    import json
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {host: entry}}))
+
+
+def test_identity_token_from_docker_config_is_an_oauth2_refresh_token(token_registry, tmp_path, cache_dir,
+                                                                      caplog):
+    from builder.sources.oci.oras import pull_oras, push_oras
+
+    sif = _small_sif(tmp_path)
+    home = tmp_path / "home"
+    _docker_config(home, token_registry.host, {"identitytoken": servers.REFRESH_TOKEN})
+    options = FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={"HOME": str(home)})
+    server = token_registry.token_server
+    server.requests.clear()
+    caplog.set_level(logging.DEBUG)
+    push_oras(sif, f"oras://{token_registry.host}/test/idtoken:1", options)  # push needs the token's grant
+    posts = [r for r in server.requests if r["method"] == "POST"]
+    assert posts and not [r for r in server.requests if r["method"] == "GET"]
+    first = posts[0]
+    assert first["form"]["grant_type"] == ["refresh_token"]
+    assert first["form"]["refresh_token"] == [servers.REFRESH_TOKEN]
+    assert first["form"]["service"] == ["test-registry"]
+    assert "repository:test/idtoken:pull,push" in first["form"]["scope"][0].split()
+    assert first["content_type"] == "application/x-www-form-urlencoded" and not first["authorization"]
+    # the token server's rotated refresh token is used from then on
+    assert all(r["form"]["refresh_token"][0] in server.refresh_tokens for r in posts)
+    pull_oras(f"oras://{token_registry.host}/test/idtoken:1", tmp_path / "back.sif", options)
+    assert (tmp_path / "back.sif").read_bytes() == sif.read_bytes()
+    assert servers.REFRESH_TOKEN not in caplog.text
+
+
+def test_rejected_identity_token_is_an_auth_error(token_registry, tmp_path, cache_dir):
+    from builder.sources.oci.oras import push_oras
+
+    sif = _small_sif(tmp_path)
+    home = tmp_path / "home"
+    _docker_config(home, token_registry.host, {"identitytoken": "revoked-token-987"})
+    with pytest.raises(AuthError) as e:
+        push_oras(sif, f"oras://{token_registry.host}/test/idtoken:2",
+                  FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={"HOME": str(home)}))
+    assert token_registry.host in e.value.message and "401" in e.value.message
+    assert "revoked-token-987" not in e.value.render()

@@ -69,6 +69,7 @@ class RegistryClient:
         self._base: str | None = None
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._refresh: str | None = None  # the newest refresh token the token server gave us
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------ plumbing
@@ -218,8 +219,8 @@ class RegistryClient:
         query = {"service": params.get("service", "")} if params.get("service") else {}
         scopes = [s for s in {scope, params.get("scope", "")} if s]
         try:
-            if creds.identity_token:
-                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+            if creds.identity_token:  # OAuth2: the identity token is a refresh token (§1.3.8)
+                form = {"grant_type": "refresh_token", "refresh_token": self._refresh or creds.identity_token,
                         "client_id": "sbuild", "scope": " ".join(scopes), **query}
                 resp = self._send("POST", realm, data=form)
             else:
@@ -241,6 +242,8 @@ class RegistryClient:
             token = None
         if not token:
             raise AuthError(f"getting a token for {self.host}: no token in the answer", registry=self.host)
+        if creds.identity_token and isinstance(body.get("refresh_token"), str):
+            self._refresh = body["refresh_token"]
         lifetime = max(int(body.get("expires_in") or 60), 60)
         entry = (token, time.monotonic() + lifetime - 10)
         self._tokens[scope] = entry
