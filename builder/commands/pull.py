@@ -6,6 +6,10 @@ environment and docker metadata, and written as TARGET (``.sif`` by default as A
 ``--sandbox`` for a directory; the format follows the name as in ``sbuild build``).
 ``oras://`` downloads the SIF as it is. TARGET defaults to ``<name>_<tag>.sif``.
 push: ``oras://`` only (Apptainer's media types).
+
+On a terminal, each layer gets a tqdm bar on stderr (bytes downloaded, or read from the
+blob cache); ``--docker-login`` asks for the credentials there (``prompt_login``, also
+meant for ``sbuild build --docker-login``), and is an error without a terminal.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from builder.commands import add_output_flags
 
-__all__ = ["register", "pull_image"]
+__all__ = ["register", "pull_image", "prompt_login", "layer_progress"]
 
 
 def register(subparsers) -> None:
@@ -49,15 +53,32 @@ def _fetch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca-bundle", help="CA certificates to trust for the registry")
 
 
+def prompt_login(stdin=None, ask_password=None):
+    """``--docker-login``: ask for a username and password on the terminal (Apptainer's
+    prompts). Raises ``UsageError`` when there is no terminal to ask on."""
+    import getpass
+
+    from builder.errors import UsageError
+    from builder.sources.oci import Credentials
+
+    stdin = sys.stdin if stdin is None else stdin
+    if not (hasattr(stdin, "isatty") and stdin.isatty()):
+        raise UsageError("--docker-login needs a terminal to ask for the credentials",
+                         hint="set SINGULARITY_DOCKER_USERNAME and SINGULARITY_DOCKER_PASSWORD, "
+                              "or use --authfile")
+    sys.stderr.write("Enter Docker Username: ")
+    sys.stderr.flush()
+    user = stdin.readline().rstrip("\n")
+    password = (ask_password or getpass.getpass)("Enter Docker Password: ")
+    if not user:
+        raise UsageError("--docker-login: no username given")
+    return Credentials(user, password)
+
+
 def _options(args: argparse.Namespace):
-    from builder.sources.oci import Credentials, FetchOptions, parse_platform
+    from builder.sources.oci import FetchOptions, parse_platform
 
-    login = None
-    if args.docker_login:
-        import getpass
-
-        user = input("Enter Docker Username: ")
-        login = Credentials(user, getpass.getpass("Enter Docker Password: "))
+    login = prompt_login() if args.docker_login else None
     return FetchOptions(platform=parse_platform(args.arch) if args.arch else None, nohttps=args.nohttps,
                         authfile=Path(args.authfile) if args.authfile else None, login=login,
                         disable_cache=args.disable_cache, tmpdir=Path(args.tmpdir) if args.tmpdir else None,
@@ -99,19 +120,36 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _progress():
-    if not sys.stderr.isatty():
+def layer_progress(stream=None):
+    """A ``progress(digest, done, total)`` sink drawing one tqdm bar per layer on ``stream``
+    (stderr) when it is a terminal, else None. Safe to call from the download threads."""
+    import threading
+
+    stream = sys.stderr if stream is None else stream
+    if not (hasattr(stream, "isatty") and stream.isatty()) or os.environ.get("TERM") == "dumb":
         return None
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
+    lock = threading.Lock()
+    try:
+        width = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        width = 0
+    sizing = {"dynamic_ncols": True} if width else {"ncols": 80, "nrows": 24}  # a pty without a size
 
     def update(digest: str, done: int, total: int) -> None:
-        bar = bars.get(digest)
-        if bar is None:
-            bar = bars[digest] = tqdm(total=total or None, unit="B", unit_scale=True,
-                                      desc=digest[7:19], leave=False)
-        bar.update(done - bar.n)
+        with lock:
+            bar = bars.get(digest)
+            if bar is None:
+                bar = bars[digest] = tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
+                                          desc=digest.partition(":")[2][:12], file=stream, leave=True,
+                                          position=len(bars), mininterval=0.2, **sizing)
+            if bar.disable:
+                return
+            bar.update(done - bar.n)
+            if total and done >= total:
+                bar.close()
     return update
 
 
@@ -129,12 +167,13 @@ def _pull(args: argparse.Namespace) -> int:
 
         if target.exists() and not args.force:
             raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
-        pull_oras(uri, target, options, _progress())
+        pull_oras(uri, target, options, None if args.quiet else layer_progress())
     else:
         if "://" not in uri and ":" not in uri:
             uri = "docker://" + uri
         fmt = format_for_target(target, sandbox=args.sandbox)
-        pull_image(uri, target, options, fmt=fmt, force=args.force, progress=_progress())
+        pull_image(uri, target, options, fmt=fmt, force=args.force,
+                   progress=None if args.quiet else layer_progress())
     if not args.quiet:
         print(f"pulled {uri} to {target}")
     return 0
