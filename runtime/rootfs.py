@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 
-from runtime import _sys
+from runtime import _sys, paths
 from runtime.spec import IdentitySpec, MountSpec, record
 
 __all__ = ["RootPlan", "Target", "SetupFailure", "plan_targets", "remount_ro", "resolve"]
@@ -63,28 +63,10 @@ def _escape(path: str) -> str:
 
 def resolve(root: str, path: str) -> str:
     """``path`` inside ``root`` with symlinks followed, never leaving ``root``."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        full = root + "/" + "/".join(done + [part])
-        try:
-            link = os.readlink(full)
-        except OSError:
-            done.append(part)
-            continue
-        hops += 1
-        if hops > 40:
-            raise SetupFailure("RunError", f"setting up the container: too many symlinks at {path}")
-        if link.startswith("/"):
-            done = []
-        parts = [p for p in link.split("/") if p and p != "."] + parts
-    return "/" + "/".join(done)
+    try:
+        return paths.resolve(root, path)
+    except paths.SymlinkLoop:
+        raise SetupFailure("RunError", f"setting up the container: too many symlinks at {path}") from None
 
 
 class _Builder:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from builder.errors import CapabilityError, ImageError, RunError
+from builder.errors import CapabilityError, ImageError
+from runtime.paths import cache_dir, runtime_dir
 from runtime.spec import record
 
 __all__ = ["Source", "probe", "source_for", "cache_dir", "runtime_dir", "fuse_usable"]
@@ -33,30 +34,6 @@ def probe(path: str):
     from builder.images.probe import probe as shared_probe
 
     return shared_probe(path)
-
-
-def runtime_dir() -> str:
-    """The user's private runtime directory for sbuild (session mount point, instances)."""
-    uid = os.getuid()
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg) and os.stat(xdg).st_uid == uid:
-        path = os.path.join(xdg, "sbuild")
-    else:
-        path = "/run/sbuild" if uid == 0 else f"/tmp/sbuild-{uid}"
-    os.makedirs(path, 0o700, exist_ok=True)
-    st = os.lstat(path)
-    if st.st_uid != uid or not os.path.isdir(path):
-        raise RunError(f"preparing {path}: owned by someone else", hint="set XDG_RUNTIME_DIR to a directory of yours")
-    return path
-
-
-def cache_dir() -> str:
-    base = (os.environ.get("SBUILD_CACHEDIR") or os.environ.get("APPTAINER_CACHEDIR")
-            or os.environ.get("SINGULARITY_CACHEDIR"))
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "sbuild")
-    return os.path.join(base, "rootfs")
 
 
 def source_for(image: str, *, userns: bool, writable: bool) -> Source:

@@ -28,9 +28,9 @@ def stage(image: str, *, writable: bool = False) -> str | None:
     if os.getuid() != 0 or writable or os.path.isdir(image):
         return None
     from builder.errors import SbuildError
+    from builder.images.probe import probe
     from runtime import _sys
-    from runtime.rootfs import resolve
-    from runtime.sources import probe, runtime_dir
+    from runtime.paths import resolve, runtime_dir
 
     try:
         info = probe(image)
@@ -49,8 +49,8 @@ def stage(image: str, *, writable: bool = False) -> str | None:
         return None
     try:
         shell = os.open(path + resolve(path, "/bin/sh"), os.O_RDONLY | os.O_CLOEXEC)
-    except (OSError, SbuildError):
-        return path  # no /bin/sh to read ahead (the command is exec'd without the action script)
+    except Exception:  # noqa: BLE001 - no /bin/sh (the command is exec'd without the action script)
+        return path
     import _signal
     import _thread
 
@@ -60,16 +60,28 @@ def stage(image: str, *, writable: bool = False) -> str | None:
     started = _thread.allocate_lock()
     started.acquire()
     try:
-        _thread.start_new_thread(_prefetch, (shell, started))
+        _thread.start_new_thread(_prefetch, (path, shell, started))
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     started.acquire()  # hand the GIL over now: the thread would wait up to 5 ms for it
     return path
 
 
-def _prefetch(fd: int, started) -> None:  # noqa: ANN001
+# What the container's setup and its action script look up first (runtime.rootfs.plan_targets,
+# runtime.environ): looked up before /bin/sh is read, so that the setup, which runs meanwhile,
+# finds them cached instead of waiting for the squashfs decompressor that the read holds.
+_LOOKUPS = ("/proc", "/sys", "/dev", "/tmp", "/var/tmp", "/root", "/home", "/etc/passwd", "/etc/group",
+            "/etc/localtime", "/etc/hosts", "/etc/resolv.conf", "/.singularity.d/env", "/environment")
+
+
+def _prefetch(root: str, fd: int, started) -> None:  # noqa: ANN001
     started.release()
     try:
+        for path in _LOOKUPS:
+            try:
+                os.lstat(root + path)  # (an absolute symlink on the way is followed on the host: a stat only)
+            except OSError:
+                pass
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # decompresses it, without the GIL
     except OSError:
         pass

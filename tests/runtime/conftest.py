@@ -141,6 +141,7 @@ def _build_images(base: Path, profile: Profile) -> dict[str, Path]:
 
 
 _CACHE: dict[str, tuple[Profile, dict[str, Path], Path]] = {}
+_WORKDIRS: list[Path] = []  # this test's work dirs, for the leak check
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +177,7 @@ def images(profile, _profiles) -> dict[str, Path]:
 def workdir(profile) -> Path:
     """A fresh directory the profile's user owns (removed afterwards)."""
     d = Path(tempfile.mkdtemp(prefix="sbuild-rt-work-", dir="/tmp"))
+    _WORKDIRS.append(d)
     d.chmod(0o755)
     profile.own(d)
     yield d
@@ -198,7 +200,7 @@ def marked_processes(marker: str, commands_only: bool = False) -> list[int]:
     return found
 
 
-def _loops_on(prefix: str) -> list[str]:
+def _loops_on(prefix: str | tuple[str, ...]) -> list[str]:
     found = []
     for block in Path("/sys/block").glob("loop*"):
         try:
@@ -230,8 +232,11 @@ def leaks(request):
     yield
     if "profile" not in request.fixturenames:
         return
-    words = ("/tmp/sbuild-rt-", "/run/sbuild/mnt", "/tmp/sbuild-1", "sbuild-rt-")
-    assert wait_until(lambda: not _loops_on("/tmp/sbuild-rt-")), _loops_on("/tmp/sbuild-rt-")
+    words = ("/tmp/sbuild-rt-", "/run/sbuild/mnt", "/run/sbuild/stage", "/tmp/sbuild-1", "sbuild-rt-")
+    # loop devices on this session's images and work dirs (other sessions may run these tests too)
+    ours = tuple(f"{path}/" for path in [*(base for _p, _i, base in _CACHE.values()), *_WORKDIRS])
+    _WORKDIRS.clear()
+    assert wait_until(lambda: not _loops_on(ours)), _loops_on(ours)
     assert not _mounts_on(words), _mounts_on(words)
     for marker in ("3456.5", "2345.5"):
         assert wait_until(lambda: not marked_processes(marker)), marked_processes(marker)
