@@ -7,6 +7,8 @@ rootfs with ``fetch_to_rootfs``, writes the base environment and the docker meta
 ``oci-config.json`` (the SIF JSON object) and ``oci-labels.json`` (the
 ``org.opencontainers.image.base.*`` labels, JSON object). ``oras`` downloads the SIF and
 unpacks it like a local image (base environment kept, as Apptainer's localimage does).
+Credentials asked by ``--docker-login`` (``builder.commands.pull.prompt_login``) arrive
+as ``opts.login``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def fetch(bundle, stage, opts) -> None:
     options = FetchOptions(platform=parse_platform(opts.arch) if getattr(opts, "arch", None) else None,
                            nohttps=getattr(opts, "nohttps", False),
                            authfile=Path(opts.authfile) if getattr(opts, "authfile", None) else None,
+                           login=getattr(opts, "login", None),  # --docker-login's answers, when given
                            disable_cache=getattr(opts, "disable_cache", False),
                            tmpdir=Path(opts.tmpdir) if getattr(opts, "tmpdir", None) else None)
     if (header.get("bootstrap") or "").strip().lower() == "oras":

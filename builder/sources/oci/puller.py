@@ -4,7 +4,8 @@
 prefix (``docker://`` here; the local ones in ``local.py``), resolves the manifest for the
 platform, and applies the layers in order. For a registry, up to ``options.parallel``
 blobs download at once into the blob cache (hashed while written); layer *i* is
-decompressed and applied while its bytes arrive, as soon as layer *i-1* is applied. A
+decompressed (in ``stream.LayerPump``'s thread) and applied while its bytes arrive, as
+soon as layer *i-1* is applied; no step waits for a whole download. A
 layer reader reaches end-of-file only after the blob's size and digest are verified, and
 the uncompressed stream is checked against the config's ``diff_ids``. On any error the
 rootfs is left partly written: the caller removes it (nothing outside it is touched, and
