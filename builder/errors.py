@@ -13,6 +13,8 @@ Exit statuses (the command-line contract in DESIGN.md):
 
 from __future__ import annotations
 
+from builder.records import Frozen
+
 __all__ = [
     "SbuildError",
     "UsageError",
@@ -49,38 +51,13 @@ class UsageError(SbuildError):
     exit_status = 2
 
 
-class Diagnostic:
-    """One located problem in a recipe: ``path:line:column: message``.
+class Diagnostic(Frozen):
+    """One located problem in a recipe: ``path:line:column: message``."""
 
-    A plain immutable class, not a dataclass: this module is on the runtime's launch path,
-    where importing ``dataclasses`` costs milliseconds.
-    """
-
-    __slots__ = ("path", "line", "column", "message", "hint")
+    __slots__ = _fields = ("path", "line", "column", "message", "hint")
 
     def __init__(self, path: str, line: int, column: int, message: str, hint: str | None = None) -> None:
-        for name, value in zip(self.__slots__, (path, line, column, message, hint)):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Diagnostic is immutable; use replace()")
-
-    def _fields(self) -> tuple:
-        return (self.path, self.line, self.column, self.message, self.hint)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Diagnostic) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return "Diagnostic(" + ", ".join(f"{n}={v!r}" for n, v in zip(self.__slots__, self._fields())) + ")"
-
-    def replace(self, **changes: object) -> "Diagnostic":
-        values = dict(zip(self.__slots__, self._fields()))
-        values.update(changes)
-        return Diagnostic(**values)
+        self._set(path, line, column, message, hint)
 
     def render(self, severity: str = "error") -> str:
         text = f"{self.path}:{self.line}:{self.column}: {severity}: {self.message}"

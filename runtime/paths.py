@@ -12,7 +12,7 @@ __all__ = ["runtime_dir", "cache_dir", "resolve", "SymlinkLoop"]
 
 
 class SymlinkLoop(Exception):
-    """More than 40 symlinks on the way (``runtime.rootfs.resolve`` reports it)."""
+    """Too many symlinks on the way (``runtime.rootfs.resolve`` reports it)."""
 
 
 def runtime_dir() -> str:
@@ -33,36 +33,18 @@ def runtime_dir() -> str:
 
 
 def cache_dir() -> str:
-    """Where unprivileged runs keep images extracted once (``<cache>/rootfs``)."""
-    base = (os.environ.get("SBUILD_CACHEDIR") or os.environ.get("APPTAINER_CACHEDIR")
-            or os.environ.get("SINGULARITY_CACHEDIR"))
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "sbuild")
-    return os.path.join(base, "rootfs")
+    """Where unprivileged runs keep images extracted once (``<cache root>/rootfs``)."""
+    from builder.cachedir import cache_root
+
+    return os.path.join(cache_root(), "rootfs")
 
 
 def resolve(root: str, path: str) -> str:
-    """``path`` inside ``root`` with symlinks followed, never leaving ``root``."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        full = root + "/" + "/".join(done + [part])
-        try:
-            link = os.readlink(full)
-        except OSError:
-            done.append(part)
-            continue
-        hops += 1
-        if hops > 40:
-            raise SymlinkLoop(path)
-        if link.startswith("/"):
-            done = []
-        parts = [p for p in link.split("/") if p and p != "."] + parts
-    return "/" + "/".join(done)
+    """``path`` inside ``root`` with symlinks followed, never leaving ``root`` (container path)."""
+    from builder.securejoin import resolve_inside
+
+    try:
+        host = resolve_inside(root, path)
+    except OSError as e:
+        raise SymlinkLoop(path) from e
+    return host[len(root):] or "/"

@@ -9,9 +9,9 @@ They never read the whole filesystem.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from builder.errors import ImageError
+from builder.records import Frozen
 
 __all__ = [
     "SQUASHFS_MAGIC", "SIMG_LAUNCH", "EXT_MAGIC", "COMPRESSORS", "SquashfsSuper", "Ext3Super",
@@ -39,21 +39,22 @@ _RO_COMPAT_NAMES = {0x8: "huge_file", 0x10: "gdt_csum", 0x20: "dir_nlink", 0x40:
                     0x2000: "project", 0x8000: "verity", 0x10000: "orphan_present"}
 
 
-@dataclass(frozen=True)
-class SquashfsSuper:
-    inodes: int
-    mkfs_time: int
-    block_size: int
-    compression: str
-    bytes_used: int
+class SquashfsSuper(Frozen):
+    """What ``parse_squashfs`` read."""
+
+    __slots__ = _fields = ("inodes", "mkfs_time", "block_size", "compression", "bytes_used")
+
+    def __init__(self, inodes: int, mkfs_time: int, block_size: int, compression: str, bytes_used: int) -> None:
+        self._set(inodes, mkfs_time, block_size, compression, bytes_used)
 
 
-@dataclass(frozen=True)
-class Ext3Super:
-    block_size: int
-    blocks: int
-    size: int
-    features: tuple[str, ...]
+class Ext3Super(Frozen):
+    """What ``parse_ext3`` read."""
+
+    __slots__ = _fields = ("block_size", "blocks", "size", "features")
+
+    def __init__(self, block_size: int, blocks: int, size: int, features: tuple[str, ...]) -> None:
+        self._set(block_size, blocks, size, features)
 
 
 def parse_squashfs(raw: bytes, *, available: int, where: str = "") -> SquashfsSuper:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 from builder.errors import ImageError
+from builder.records import Frozen
 from builder.images import headers, sif
 
 TYPE_CHECKING = False
@@ -28,7 +29,7 @@ _HEAD = 4096
 _SIMG_MARK = b" run-singularity"
 
 
-class ImageInfo(sif.Frozen):
+class ImageInfo(Frozen):
     """What ``probe`` found.
 
     path: the image's path, a ``pathlib.Path`` (made when first read: the runtime, which

@@ -21,6 +21,7 @@ import os
 import struct
 
 from builder.errors import ImageError
+from builder.records import Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,42 +82,6 @@ def arch_code(name: str) -> str:
     except KeyError:
         raise ImageError(f"sif: unknown architecture {name!r}",
                          hint="one of " + ", ".join(sorted(ARCH_CODES))) from None
-
-
-class Frozen:
-    """Base of an immutable record: ``_fields`` (also its ``__slots__``) set once by
-    ``__init__`` through ``_set``; equality, hash, repr and copying as a frozen dataclass."""
-
-    __slots__ = ()
-    _fields: tuple[str, ...] = ()
-
-    def _set(self, *values: object) -> None:
-        for name, value in zip(self._fields, values):
-            object.__setattr__(self, name, value)
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self._fields)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()  # type: ignore[attr-defined]
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
-        return f"{type(self).__qualname__}({inner})"
-
-    def __reduce__(self) -> tuple:
-        return type(self), self._values()
 
 
 class SifHeader(Frozen):
