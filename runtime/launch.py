@@ -39,7 +39,7 @@ try:  # the C module behind ``signal``: the same calls, without the enum wrapper
 except ImportError:  # pragma: no cover - not CPython
     import signal
 
-__all__ = ["Launched", "start", "wait", "FORWARDED"]
+__all__ = ["Launched", "start", "wait", "FORWARDED", "set_subuid_maps", "kill_and_reap"]
 
 FORWARDED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH, signal.SIGCONT}
@@ -311,7 +311,8 @@ def _join(pid: int) -> None:
             os.close(fd)
 
 
-def _set_subuid_maps(pid: int, ident: IdentitySpec) -> None:
+def set_subuid_maps(pid: int, ident: IdentitySpec) -> None:
+    """Map root to the user and 1..N to the subordinate ranges in ``pid``'s user namespace."""
     import subprocess
 
     from builder.errors import CapabilityError
@@ -362,7 +363,7 @@ def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
             for line in f:
                 text = line.decode("utf-8", "replace").rstrip("\n")
                 if text == "U":
-                    _set_subuid_maps(pid, ident)
+                    set_subuid_maps(pid, ident)
                     os.write(sync_w, b"G")
                 elif text.startswith("P"):
                     launched.target = int(text[1:])
@@ -370,7 +371,7 @@ def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
                     kind, _, message = text[1:].partition("\t")
                     launched.error = (kind, message)
     except BaseException:
-        _kill(pid)
+        kill_and_reap(pid)
         if block_signals:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {*FORWARDED, signal.SIGCHLD})
         raise
@@ -379,7 +380,8 @@ def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
     return launched
 
 
-def _kill(pid: int) -> None:
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL a child of ours and collect it (no error if it is already gone)."""
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -407,7 +409,7 @@ def wait(launched: Launched, *, forward: bool = False) -> int:
                 except ProcessLookupError:
                     pass
     except BaseException:
-        _kill(launched.pid)
+        kill_and_reap(launched.pid)
         raise
     finally:
         if forward:

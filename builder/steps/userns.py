@@ -111,7 +111,7 @@ def _rebuild(name: str, message: str, state: dict) -> SbuildError:
 
 def call_in_userns(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` in a new subuid-mapped user namespace and mount namespace."""
-    from runtime.launch import _set_subuid_maps
+    from runtime.launch import kill_and_reap, set_subuid_maps
 
     ident = _ident()  # CapabilityError (what to install or add) when there is no range
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
@@ -128,12 +128,12 @@ def call_in_userns(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         with os.fdopen(status_r, "rb") as fh:
             first = fh.read(1)
             if first == b"U":
-                _set_subuid_maps(pid, ident)
+                set_subuid_maps(pid, ident)
                 os.write(sync_w, b"G")
                 first = b""
             data = first + fh.read()
     except BaseException:
-        _kill(pid)
+        kill_and_reap(pid)
         raise
     finally:
         os.close(sync_w)
@@ -149,10 +149,3 @@ def call_in_userns(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         raise _rebuild(*result[1:])
     raise SbuildError(f"in the build's user namespace: {result[1]}")
 
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
