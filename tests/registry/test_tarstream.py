@@ -48,9 +48,11 @@ def test_formats_read_like_tarfile(fmt):
 
 
 def test_large_ids_in_base_256_and_exact_pax_times():
-    ti, data = I.f("big", "x", uid=3_000_000, gid=4_000_000)
-    gnu = I.tar_bytes([(ti, data)], fmt=tarfile.GNU_FORMAT)  # base-256 uid/gid fields
+    ti, data = I.f("big", "x", uid=3_000_000, gid=4_000_000, mtime=-86400)
+    gnu = I.tar_bytes([(ti, data)], fmt=tarfile.GNU_FORMAT)  # base-256 uid/gid/mtime fields
     assert entries(gnu)[0][3:5] == (3_000_000, 4_000_000)
+    assert TarReader(io.BytesIO(gnu).read).next().mtime_ns == -86400 * 10**9  # before 1970
+    ti.mtime = I.MTIME
     ti.pax_headers = {"mtime": "1600000000.123456789", "atime": "-1.5"}
     reader = TarReader(io.BytesIO(I.tar_bytes([(ti, data)])).read)
     e = reader.next()

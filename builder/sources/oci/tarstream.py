@@ -86,8 +86,8 @@ def _num(field: bytes) -> int:
     except ValueError:
         pass
     if field and field[0] & 0x80:
-        value = int.from_bytes(field[1:], "big")
-        return value - (1 << (8 * len(field) - 1)) * 2 if field[0] == 0xFF else value
+        value = int.from_bytes(field[1:], "big")  # 0x80: positive; 0xff: two's complement
+        return value - (1 << (8 * (len(field) - 1))) if field[0] == 0xFF else value
     text = _cstr(field).strip(b" ")
     try:
         return int(text, 8) if text else 0
