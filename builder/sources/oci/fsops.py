@@ -142,15 +142,19 @@ def clear_xattrs(path: str) -> None:
 
 
 class FileWriter:
-    def __init__(self, workers: int, write: Callable[[str, "Entry", bytes], None], *,
-                 threaded: bool | None = None) -> None:
-        self._workers, self._write = workers, write
-        self._pool: ThreadPoolExecutor | None = None
+    def __init__(self, workers: int, *, threaded: bool | None = None) -> None:
+        self._workers = workers
+        self._pools: list[ThreadPoolExecutor] = []
         self._pending: dict[str, tuple[Future, int]] = {}
         self._inflight = 0
         self._threaded = bool(threaded) and workers > 1
         self._adaptive = threaded is None
         self._timed = self._time_ns = 0
+
+    @property
+    def threaded(self) -> bool:
+        """Are creates going to the threads now?"""
+        return self._threaded
 
     def __contains__(self, path: str) -> bool:
         return path in self._pending
@@ -170,13 +174,18 @@ class FileWriter:
                 self._threaded = True
             self._timed = self._time_ns = 0
 
-    def submit(self, path: str, m: "Entry", data: bytes) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="sbuild-unpack")
+    def submit(self, path: str, job: Callable[[], None], size: int = 0) -> None:
+        """Queue ``job`` (which creates ``path``; ``size`` bytes held until it ran). Jobs for
+        one directory go to one thread: a create locks its directory, so creates in
+        different directories are the ones that run in parallel."""
+        if not self._pools:
+            self._pools = [ThreadPoolExecutor(1, thread_name_prefix=f"sbuild-unpack{i}")
+                           for i in range(self._workers)]
         while self._inflight > _INFLIGHT_MAX and self._pending:
             self.wait(next(iter(self._pending)))
-        self._inflight += len(data)
-        self._pending[path] = (self._pool.submit(self._write, path, m, data), len(data))
+        self._inflight += size
+        pool = self._pools[hash(path.rpartition("/")[0]) % len(self._pools)]
+        self._pending[path] = (pool.submit(job), size)
 
     def wait(self, path: str) -> None:
         future, size = self._pending.pop(path)
@@ -198,9 +207,9 @@ class FileWriter:
             raise first
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for pool in self._pools:
+            pool.shutdown()
+        self._pools = []
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -25,7 +25,8 @@ Rules (OCI image-spec layer.md, umoci ``oci/layer/tar_extract.go``):
 
 Speed: while the rootfs holds only what this applier made (it started empty and no
 directory was removed), existence is answered from memory instead of ``lstat``; small
-small regular files go to ``fsops.FileWriter`` threads when creating files is slow.
+small regular files and symlinks go to ``fsops.FileWriter`` threads when creating files is
+slow.
 
 Limits: sparse members are written with holes (``ftruncate`` + ``pwrite``).
 """
@@ -33,6 +34,7 @@ Limits: sparse members are written with holes (``ftruncate`` + ``pwrite``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import posixpath
@@ -82,7 +84,7 @@ class LayerApplier:
         self.root = os.path.abspath(os.fspath(root))
         self.rootless = (os.geteuid() != 0) if rootless is None else rootless
         self._meta = Metadata(self.rootless, time.time_ns(), self._warn)
-        self._files = FileWriter(writers, self._write_file, threaded=threaded)
+        self._files = FileWriter(writers, threaded=threaded)
         self._dirs: dict[str, str] = {}          # cleaned rel dir -> host path (real dir)
         self._times: dict[str, tuple[int, int]] = {}  # host dir -> (atime_ns, mtime_ns)
         self._modes: dict[str, int] = {}         # rootless: host dir -> final mode
@@ -198,6 +200,7 @@ class LayerApplier:
 
     def _dir_via_links(self, rel: str, create: bool) -> str | None:
         """``_dir`` for a path through a symlink: resolve it inside the root, then walk it."""
+        self._files.barrier()  # every symlink on the way must exist on disk
         try:
             host = resolve_inside(self.root, rel)
         except OSError as e:
@@ -258,9 +261,11 @@ class LayerApplier:
                 self._made(path, _DIR)
             self._meta.apply(path, m, is_dir=True, deferred=self._defer)
         elif m.issym():
-            os.symlink(m.linkname, path)
             self._made(path, _LNK)
-            self._meta.apply(path, m, is_link=True)
+            if self._files.threaded:
+                self._files.submit(path, functools.partial(self._symlink, path, m))
+            else:
+                self._symlink(path, m)
         elif m.ischr() or m.isblk():
             self._device(path, m)
         elif m.isfifo():
@@ -275,7 +280,7 @@ class LayerApplier:
         if self._files.wants(m):
             data = tar.data(m)
             self._made(path, stat.S_IFREG)
-            self._files.submit(path, m, data)
+            self._files.submit(path, functools.partial(self._write_file, path, m, data), len(data))
             return m.size
         started = time.perf_counter_ns()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -291,6 +296,10 @@ class LayerApplier:
         finally:
             os.close(fd)
         return m.size
+
+    def _symlink(self, path: str, m: Entry) -> None:
+        os.symlink(m.linkname, path)
+        self._meta.apply(path, m, is_link=True)
 
     def _write_file(self, path: str, m: Entry, data: bytes) -> None:
         """Run by the writer threads: create, fill and label one regular file."""

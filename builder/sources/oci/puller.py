@@ -199,7 +199,8 @@ def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
     rootfs.mkdir(parents=True, exist_ok=True)
     layers = _tar_layers(resolved.manifest)
     applier = LayerApplier(rootfs, rootless=options.rootless)
-    with LayerPump(open_layer, [d.get("mediaType") for _, d in layers]) as pump:
+    algos = [_algorithm(diff_ids[i]) if i < len(diff_ids) else "sha256" for i, _ in layers]
+    with LayerPump(open_layer, [d.get("mediaType") for _, d in layers], algos) as pump:
         for n, (index, desc) in enumerate(layers):
             tar = pump.reader(n)
             stats = applier.apply(tar)
@@ -209,6 +210,11 @@ def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
                                   f"the config says {diff_ids[index]}", digest=desc["digest"])
             log.debug("applied layer %s: %d entries, %d bytes", desc["digest"], stats.entries, stats.bytes)
     applier.finish()
+
+
+def _algorithm(diff_id: object) -> str:
+    algo = str(diff_id).partition(":")[0]
+    return algo if algo in ("sha256", "sha512") else "sha256"
 
 
 def _json(data: bytes, what: str) -> dict:

@@ -11,7 +11,7 @@ one background thread (zlib, zstd and sha256 release the GIL, so this runs besid
 applier on another core), handing chunks through a bounded queue per layer (at most
 ``_DEPTH`` MiB buffered per layer): layer *i+1* is decompressed while layer *i*'s tail
 is being applied. ``pump.reader(i)`` is the tar stream of layer *i*; ``digest()`` is
-its sha256 (the diff_id) once read to the end. Errors in the thread (a failed download,
+its digest (the diff_id; sha256 unless told otherwise) once read to the end. Errors in the thread (a failed download,
 corrupt data) are raised by ``read`` in the caller's thread.
 """
 
@@ -176,8 +176,9 @@ class LayerPump:
     """See the module docstring. Use as a context manager; leaving it stops the thread."""
 
     def __init__(self, open_layer: Callable[[int], contextlib.AbstractContextManager[BinaryIO]],
-                 media_types: list[str | None]) -> None:
+                 media_types: list[str | None], algorithms: list[str] | None = None) -> None:
         self._open, self._media = open_layer, media_types
+        self._algos = algorithms or ["sha256"] * len(media_types)
         self._queues: list[queue.Queue] = [queue.Queue(_DEPTH) for _ in media_types]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sbuild-inflate", daemon=True)
@@ -202,13 +203,13 @@ class LayerPump:
             try:
                 with self._open(index) as raw:
                     src = decompressed(raw, media)
-                    digest, size = hashlib.sha256(), 0
+                    digest, size = hashlib.new(self._algos[index]), 0
                     while chunk := src.read(CHUNK):
                         digest.update(chunk)
                         size += len(chunk)
                         if not self._put(q, chunk):
                             return
-                self._put(q, _End("sha256:" + digest.hexdigest(), size))
+                self._put(q, _End(f"{digest.name}:{digest.hexdigest()}", size))
             except BaseException as e:  # raised again by the reader, in the applier's thread
                 self._put(q, e)
                 return
