@@ -154,3 +154,26 @@ def test_file_then_child_in_the_same_layer(tmp_path, threaded):
                                                I.hard("z2", "z"), I.f("z", "2")]), threaded=threaded)
     assert (root / "x" / "y").read_text() == "child"
     assert (root / "z2").read_text() == "1" and (root / "z").read_text() == "2"
+
+
+def test_gzip_layers_read_the_same_with_zlib_and_zlib_ng(tmp_path, monkeypatch):
+    import zlib
+
+    import builder.sources.oci.stream as stream
+
+    layers = I.standard_layers()
+    broken = bytearray(I.gz(layers[0]))
+    broken[-8] ^= 0xFF  # the gzip trailer's CRC32: the data inflates, the check fails at the end
+
+    def read_all(blob):
+        reader = decompressed(io.BytesIO(bytes(blob)))
+        while reader.read(1 << 20):
+            pass
+
+    fast = apply(tmp_path / "fast", *layers)  # zlib-ng when installed
+    with pytest.raises(LayerError, match="corrupt gzip data"):
+        read_all(broken)
+    monkeypatch.setattr(stream, "_zlib", zlib)
+    assert I.file_tree(apply(tmp_path / "stdlib", *layers)) == I.file_tree(fast)
+    with pytest.raises(LayerError, match="corrupt gzip data"):
+        read_all(broken)
