@@ -177,3 +177,49 @@ def test_gzip_layers_read_the_same_with_zlib_and_zlib_ng(tmp_path, monkeypatch):
     assert I.file_tree(apply(tmp_path / "stdlib", *layers)) == I.file_tree(fast)
     with pytest.raises(LayerError, match="corrupt gzip data"):
         read_all(broken)
+
+
+_BIG_LAYER = r"""
+import io, sys, tarfile
+from builder.sources.oci import LayerApplier
+from builder.sources.oci.stream import LayerPump
+
+SIZE = 384 << 20
+ti = tarfile.TarInfo("big.bin"); ti.size = SIZE; ti.mtime = 1
+head = ti.tobuf(format=tarfile.PAX_FORMAT)
+
+class Stream(io.RawIOBase):  # a 384 MiB layer made on the fly, never held in memory
+    def __init__(self):
+        self.parts = [head] + [b"\0" * (1 << 20)] * (SIZE >> 20) + [b"\0" * 1024]
+    def readable(self):
+        return True
+    def readinto(self, buf):
+        if not self.parts:
+            return 0
+        part = self.parts.pop(0)
+        buf[:len(part)] = part
+        return len(part)
+
+class Open:
+    def __enter__(self):
+        return io.BufferedReader(Stream(), 1 << 20)
+    def __exit__(self, *a):
+        return False
+
+applier = LayerApplier(sys.argv[1])
+with LayerPump(lambda i: Open(), ["application/vnd.oci.image.layer.v1.tar"]) as pump:
+    reader = pump.reader(0)
+    applier.apply(reader)
+    reader.drain()
+applier.finish()
+print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
+"""
+
+
+def test_peak_memory_does_not_grow_with_the_layer(tmp_path):
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _BIG_LAYER, str(tmp_path / "r")], capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert os.path.getsize(tmp_path / "r" / "big.bin") == 384 << 20
+    assert int(out.stdout) < 100 * 1024  # KiB: a 384 MiB layer through a process of < 100 MiB
