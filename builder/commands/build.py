@@ -148,9 +148,14 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "hos
 
     sde = _source_date_epoch()
     tmpdir = args.tmpdir
+    login = None
+    if args.docker_login:
+        from builder.commands.pull import prompt_login
+
+        login = prompt_login()  # UsageError (exit 2) without a terminal to ask on
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
                          disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=tmpdir,
-                         identity=identity)
+                         identity=identity, login=login)
     steps = StepOptions(sections=_sections(args.section), notest=args.notest, force=args.force,
                         binds=tuple(args.bind), userns=identity_userns(identity),
                         source_date_epoch=sde, arch=args.arch)

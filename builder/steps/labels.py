@@ -99,9 +99,11 @@ def write_labels(rootfs: Path, *, labels: dict[str, str], header: dict[str, str]
         for key, value in (header or {}).items():
             merged[f"org.label-schema.usage.singularity.deffile.{key}"] = value
     merged.update(auto_labels or {})
-    arch = arch or go_arch()
+    arch, _, variant = (arch or go_arch()).partition("/")  # --arch arm64/v8
     merged["org.opencontainers.image.architecture"] = arch
     merged["org.label-schema.build-arch"] = arch
+    if variant:
+        merged["org.opencontainers.image.variant"] = variant
     for key, value in labels.items():
         if key in merged and not force:
             log.warning("label %s already exists and will not be overwritten (use --force)", key)

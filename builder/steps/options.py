@@ -33,6 +33,7 @@ class FetchOptions:
     fix_perms: bool = False
     tmpdir: str | None = None
     identity: str = "host"  # host | subuid | root: how the agent must write the rootfs
+    login: object | None = None  # --docker-login credentials, asked for before the build starts
 
 
 @dataclass(frozen=True)
