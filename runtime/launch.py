@@ -99,15 +99,18 @@ def _missing(proc: ProcessSpec) -> str:
             " no such file in the container")
 
 
+def _chdir(cwd: str) -> None:
+    """Enter the command's working directory, or / when it does not exist in the container."""
+    try:
+        os.chdir(cwd)
+    except OSError:
+        os.chdir("/")
+
+
 def _spawn(proc: ProcessSpec, ident: IdentitySpec) -> int:
     """C: start G, the command, with posix_spawn (vfork: this process is not copied, which
     a fork of a Python process costs ~1 ms for). Same effect as ``_child`` after a fork."""
-    for cwd in (proc.cwd, "/"):
-        try:
-            os.chdir(cwd)
-            break
-        except OSError:
-            continue
+    _chdir(proc.cwd)
     env = dict(proc.env)
     env.setdefault("PWD", os.getcwd())
     if ident.mode == "self":
@@ -154,12 +157,7 @@ def _child(proc: ProcessSpec, status_w: int, ident: IdentitySpec, parent: int, d
         for target, fd in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr)):
             if fd is not None and fd != target:
                 os.dup2(fd, target)
-        for cwd in (proc.cwd, "/"):
-            try:
-                os.chdir(cwd)
-                break
-            except OSError:
-                continue
+        _chdir(proc.cwd)
         if ident.mode == "self":
             _sys.no_new_privs()
         env = dict(proc.env)

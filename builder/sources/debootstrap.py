@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 
 from builder.bundle import Bundle
 from builder.errors import BuildError, CapabilityError
@@ -23,7 +22,7 @@ from builder.recipe import Stage
 from builder.steps.baseenv import write_base_env
 from builder.steps.metadata import write_file
 from builder.steps.options import FetchOptions
-from builder.steps.scripts import Tail
+from builder.steps.scripts import run_captured
 
 __all__ = ["fetch", "debootstrap_argv"]
 
@@ -47,24 +46,15 @@ def debootstrap_argv(header: dict[str, str], rootfs: str, arch: str | None) -> l
     return argv + [suite, rootfs, mirror]
 
 
-def _run(argv: list[str], env: dict[str, str] | None) -> tuple[int, list[str]]:
-    tail = Tail(lambda line: log.debug("debootstrap: %s", line))
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env)
-    except OSError as e:
-        raise BuildError(f"starting debootstrap: {e.strerror}") from e
-    assert proc.stdout is not None
-    with proc.stdout:
-        for raw in proc.stdout:
-            tail.feed(raw)
-    return proc.wait(), list(tail.lines)
-
-
 def _rootless_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _PASS}
     env.update(container="lxc", PATH=_PATH, LANG="C", HOME="/root")
     return env
+
+
+def _run(argv: list[str], env: dict[str, str] | None) -> tuple[int, list[str]]:
+    """debootstrap, its output logged at debug level (the tail kept for the error)."""
+    return run_captured(argv, env=env, cwd=None, output=lambda line: log.debug("debootstrap: %s", line))
 
 
 def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:

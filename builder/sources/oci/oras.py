@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from builder.errors import ImageError
+from builder.images import file_digest
 from builder.sources.oci.errors import RegistryError
 from builder.sources.oci.puller import (FetchOptions, Progress, _cache_for, _Downloader, _Spool,
                                         registry_client)
@@ -83,14 +84,6 @@ def pull_oras(ref: str, dest: Path, options: FetchOptions, progress: Progress | 
     return layer["digest"]
 
 
-def _digest_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 def push_oras(image: Path, ref: str, options: FetchOptions, *, chunk: int | None = None,
               annotations: dict[str, str] | None = None, created: str | None = None) -> str:
     """Push the SIF ``image`` to ``oras://ref``; returns the manifest digest."""
@@ -104,7 +97,7 @@ def push_oras(image: Path, ref: str, options: FetchOptions, *, chunk: int | None
     client = registry_client(reference, options)
     repo = reference.repository
     scope = f"repository:{repo}:pull,push"
-    sif_digest = _digest_file(image)
+    sif_digest = file_digest(image)
     cfg_digest = "sha256:" + hashlib.sha256(_EMPTY).hexdigest()
     with tempfile.TemporaryDirectory(dir=options.tmpdir) as tmp:
         cfg_path = Path(tmp) / "config"
