@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from builder.errors import CapabilityError, ImageError, UsageError
+from builder.errors import CapabilityError, UsageError
 from builder.images.squashfs import run_checked
 
 __all__ = ["OverlayOptions", "MIN_OVERLAY_MIB", "write_overlay", "write_ext3", "extract_ext3"]

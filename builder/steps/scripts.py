@@ -15,7 +15,6 @@ import collections
 import logging
 import os
 import subprocess
-from pathlib import Path
 
 from builder.bundle import Bundle
 from builder.errors import BuildError

@@ -8,7 +8,6 @@ what the index offers, never a silent fallback.
 
 from __future__ import annotations
 
-import os
 import platform as _host
 from dataclasses import dataclass
 
