@@ -17,7 +17,7 @@ __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "set_pdeathsig", "loop_attach",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_MOVE", "MS_REC",
     "MS_PRIVATE", "MS_SLAVE", "MNT_DETACH", "CLONE_NEWNS", "CLONE_NEWUSER", "CLONE_NEWPID",
-    "CLONE_NEWIPC", "CLONE_NEWUTS",
+    "CLONE_NEWIPC", "CLONE_NEWUTS", "map_single_id",
 ]
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -188,3 +188,13 @@ def loop_attach(image: str, offset: int, size: int, readonly: bool) -> tuple[str
             os.close(ctl)
     finally:
         os.close(img_fd)
+
+
+def map_single_id(inside_uid: int, inside_gid: int, uid: int, gid: int) -> None:
+    """In a fresh user namespace of ours: map one uid and gid (setgroups denied first)."""
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{inside_uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{inside_gid} {gid} 1")

@@ -56,12 +56,7 @@ def _userns_overlay() -> None:
         for sub in ("l", "u", "w", "m"):
             os.mkdir(f"{d}/{sub}")
         _sys.unshare(_sys.CLONE_NEWUSER | _sys.CLONE_NEWNS)
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"0 {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"0 {gid} 1")
+        _sys.map_single_id(0, 0, uid, gid)
         _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
         _sys.mount("overlay", f"{d}/m", "overlay", 0, f"lowerdir={d}/l,upperdir={d}/u,workdir={d}/w,userxattr")
         _sys.umount2(f"{d}/m", 0)

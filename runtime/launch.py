@@ -81,13 +81,7 @@ def _report(fd: int, e: BaseException) -> None:
 
 
 def _write_maps(ident: IdentitySpec) -> None:
-    inside_u, inside_g = ident.inside_uid, ident.inside_gid
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"{inside_u} {ident.uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"{inside_g} {ident.gid} 1")
+    _sys.map_single_id(ident.inside_uid, ident.inside_gid, ident.uid, ident.gid)
 
 
 _DEFAULT_SIGNALS = (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTSTP,
