@@ -1,8 +1,8 @@
 """The ``sbuild`` command line: argument parsing, dispatch, and the mapping of errors.
 
 This is the one module that prints to the user and decides exit statuses. Every
-command lives in a module of its own that exposes ``register(subparsers)`` (or
-``register(subparsers, only=None)`` to add just the invoked command); the parser it adds
+command lives in a module of its own that exposes ``register(subparsers, only=None)``
+(``only``: the invoked command word, so a module may add just that one); the parser it adds
 sets ``handler`` to a function ``(args) -> int``. Library code below raises
 ``SbuildError`` subclasses; they are rendered here.
 
@@ -118,8 +118,7 @@ def _load_site() -> None:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``command``, only that command's module is imported and registered
-    (and, when its ``register`` takes ``only``, only that command)."""
+    """The parser; with ``command``, only that command's module is imported and registered."""
     import argparse
     import importlib
 
@@ -154,11 +153,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             if e.name != module_name:
                 raise
             continue  # a command whose issue has not landed yet
-        code = module.register.__code__
-        if command in COMMANDS and "only" in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
-            module.register(sub, only=command)
-        else:
-            module.register(sub)
+        module.register(sub, only=command if command in COMMANDS else None)
     return parser
 
 

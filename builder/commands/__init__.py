@@ -1,4 +1,7 @@
-"""One module per sbuild command; each exposes ``register(subparsers)``.
+"""One module per sbuild command; each exposes ``register(subparsers, only=None)``.
+
+``only`` is the command word being run; a module that registers several commands may
+register just that one (start-up cost), or ignore it.
 
 ``add_output_flags`` gives a command the ``--quiet``/``--verbose`` pair every command takes.
 """

@@ -36,7 +36,7 @@ _URI = re.compile(r"^(library|docker|docker-archive|docker-daemon|oci|oci-archiv
                   r"buildkit|dockerfile|ipfs):(//)?(.+)$")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, only: str | None = None) -> None:
     p = subparsers.add_parser("build", help="build an image from a recipe, image or URI",
                               description="Build TARGET from SOURCE (recipe, image, sandbox or URI).")
     p.add_argument("source", metavar="SOURCE")

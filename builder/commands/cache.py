@@ -15,7 +15,7 @@ from builder.commands import add_output_flags
 __all__ = ["register"]
 
 
-def register(subparsers) -> None:
+def register(subparsers, only: str | None = None) -> None:
     parser = subparsers.add_parser("cache", help="list or clean the blob cache")
     sub = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="list cached blobs and their sizes")

@@ -40,7 +40,7 @@ def build_args_from(args: argparse.Namespace):  # noqa: ANN201 - BuildArgs, impo
     return BuildArgs(values, warn_unused=args.warn_unused_build_args)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, only: str | None = None) -> None:
     parser = subparsers.add_parser(
         "check", help="parse and validate recipes without building",
         description="Parse and validate definition files as a build would, without building.",

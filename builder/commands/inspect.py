@@ -20,7 +20,7 @@ _SECTIONS = ("labels", "deffile", "helpfile", "runscript", "startscript", "test"
 _APP_SECTIONS = ("labels", "helpfile", "runscript", "test", "environment")
 
 
-def register(subparsers) -> None:
+def register(subparsers, only: str | None = None) -> None:
     p = subparsers.add_parser(
         "inspect", help="show the metadata of an image",
         description="Show an image's labels (default), scripts, environment or recipe, "

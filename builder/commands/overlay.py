@@ -29,7 +29,7 @@ def _add_create_args(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=_create)
 
 
-def register(subparsers) -> None:
+def register(subparsers, only: str | None = None) -> None:
     create = subparsers.add_parser(
         "image.create", help="create an ext3 overlay image",
         description="Create an ext3 overlay image (with upper/ and work/) for --overlay.")

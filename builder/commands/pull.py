@@ -26,7 +26,7 @@ from builder.commands import add_output_flags
 __all__ = ["register", "pull_image", "prompt_login", "layer_progress"]
 
 
-def register(subparsers) -> None:
+def register(subparsers, only: str | None = None) -> None:
     pull = subparsers.add_parser("pull", help="fetch an image from a registry or a local OCI source")
     pull.add_argument("args", nargs="+", metavar="[TARGET] URI")
     pull.add_argument("-F", "--force", action="store_true", help="overwrite TARGET")
