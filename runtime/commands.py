@@ -69,7 +69,7 @@ def register(subparsers, only: str | None = None) -> None:
     for name, what in ACTIONS.items():
         if only not in (None, name):
             continue
-        p = subparsers.add_parser(name, help=what, description=what)
+        p = subparsers.add_parser(name, help=what.replace("%", "%%"), description=what)  # help is %-formatted
         _common(p, (_SHELL,) if name == "shell" else ())
         p.add_argument("image", help="image file, sandbox directory or instance://NAME")
         if name == "exec":

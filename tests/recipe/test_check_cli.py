@@ -109,3 +109,16 @@ def test_non_utf8_recipe_checks_without_traceback(sbuild, tmp_path):
     r = sbuild("check", "--json", write(tmp_path, b"Bootstrap: docker\nFrom: x\n%post\necho \xff\xfe\n"))
     assert r.status == 0
     assert json.loads(r.out)[0]["buildData"]["buildScripts"]["post"]["script"] == "echo \ufffd\ufffd\n"
+
+
+def test_help_works_for_sbuild_and_every_command(sbuild):
+    """argparse %-formats help strings: a bare '%' (as in '%test') made `sbuild --help` crash."""
+    from builder.cli import COMMANDS
+
+    r = sbuild("--help")
+    assert r.status == 0 and "COMMAND" in r.out
+    for word in COMMANDS:
+        r = sbuild(word, "--help")
+        assert r.status == 0, (word, r.err)
+        assert r.out.startswith(f"usage: sbuild {word}"), word
+    assert "%test" in sbuild("test", "--help").out
