@@ -87,8 +87,8 @@ def looks_like_recipe(path: Path) -> bool:
 
 
 def _is_source(arg: str) -> bool:
-    p = Path(arg)
-    return bool(_URI.match(arg)) and not p.exists() or p.exists()
+    """An existing path, or a URI (docker://…, library://…)."""
+    return Path(arg).exists() or bool(_URI.match(arg))
 
 
 def decide_direction(first: str, second: str, *, sandbox: bool) -> tuple[str, str, bool]:
