@@ -20,7 +20,7 @@ from builder.bundle import Bundle
 from builder.errors import BuildError
 from builder.recipe import Stage
 from builder.steps.baseenv import write_base_env
-from builder.steps.metadata import write_file
+from builder.steps.paths import write_file
 from builder.steps.options import FetchOptions
 
 __all__ = ["fetch"]

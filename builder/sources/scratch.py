@@ -8,7 +8,7 @@ from __future__ import annotations
 from builder.bundle import Bundle
 from builder.recipe import Stage
 from builder.steps.baseenv import write_base_env
-from builder.steps.metadata import write_file
+from builder.steps.paths import write_file
 from builder.steps.options import FetchOptions
 
 __all__ = ["fetch"]

@@ -25,7 +25,7 @@ from builder.bundle import Bundle
 from builder.errors import BuildError
 from builder.images import go_json
 from builder.recipe import Stage
-from builder.steps.metadata import write_file
+from builder.steps.paths import write_file
 from builder.steps.paths import inside
 
 __all__ = ["write_apps", "install_blocks", "app_body", "appfiles_pairs"]

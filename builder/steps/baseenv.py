@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from builder.steps.paths import inside
+from builder.steps.paths import inside, write_file
 
 __all__ = ["write_base_env", "BASE_FILES"]
 
@@ -207,8 +207,4 @@ def _write_base_file(path: Path, mode: int, text: str, overwrite: bool) -> None:
         if not overwrite or not path.is_file() or path.is_symlink():
             return
         os.chmod(path, mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(path, mode)
+    write_file(path, text, mode)

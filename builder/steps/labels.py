@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 
 from builder.images import go_json
-from builder.steps.paths import inside
+from builder.steps.paths import inside, write_file
 
 __all__ = ["write_labels", "read_label_file", "go_arch", "build_date"]
 
@@ -111,14 +111,6 @@ def write_labels(rootfs: Path, *, labels: dict[str, str], header: dict[str, str]
         merged[key] = value
     text = go_json(dict(sorted(merged.items())), indent=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, text, 0o644)
+    write_file(path, text, 0o644)
     return merged
 
-
-def _write(path: Path, text: str, mode: int) -> None:
-    if path.is_symlink():
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(path, mode)

@@ -9,30 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from builder.bundle import Bundle
 from builder.recipe import Stage
 from builder.steps.labels import read_label_file, write_labels
 from builder.steps.options import StepOptions
-from builder.steps.paths import inside
+from builder.steps.paths import inside, write_file
 
 __all__ = ["write_metadata", "handle_shebang", "write_file"]
 
 log = logging.getLogger("sbuild.build")
-
-
-def write_file(path: Path, data: str | bytes, mode: int) -> None:
-    """Create or replace ``path`` (never following a symlink at it) with ``mode``."""
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink():
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, mode)
 
 
 def handle_shebang(script: str, args: str) -> str:
