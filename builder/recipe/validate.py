@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from builder.errors import Diagnostic
 from builder.recipe import gostr
+from builder.recipe.args import read_defaults
 from builder.recipe.hints import HEADER_TITLES, closest, shell_var_hint
 from builder.recipe.model import Recipe, Stage
 from builder.sources import AGENTS, lookup_agent
@@ -82,7 +83,7 @@ def _agent_hint(value: str, recipe: Recipe) -> str:
         return f"agent names are case-sensitive: did you mean '{value.lower()}'?"
     names = {*recipe.build_args}
     for stage in recipe.stages:
-        names |= set(_defaults(stage))
+        names |= set(read_defaults(stage.scripts["arguments"].script, recipe.path, stage.first_line, []))
     hint = shell_var_hint(value, names)
     if hint:
         return hint
@@ -90,12 +91,4 @@ def _agent_hint(value: str, recipe: Recipe) -> str:
     valid = ", ".join(sorted(a for a in AGENTS if AGENTS[a].supported))
     return (f"did you mean '{guess}'? " if guess else "") + f"valid agents: {valid}"
 
-
-def _defaults(stage: Stage) -> list[str]:
-    out = []
-    for line in stage.scripts["arguments"].script.split("\n"):
-        key, sep, _ = gostr.trim_space(line).partition("=")
-        if sep and key and not key.startswith("#"):
-            out.append(gostr.trim_space(key))
-    return out
 
