@@ -141,8 +141,20 @@ def _recipe_for(source: str, build_args):  # noqa: ANN001
     return load_recipe(source, build_args)
 
 
-def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "host"):  # noqa: ANN202
+def _pack_options(args: argparse.Namespace):  # noqa: ANN202
+    """How TARGET is packed: ``--mksquashfs-args``, SOURCE_DATE_EPOCH, and ``SBUILD_PACKER``
+    (``mksquashfs`` to pack with mksquashfs instead of sbuild's own packer)."""
     from builder.images import PackOptions, split_mksquashfs_args
+    from builder.images.squashfs import PACKERS
+
+    packer = os.environ.get("SBUILD_PACKER") or "auto"
+    if packer not in PACKERS:
+        raise UsageError(f"SBUILD_PACKER={packer!r} is not a packer", hint="use one of " + ", ".join(PACKERS))
+    return PackOptions(mksquashfs_args=split_mksquashfs_args(args.mksquashfs_args),
+                       source_date_epoch=_source_date_epoch(), packer=packer)
+
+
+def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "host"):  # noqa: ANN202
     from builder.steps import BuildPlan, FetchOptions, StepOptions
     from builder.steps.userns import identity_userns
 
@@ -159,7 +171,7 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "hos
     steps = StepOptions(sections=_sections(args.section), notest=args.notest, force=args.force,
                         binds=tuple(args.bind), userns=identity_userns(identity),
                         source_date_epoch=sde, arch=args.arch)
-    pack = PackOptions(mksquashfs_args=split_mksquashfs_args(args.mksquashfs_args), source_date_epoch=sde)
+    pack = _pack_options(args)
     update = bool(args.update and not args.force)
     if args.update and args.force:
         log.info("--update with --force: rebuilding %s from scratch", target)
@@ -185,7 +197,7 @@ def _convert(args: argparse.Namespace, src: Path, target: Path, fmt: str):  # no
     from builder.steps import checks
     from builder.steps.userns import build_identity, call_in_userns
 
-    checks.preflight(target, fmt, force=args.force, update=False, build=False)
+    checks.preflight(target, fmt, force=args.force, update=False, build=False, pack=_pack_options(args))
     if args.update:
         raise UsageError("--update needs a recipe to run on the sandbox", hint="drop --update to convert the image")
     if src.is_dir():
@@ -215,7 +227,7 @@ def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # no
         log.warning("%s", w.render("warning"))
     identity = build_identity(args.fakeroot)
     checks.preflight(target, fmt, force=args.force, update=args.update, tmpdir=args.tmpdir,
-                     agents={s.bootstrap for s in recipe.stages}, identity=identity)
+                     agents={s.bootstrap for s in recipe.stages}, identity=identity, pack=_pack_options(args))
     plan = _plan(args, target, fmt, identity)
     result = build_recipe(recipe, plan, progress=_progress(args), version=_version())
     for kept in result.kept:

@@ -102,14 +102,16 @@ def _agents(agents: set[str], identity: str, tmp: str) -> None:
 
 
 def preflight(target: Path, fmt: str, *, force: bool = False, update: bool = False, tmpdir: str | None = None,
-              agents: Iterable[str] = (), identity: str = "host", build: bool = True) -> None:
-    """Every check that can fail before a build starts (``build``: a recipe will be built)."""
+              agents: Iterable[str] = (), identity: str = "host", build: bool = True, pack=None) -> None:  # noqa: ANN001
+    """Every check that can fail before a build starts (``build``: a recipe will be built;
+    ``pack``: the PackOptions, to know whether mksquashfs will be needed)."""
     target = Path(target)
     _target(target, fmt, force, update)
     if fmt in _SQUASH:
-        from builder.images import require_mksquashfs
+        from builder.images.squashfs import PackOptions, require_mksquashfs, uses_mksquashfs
 
-        require_mksquashfs()
+        if uses_mksquashfs(pack or PackOptions()):
+            require_mksquashfs()
     if fmt == "sandbox":
         parent = target.parent.resolve()
         if os.statvfs(parent).f_flag & _ST_NOEXEC:

@@ -1,0 +1,110 @@
+"""Compress squashfs data blocks on a thread pool and write them in submission order
+(for ``builder.images.sqfs_pack``).
+
+Blocks go to the threads in batches of ``_BATCH``: a thread needs the GIL to take a job
+and to hand back its result, and while the main thread walks the tree it may wait up to
+Python's switch interval for it, so fewer, larger jobs keep the cores busy. At most
+``limit`` blocks are held (read but not written), whatever the file sizes. The order of
+the output never depends on which thread finishes first.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from builder.images import sqfs_format as fmt
+
+__all__ = ["BlockWriter", "write_at"]
+
+_BATCH = 8  # blocks per compression job
+_ZERO_BLOCK = bytes(fmt.BLOCK_SIZE)
+
+
+def _compress_batch(blocks: list[bytes]) -> list[tuple[bytes, bool]]:
+    return [fmt.compress(b) for b in blocks]
+
+
+class _Block:
+    __slots__ = ("batch", "index", "owner", "done", "dropped")
+
+    def __init__(self, owner: object, done) -> None:  # noqa: ANN001
+        self.batch: Future | list | None = None  # None: a hole
+        self.index, self.owner, self.done, self.dropped = 0, owner, done, False
+
+
+class BlockWriter:
+    """Blocks in, compressed (or stored) blocks out at ``base + pos``, in order."""
+
+    def __init__(self, fd: int, base: int, workers: int) -> None:
+        self.fd, self.base = fd, base
+        self.pos = fmt.SUPERBLOCK_SIZE  # data starts right after the superblock
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="sbuild-squash")
+        self.limit = (2 * workers + 2) * _BATCH
+        self.queue: collections.deque[_Block] = collections.deque()
+        self.batch: list[bytes] = []
+        self.batch_blocks: list[_Block] = []
+
+    def submit(self, block: bytes, owner: object, done) -> None:  # noqa: ANN001
+        """Queue ``block``; ``done(position, size field)`` runs when it is written (in order).
+        An all-zero block of a file (``owner`` not None) becomes a hole."""
+        entry = _Block(owner, done)
+        if owner is None or block != _ZERO_BLOCK[:len(block)]:
+            entry.index = len(self.batch)
+            entry.batch = self.batch_blocks  # replaced by the future when the batch goes
+            self.batch.append(block)
+            self.batch_blocks.append(entry)
+            if len(self.batch) >= _BATCH:
+                self._send()
+        self.queue.append(entry)
+        while len(self.queue) > self.limit:
+            self._retire()
+
+    def _send(self) -> None:
+        if not self.batch:
+            return
+        future = self.pool.submit(_compress_batch, self.batch)
+        for entry in self.batch_blocks:
+            entry.batch = future
+        self.batch, self.batch_blocks = [], []
+
+    def _retire(self) -> None:
+        entry = self.queue.popleft()
+        if entry.batch is self.batch_blocks:
+            self._send()
+        if entry.dropped:
+            return
+        if entry.batch is None:  # a hole: nothing written
+            entry.done(self.pos, 0)
+            return
+        stored, packed = entry.batch.result()[entry.index]
+        write_at(self.fd, stored, self.base + self.pos)
+        entry.done(self.pos, len(stored) if packed else len(stored) | fmt.UNCOMPRESSED_BLOCK)
+        self.pos += len(stored)
+
+    def take_back(self, owner: object, start: int | None) -> None:
+        """Forget ``owner``'s blocks: they are the newest queued, and any already written
+        are the last thing written, from ``start`` on."""
+        for entry in reversed(self.queue):
+            if entry.owner is not owner:
+                break
+            entry.dropped = True
+        if start is not None:
+            self.pos = start
+
+    def drain(self) -> None:
+        self._send()
+        while self.queue:
+            self._retire()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_at(fd: int, data: bytes, at: int) -> None:
+    """All of ``data`` at ``at`` (pwrite may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, at)
+        view, at = view[n:], at + n
