@@ -5,12 +5,13 @@
                fresh process, cold blob cache: pull, metadata, mksquashfs, bundle removal)
     baseline : ``skopeo copy docker://REF oci:DIR`` + ``umoci raw unpack`` + ``mksquashfs``
 
-Both sides run the same mksquashfs command (``builder.images.squashfs.pack_command``:
-gzip at mksquashfs's default level, all cores) against the same docker-registry on
-127.0.0.1. Runs alternate, each after ``sync`` (the previous run's write-back is not
+sbuild packs with its own squashfs writer (``builder.images.sqfs_pack``: gzip level 9
+through zlib-ng, all cores); the baseline runs mksquashfs (``pack_command``: gzip at its
+default level 9, all cores), as ``apptainer build`` does. Both pull from the same
+docker-registry on 127.0.0.1. Runs alternate, each after ``sync`` (the previous run's write-back is not
 measured); every run's files are deleted between runs on both sides alike. Prints the
 medians, the ratio (target <= 0.80), the fetch-to-rootfs part alone, sbuild's peak RSS
-(the sbuild process; mksquashfs apart) and the load average.
+(the sbuild process, packing included) and the load average.
 
 ``--fs host`` runs in /var/tmp/sbuild-bench; ``--fs loop`` on a fresh ext4 (with a journal,
 the mkfs default) mounted from a file. The difference matters on this kind of machine:
@@ -150,7 +151,7 @@ def run_ours(ref: str, work: Path) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if result.pop("rc"):
         raise SystemExit(f"sbuild build failed: {out.stderr}")
-    return {"total": total, **result}
+    return {"total": total, **result, "size": (work / "out.simg").stat().st_size}
 
 
 def run_baseline(ref: str, work: Path) -> dict:
@@ -164,7 +165,8 @@ def run_baseline(ref: str, work: Path) -> dict:
     t2 = time.monotonic()
     _mksquashfs(work / "rootfs", work / "base.sqfs")
     t3 = time.monotonic()
-    return {"total": t3 - t0, "copy": t1 - t0, "unpack": t2 - t1, "squash": t3 - t2}
+    return {"total": t3 - t0, "copy": t1 - t0, "unpack": t2 - t1, "squash": t3 - t2,
+            "size": (work / "base.sqfs").stat().st_size}
 
 
 class _Scratch:
@@ -214,6 +216,7 @@ def bench(kind: str, ref: str, runs: int) -> dict:
             "unpack": med(r["unpack"] for r in base), "squash": med(r["squash"] for r in base),
             "best": (min(r["total"] for r in ours), min(r["total"] for r in base)),
             "rss": max(r["rss_kb"] for r in ours) / 1024,
+            "sizes": (ours[-1]["size"], base[-1]["size"]),
             "rss_children": max(r["rss_children_kb"] for r in ours) / 1024,
             "load": (load_before, os.getloadavg())}
 
@@ -228,7 +231,8 @@ def report(r: dict, size: int) -> None:
     print(f"ratio {r['ratio']:.2f} (target <= 0.80); best runs {r['best'][0]:.2f} s vs {r['best'][1]:.2f} s")
     print(f"fetch-to-rootfs alone: sbuild {r['pull_ours']:.2f} s vs skopeo copy + umoci raw unpack "
           f"{r['pull_base']:.2f} s, ratio {r['pull_ours'] / r['pull_base']:.2f}")
-    print(f"sbuild peak RSS {r['rss']:.0f} MB (target < 200 MB); mksquashfs child peak {r['rss_children']:.0f} MB")
+    print(f"sbuild peak RSS {r['rss']:.0f} MB (target < 200 MB); children's peak {r['rss_children']:.0f} MB")
+    print(f"image size: sbuild {r['sizes'][0] / 1e6:.1f} MB (.simg), mksquashfs {r['sizes'][1] / 1e6:.1f} MB")
 
 
 def main() -> int:
