@@ -3,8 +3,10 @@
 
 Packs a debootstrap minbase sandbox (~200 MB; made once and cached under
 /var/tmp/sbuild-bench/minbase, which needs root and deb.debian.org) to .simg and SIF
-with ``builder.images.write_image`` and to a squashfs with a bare ``mksquashfs`` using
-the same options; then unpacks the .simg with ``extract_image`` and the squashfs with a
+with ``builder.images.write_image`` (sbuild's own packer, ``builder.images.sqfs_pack``;
+``SBUILD_PACKER=mksquashfs`` in the environment is not read here: pass
+``--mksquashfs`` to make write_image use mksquashfs too) and to a squashfs with a bare
+``mksquashfs`` (gzip, all cores, as sbuild would run it); then unpacks the .simg with ``extract_image`` and the squashfs with a
 bare ``unsquashfs``. Each measurement is the median of --runs alternating runs after a
 warm-up. Prints the times and the ratios (target: <= 1.05).
 
@@ -64,11 +66,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sandbox", type=Path, default=CACHE / "minbase")
+    ap.add_argument("--mksquashfs", action="store_true", help="write_image packs with mksquashfs too")
     args = ap.parse_args()
     src = ensure_sandbox(args.sandbox)
     work = CACHE / f"work-{os.getpid()}"
     work.mkdir(parents=True)
-    opts = PackOptions()
+    opts = PackOptions(packer="mksquashfs" if args.mksquashfs else "auto")
     try:
         bare_sqfs, simg, sif = work / "bare.sqfs", work / "a.simg", work / "a.sif"
         bare_cmd = pack_command(src, bare_sqfs, opts)
