@@ -266,3 +266,45 @@ def test_duplicate_large_files_are_stored_once(tmp_path: Path) -> None:
     assert (tmp_path / "four.sqfs").stat().st_size == (tmp_path / "one.sqfs").stat().st_size
     run("unsquashfs", "-q", "-no-progress", "-d", tmp_path / "x", tmp_path / "four.sqfs")
     assert all((tmp_path / "x" / n).read_bytes() == blob for n in "abcd")
+
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    _name = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b
+                                                      and b not in (b".", b".."))
+    _size = st.sampled_from([0, 1, 100, BS - 1, BS, BS + 1, 2 * BS + 3])
+    _node = st.recursive(st.tuples(st.just("f"), _size, st.integers(0, 3)),
+                         lambda kids: st.dictionaries(_name, kids, max_size=6), max_leaves=25)
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    given = None
+
+
+def _materialise(root: Path, spec: dict, made: list[Path]) -> None:
+    for name, child in spec.items():
+        p = Path(os.fsdecode(os.path.join(os.fsencode(root), name)))
+        if isinstance(child, dict):
+            p.mkdir()
+            _materialise(p, child, made)
+        elif child[2] == 3 and made:  # a hard link to an earlier file
+            os.link(made[0], p)
+        else:
+            p.write_bytes(bytes([child[2] * 40]) * child[1] if child[2] else os.urandom(child[1]))
+            made.append(p)
+
+
+if given is not None:
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(spec=st.dictionaries(_name, _node, max_size=8))
+    def test_any_tree_extracts_to_itself(spec: dict, tmp_path: Path) -> None:
+        """Random trees (any name bytes, sizes around the block size, zero-filled and
+        duplicate contents, hard links) come back out of unsquashfs unchanged."""
+        work = Path(tempfile.mkdtemp(dir=tmp_path))
+        root = work / "root"
+        root.mkdir()
+        _materialise(root, spec, [])
+        pack_directory(root, work / "o.sqfs")
+        run(need("unsquashfs"), "-q", "-no-progress", "-d", work / "x", work / "o.sqfs")
+        assert _snapshot(work / "x") == _snapshot(root)
+        subprocess.run(["rm", "-rf", str(work)], check=True)
