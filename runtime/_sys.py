@@ -1,7 +1,8 @@
 """Thin wrappers over the Linux system calls the runtime needs, through ctypes and ``os``.
 
-mount(2), umount2(2), unshare(2), setns(2), pivot_root(2), prctl(2) and the loop-device
-ioctls. Every call raises ``OSError`` with errno on failure; callers add context. Nothing
+mount(2), umount2(2), unshare(2), setns(2), pivot_root(2), prctl(2), the loop-device
+ioctls, and the new mount API (fsopen/fsconfig/fsmount, move_mount) and openat2(2) through
+syscall(2) (one syscall number on every architecture). Every call raises ``OSError`` with errno on failure; callers add context. Nothing
 here spawns a program. Linux only; constants are the x86-64/arm64 (generic) values.
 Python 3.11 has no ``os.unshare``/``os.setns``; libc is reached through ``_ctypes``.
 """
@@ -17,7 +18,7 @@ __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "set_pdeathsig", "loop_attach",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_MOVE", "MS_REC",
     "MS_PRIVATE", "MS_SLAVE", "MNT_DETACH", "CLONE_NEWNS", "CLONE_NEWUSER", "CLONE_NEWPID",
-    "CLONE_NEWIPC", "CLONE_NEWUTS", "map_single_id",
+    "CLONE_NEWIPC", "CLONE_NEWUTS", "map_single_id", "fsmount_bdev", "move_mount", "open_in_root",
 ]
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -112,6 +113,52 @@ def setns(fd: int, nstype: int = 0) -> None:
 def pivot_root(new_root, put_old) -> None:
     res = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
     _check(0 if res == 0 else -1, "pivot_root", new_root)
+
+
+# -- the new mount API and openat2 (Linux 5.2 and 5.6; the numbers are the same on every arch)
+_SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_OPENAT2 = 429, 430, 431, 432, 437
+_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 1, 2, 4
+_RESOLVE_NO_MAGICLINKS, _RESOLVE_IN_ROOT = 0x02, 0x10
+
+
+def _fd(result: int, what: str, path: object = None) -> int:
+    if result < 0:
+        _check(-1, what, path)
+    return result
+
+
+def fsmount_bdev(fstype: str, device: str, attrs: int) -> int:
+    """Mount block device ``device`` (``fstype``, a read-only superblock) without attaching
+    it anywhere: returns a close-on-exec fd of the detached mount (``move_mount`` attaches
+    it). Nothing to clean up: the mount is gone when its last fd is closed, with the
+    process if need be."""
+    fs = _fd(_libc.syscall(_SYS_FSOPEN, _b(fstype), _c_long(1)), "fsopen", fstype)  # FSOPEN_CLOEXEC
+    try:
+        _fd(_libc.syscall(_SYS_FSCONFIG, _c_long(fs), _c_long(_FSCONFIG_SET_FLAG), b"ro", None, _c_long(0)),
+            "fsconfig", device)
+        _fd(_libc.syscall(_SYS_FSCONFIG, _c_long(fs), _c_long(_FSCONFIG_SET_STRING), b"source", _b(device),
+                          _c_long(0)), "fsconfig", device)
+        _fd(_libc.syscall(_SYS_FSCONFIG, _c_long(fs), _c_long(_FSCONFIG_CMD_CREATE), None, None, _c_long(0)),
+            "mount", device)
+        return _fd(_libc.syscall(_SYS_FSMOUNT, _c_long(fs), _c_long(1), _c_long(attrs)), "fsmount", device)
+    finally:
+        os.close(fs)
+
+
+def move_mount(fd: int, target: str) -> None:
+    """Attach the detached mount ``fd`` (from ``fsmount_bdev``) at ``target``."""
+    _fd(_libc.syscall(_SYS_MOVE_MOUNT, _c_long(fd), b"", _c_long(-100), _b(target),
+                      _c_long(_MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
+
+
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """openat2(2) of ``path`` with ``root_fd`` as its root: symlinks (absolute ones too) and
+    ``..`` resolve inside it, as they will in the container."""
+    how = (flags | os.O_CLOEXEC).to_bytes(8, "little") + bytes(8) + (
+        _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS).to_bytes(8, "little")
+    return _fd(_libc.syscall(_SYS_OPENAT2, _c_long(root_fd), _b(path), how, _c_long(len(how))), "openat2", path)
 
 
 def prctl(option: int, arg2: int = 0) -> None:

@@ -49,7 +49,7 @@ class RootPlan:
     identity: IdentitySpec
     passwd: tuple[str, str] | None  # (passwd line, group lines) to add, or None
     nosuid: bool
-    lower: str | None = None  # the image's filesystem already mounted here (runtime.stage), read-only
+    lower: int | None = None  # fd of the image's filesystem, mounted detached by the caller (runtime.stage)
 
 
 def _fail(what: str, e: OSError, kind: str = "RunError") -> SetupFailure:
@@ -119,12 +119,16 @@ class _Builder:
             self.lowers.append(target)
             return
         readonly = not (m.writable and p.fstype == "ext3")
-        if p.lower and readonly:  # mounted by the caller, whose mount namespace ours copies
-            self.lowers.append(p.lower)
-            return
         target = self.root if not readonly else f"{self.s}/lower"
         if readonly:
             os.mkdir(target)
+        if p.lower is not None and readonly:  # mounted by the caller (runtime.stage): attach it
+            try:
+                _sys.move_mount(p.lower, target)
+            except OSError as e:
+                raise _fail(f"attaching the mounted {p.image}", e) from e
+            self.lowers.append(target)
+            return
         self._loop_mount(p.image, p.fstype, p.offset, p.size, target, readonly)
         self.lowers.append(target)
         self.writable = not readonly
@@ -247,12 +251,11 @@ class _Builder:
     def _bind(self, src: str, dst: str, *, rec: bool = False, readonly: bool = False) -> None:
         try:
             _sys.mount(src, dst, None, _sys.MS_BIND | (_sys.MS_REC if rec else 0))
-            for ours in (self.s, self.plan.lower) if rec else ():
-                if ours and ours.startswith(src.rstrip("/") + "/"):
-                    try:  # the recursive bind copied our session tmpfs (or staged image): hide it
-                        _sys.umount2(dst + ours[len(src.rstrip("/")):], _sys.MNT_DETACH)
-                    except OSError:
-                        pass
+            if rec and self.s.startswith(src.rstrip("/") + "/"):
+                try:  # the recursive bind copied our session tmpfs: hide it
+                    _sys.umount2(dst + self.s[len(src.rstrip("/")):], _sys.MNT_DETACH)
+                except OSError:
+                    pass
             if readonly:
                 remount_ro(dst)
         except OSError as e:

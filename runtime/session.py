@@ -175,13 +175,23 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
 
 def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
                forward: bool = False, detach: bool = False, join: int | None = None,
-               here: bool = False, staged: str | None = None) -> int | launch.Launched:
+               here: bool = False, staged: int | None = None) -> int | launch.Launched:
     """Run ``action`` in ``image``; return its exit status (``detach``: the Launched).
 
     ``forward``: pass the signals the caller gets on to the container. ``here``: the caller
     exists only to run this (the CLI): it creates the namespaces itself and stays in them
-    (``runtime.launch``), one process less. ``staged``: where ``runtime.stage`` mounted the
-    image's squashfs in the caller's mount namespace (``here`` only), to use as the lower."""
+    (``runtime.launch``), one process less. ``staged``: the fd of the image's squashfs that
+    ``runtime.stage`` mounted detached (``here`` only), to use as the lower; closed here."""
+    try:
+        return _run_action(image, action, args, opts, forward=forward, detach=detach, join=join, here=here,
+                           staged=staged)
+    finally:
+        if staged is not None:
+            os.close(staged)  # the container attached its own copy (or failed)
+
+
+def _run_action(image: str, action: str, args: list[str], opts: RunOptions, *, forward: bool, detach: bool,
+                join: int | None, here: bool, staged: int | None) -> int | launch.Launched:
     user = host_user()
     host_env = dict(os.environ if opts.host_env is None else opts.host_env)
     ident = choose_identity(opts.userns, user)
@@ -204,7 +214,7 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
         raise UsageError("only one writable --overlay is allowed; add :ro to the others")
     mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
                        home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
-    lower = staged if here and staged and src.fstype == "squashfs" else None
+    lower = staged if here and src.fstype == "squashfs" else None
     plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
                     ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
     os.makedirs(plan.session, 0o700, exist_ok=True)

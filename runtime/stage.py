@@ -3,16 +3,24 @@
 Every action execs the image's /bin/sh (the action script's shell), and from a freshly
 mounted squashfs that costs the kernel ~13 ms of decompression, on one core, at the end of
 the launch. As root, in the CLI process (``here`` mode: it ends with the container),
-``stage`` runs before the rest of the runtime is imported: it gives the process a private
-mount namespace, mounts the image's squashfs at ``<runtime dir>/stage`` and starts a thread
-that has the kernel read /bin/sh into the page cache (``posix_fadvise``, which holds no
-lock of ours), while the main thread imports the runtime, plans and forks the container.
-The container's init copies this mount namespace, so it uses the same mount (one superblock,
-one page cache) as its lower layer instead of mounting the image again (``RootPlan.lower``).
+``stage`` runs before the rest of the runtime is imported: it mounts the image's squashfs
+as a detached mount (the new mount API: ``fsmount`` returns an fd, nothing is attached to
+any mount namespace, nothing to clean up) and starts a thread that has the kernel read
+/bin/sh into the page cache (``posix_fadvise``, which holds no lock of ours), while the
+main thread imports the runtime, plans and forks the container. The container's init
+inherits the fd and attaches that mount as its lower layer (``RootPlan.lower``; one
+superblock, one page cache) instead of mounting the image again.
+
+The thread calls ``posix_fadvise`` first thing: any other call that released the GIL
+before it would leave the thread waiting for the main thread's imports (up to the 5 ms
+switch interval) while the decompression, the longest step of the launch, has not begun.
 
 Best effort: anything unexpected returns None, and the container mounts the image itself.
 Limits: root only (unprivileged squashfs goes through squashfuse or extraction), squashfs
-only, and only the file /bin/sh resolves to (not the libraries of a dynamic shell).
+only, and only the file /bin/sh resolves to (not the libraries of a dynamic shell). A
+``.simg`` or raw squashfs is recognised here from its first bytes; other files (SIF) go
+through ``builder.images.probe`` (which ``run_action`` uses in any case, and which reports
+what is wrong with a bad image).
 """
 
 from __future__ import annotations
@@ -21,36 +29,70 @@ import os
 
 __all__ = ["stage"]
 
+_SIMG_MARK = b" run-singularity"
 
-def stage(image: str, *, writable: bool = False) -> str | None:
-    """Mount ``image``'s squashfs at the stage directory and prefetch its /bin/sh; return
-    the mount point, or None when this does not apply or did not work out."""
-    if os.getuid() != 0 or writable or os.path.isdir(image):
+
+def _squashfs_at(image: str) -> tuple[int, int] | None:
+    """``(offset, bytes_used)`` of the squashfs in a raw squashfs or ``.simg`` file, or None
+    (another kind, or anything odd: then ``builder.images.probe`` decides)."""
+    try:
+        fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        head = os.pread(fd, 4096, 0)
+        size = os.fstat(fd).st_size
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    offset = 0
+    if not head.startswith(b"hsqs"):
+        mark = head.find(_SIMG_MARK, 0, 2048)
+        offset = mark + len(_SIMG_MARK) + 1
+        if mark <= 0 or head[offset:offset + 4] != b"hsqs":
+            return None
+    used = int.from_bytes(head[offset + 40:offset + 48], "little")
+    return (offset, used) if 96 <= used <= size - offset else None
+
+
+def _locate(image: str) -> tuple[int, int] | None:
+    found = _squashfs_at(image)
+    if found is not None:
+        return found
     from builder.errors import SbuildError
     from builder.images.probe import probe
-    from runtime import _sys
-    from runtime.paths import resolve, runtime_dir
 
     try:
         info = probe(image)
-        if info.fstype != "squashfs":
-            return None
-        path = os.path.join(runtime_dir(), "stage")
-        os.makedirs(path, 0o700, exist_ok=True)
-        _sys.unshare(_sys.CLONE_NEWNS)  # this process only: the CLI, which ends with the container
-        _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
-        dev, fd = _sys.loop_attach(os.path.abspath(image), info.fs_offset, info.fs_size, True)
+    except SbuildError:
+        return None
+    return (info.fs_offset, info.fs_size) if info.fstype == "squashfs" else None
+
+
+def stage(image: str, *, writable: bool = False) -> int | None:
+    """Mount ``image``'s squashfs detached and prefetch its /bin/sh; return the mount's fd
+    (close-on-exec; the caller closes it once the container has attached it), or None
+    when this does not apply or did not work out."""
+    if os.getuid() != 0 or writable or os.path.isdir(image):
+        return None
+    where = _locate(image)
+    if where is None:
+        return None
+    from runtime import _sys
+
+    try:
+        dev, loop_fd = _sys.loop_attach(os.path.abspath(image), where[0], where[1], True)
         try:
-            _sys.mount(dev, path, "squashfs", _sys.MS_RDONLY | _sys.MS_NODEV, None)
+            mnt = _sys.fsmount_bdev("squashfs", dev, _sys.MOUNT_ATTR_RDONLY | _sys.MOUNT_ATTR_NODEV)
         finally:
-            os.close(fd)
-    except (OSError, SbuildError):
+            os.close(loop_fd)
+    except OSError:  # e.g. no loop devices, or a kernel without the new mount API (< 5.2)
         return None
     try:
-        shell = os.open(path + resolve(path, "/bin/sh"), os.O_RDONLY | os.O_CLOEXEC)
-    except Exception:  # noqa: BLE001 - no /bin/sh (the command is exec'd without the action script)
-        return path
+        shell = _sys.open_in_root(mnt, "/bin/sh", os.O_RDONLY)
+    except OSError:  # no /bin/sh (the command is exec'd without the action script)
+        return mnt
     import _signal
     import _thread
 
@@ -60,28 +102,16 @@ def stage(image: str, *, writable: bool = False) -> str | None:
     started = _thread.allocate_lock()
     started.acquire()
     try:
-        _thread.start_new_thread(_prefetch, (path, shell, started))
+        _thread.start_new_thread(_prefetch, (shell, started))
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     started.acquire()  # hand the GIL over now: the thread would wait up to 5 ms for it
-    return path
+    return mnt
 
 
-# What the container's setup and its action script look up first (runtime.rootfs.plan_targets,
-# runtime.environ): looked up before /bin/sh is read, so that the setup, which runs meanwhile,
-# finds them cached instead of waiting for the squashfs decompressor that the read holds.
-_LOOKUPS = ("/proc", "/sys", "/dev", "/tmp", "/var/tmp", "/root", "/home", "/etc/passwd", "/etc/group",
-            "/etc/localtime", "/etc/hosts", "/etc/resolv.conf", "/.singularity.d/env", "/environment")
-
-
-def _prefetch(root: str, fd: int, started) -> None:  # noqa: ANN001
+def _prefetch(fd: int, started) -> None:  # noqa: ANN001
     started.release()
     try:
-        for path in _LOOKUPS:
-            try:
-                os.lstat(root + path)  # (an absolute symlink on the way is followed on the host: a stat only)
-            except OSError:
-                pass
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # decompresses it, without the GIL
     except OSError:
         pass

@@ -119,7 +119,7 @@ done.acquire()
 def mask():
     with open("/proc/thread-self/status") as f:
         return int([l.split()[1] for l in f if l.startswith("SigBlk:")][0], 16)
-def prefetch(root, fd, started):
+def prefetch(fd, started):
     started.release()
     print("thread", mask(), flush=True)
     os.close(fd)
