@@ -13,12 +13,14 @@ import os
 from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
 from runtime.rootfs import RootPlan
-from runtime.sources import probe, runtime_dir, source_for
+from runtime.sources import Source, probe, runtime_dir, source_for
 from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from runtime.stage import Staged
 
 __all__ = ["RunOptions", "run_action", "choose_identity", "parse_bind", "runtime_dir", "subid_range"]
 
@@ -175,23 +177,23 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
 
 def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
                forward: bool = False, detach: bool = False, join: int | None = None,
-               here: bool = False, staged: int | None = None) -> int | launch.Launched:
+               here: bool = False, staged: Staged | None = None) -> int | launch.Launched:
     """Run ``action`` in ``image``; return its exit status (``detach``: the Launched).
 
     ``forward``: pass the signals the caller gets on to the container. ``here``: the caller
     exists only to run this (the CLI): it creates the namespaces itself and stays in them
-    (``runtime.launch``), one process less. ``staged``: the fd of the image's squashfs that
-    ``runtime.stage`` mounted detached (``here`` only), to use as the lower; closed here."""
+    (``runtime.launch``), one process less. ``staged``: the image's squashfs as
+    ``runtime.stage`` mounted it (``here`` only, root), to use as the lower; closed here."""
     try:
         return _run_action(image, action, args, opts, forward=forward, detach=detach, join=join, here=here,
                            staged=staged)
     finally:
         if staged is not None:
-            os.close(staged)  # the container attached its own copy (or failed)
+            os.close(staged.fd)  # the container attached its own copy (or failed)
 
 
 def _run_action(image: str, action: str, args: list[str], opts: RunOptions, *, forward: bool, detach: bool,
-                join: int | None, here: bool, staged: int | None) -> int | launch.Launched:
+                join: int | None, here: bool, staged: Staged | None) -> int | launch.Launched:
     user = host_user()
     host_env = dict(os.environ if opts.host_env is None else opts.host_env)
     ident = choose_identity(opts.userns, user)
@@ -208,13 +210,16 @@ def _run_action(image: str, action: str, args: list[str], opts: RunOptions, *, f
     _check_binds(opts.binds)
     if opts.home and home_src and not os.path.isdir(home_src):
         raise UsageError(f"binding home {home_src}: no such directory on the host")
-    src = source_for(image, userns=ident.userns, writable=opts.writable)
+    if here and staged is not None and not ident.userns and not opts.writable:  # stage found a squashfs
+        src = Source("squashfs", os.path.abspath(image), staged.offset, staged.size, "squashfs")
+    else:
+        src = source_for(image, userns=ident.userns, writable=opts.writable)
     overlays = tuple(_overlay(o, ident.userns) for o in opts.overlays)
     if sum(not o.readonly for o in overlays) > 1:
         raise UsageError("only one writable --overlay is allowed; add :ro to the others")
     mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
                        home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
-    lower = staged if here and src.fstype == "squashfs" else None
+    lower = staged.fd if here and staged is not None and src.fstype == "squashfs" else None
     plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
                     ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
     os.makedirs(plan.session, 0o700, exist_ok=True)

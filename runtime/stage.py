@@ -27,9 +27,20 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["stage"]
+__all__ = ["stage", "Staged"]
 
 _SIMG_MARK = b" run-singularity"
+
+
+class Staged:
+    """What ``stage`` mounted: ``fd`` of the detached mount (close-on-exec; the caller closes
+    it once the container has attached its copy) and where the squashfs lies in the image
+    file (``offset``, ``size``), which ``run_action`` then need not probe again."""
+
+    __slots__ = ("fd", "offset", "size")
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.offset, self.size = fd, offset, size
 
 
 def _squashfs_at(image: str) -> tuple[int, int] | None:
@@ -70,10 +81,9 @@ def _locate(image: str) -> tuple[int, int] | None:
     return (info.fs_offset, info.fs_size) if info.fstype == "squashfs" else None
 
 
-def stage(image: str, *, writable: bool = False) -> int | None:
-    """Mount ``image``'s squashfs detached and prefetch its /bin/sh; return the mount's fd
-    (close-on-exec; the caller closes it once the container has attached it), or None
-    when this does not apply or did not work out."""
+def stage(image: str, *, writable: bool = False) -> Staged | None:
+    """Mount ``image``'s squashfs detached and prefetch its /bin/sh; None when this does not
+    apply or did not work out."""
     if os.getuid() != 0 or writable or os.path.isdir(image):
         return None
     where = _locate(image)
@@ -92,7 +102,7 @@ def stage(image: str, *, writable: bool = False) -> int | None:
     try:
         shell = _sys.open_in_root(mnt, "/bin/sh", os.O_RDONLY)
     except OSError:  # no /bin/sh (the command is exec'd without the action script)
-        return mnt
+        return Staged(mnt, *where)
     import _signal
     import _thread
 
@@ -106,7 +116,7 @@ def stage(image: str, *, writable: bool = False) -> int | None:
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     started.acquire()  # hand the GIL over now: the thread would wait up to 5 ms for it
-    return mnt
+    return Staged(mnt, *where)
 
 
 def _prefetch(fd: int, started) -> None:  # noqa: ANN001

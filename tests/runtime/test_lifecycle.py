@@ -144,3 +144,36 @@ def test_read_ahead_thread_takes_no_signal_meant_for_the_cli(profile, images):
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGWINCH):
         assert int(lines["thread"]) & (1 << (sig - 1)), sig
         assert not int(lines["main"]) & (1 << (sig - 1)), sig  # the main thread's mask is back
+
+
+_LOCATE = """
+import json
+from builder.images.probe import probe
+from runtime.stage import _squashfs_at
+out = dict()
+for kind, path in json.loads(PATHS).items():
+    info = probe(path) if kind != "truncated" else None
+    out[kind] = [_squashfs_at(path), [info.fs_offset, info.fs_size] if info else None]
+print(json.dumps(out))
+"""
+
+
+def test_read_ahead_finds_the_squashfs_where_the_image_reader_does(profile, images, tmp_path):
+    # runtime.stage reads .simg and raw squashfs headers itself (builder.images.probe costs
+    # ~1 ms to import before the read-ahead can start): it must agree with the probe, and
+    # leave everything else (SIF, ext3, a truncated image) to it
+    import json
+
+    truncated = tmp_path / "truncated.simg"
+    truncated.write_bytes(images["simg"].read_bytes()[:4096])
+    profile.own(tmp_path)
+    paths = {k: str(images[k]) for k in ("simg", "squashfs", "sif", "ext3") if k in images}
+    paths["truncated"] = str(truncated)
+    r = profile.python(_LOCATE.replace("PATHS", repr(json.dumps(paths))))
+    assert r.status == 0, r.err
+    found = json.loads(r.out)
+    for kind in ("simg", "squashfs"):
+        assert found[kind][0] == found[kind][1] and found[kind][1][1] > 0, kind
+    for kind in ("sif", "ext3", "truncated"):
+        if kind in found:
+            assert found[kind][0] is None, kind
