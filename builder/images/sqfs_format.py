@@ -109,7 +109,7 @@ class MetaStream:
         self.out += stored
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Inode:
     """One inode. ``kind`` is a basic type; the encoder picks the extended form when a
     field needs it. Files: ``start``, ``sizes`` (per block; 0 = sparse; bit 24 = stored),

@@ -172,6 +172,8 @@ class _Packer:
 
     # ------------------------------------------------------------------ data
     def _file(self, path: bytes, node: Inode, size: int) -> None:
+        if size == 0:
+            return  # nothing to read (an empty file stores no data)
         try:
             fd = os.open(path, _OPEN)
         except OSError as e:
