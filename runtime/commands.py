@@ -13,6 +13,8 @@ checks that both agree. Both are built from one option table, ``_OPTIONS``.
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -222,7 +224,7 @@ def _action(args: argparse.Namespace) -> int:
     # give a squashfs image a head start before the rest of the runtime is imported
     here = getattr(args, "owns_process", False)
     staged = None
-    if here and not args.image.startswith("instance://"):
+    if here and not args.image.startswith("instance://") and os.getuid() == 0:  # (stage is root-only)
         from runtime.stage import stage
 
         staged = stage(args.image, writable=args.writable)

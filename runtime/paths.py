@@ -1,12 +1,16 @@
 """Where things are: the user's runtime directory, the image cache, paths inside an image.
 
-Plain functions of the environment and the filesystem that import nothing else, so that
-``runtime.stage`` can use them at the very start of a launch.
+Plain functions of the environment and the filesystem. ``builder.securejoin`` is imported
+here, by the CLI, not on first use: the container's setup, which resolves every mount point,
+runs in a forked child, where an import costs twice as much (every page the import machinery
+writes to is copied on write).
 """
 
 from __future__ import annotations
 
 import os
+
+from builder.securejoin import resolve_inside
 
 __all__ = ["runtime_dir", "cache_dir", "resolve", "SymlinkLoop"]
 
@@ -41,8 +45,6 @@ def cache_dir() -> str:
 
 def resolve(root: str, path: str) -> str:
     """``path`` inside ``root`` with symlinks followed, never leaving ``root`` (container path)."""
-    from builder.securejoin import resolve_inside
-
     try:
         host = resolve_inside(root, path)
     except OSError as e:
