@@ -4,7 +4,11 @@ pull: ``docker://``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``docker-d
 are fetched into a rootfs (``builder.sources.oci.fetch_to_rootfs``), given the base
 environment and docker metadata, and written as TARGET (``.sif`` by default as Apptainer,
 ``--sandbox`` for a directory; the format follows the name as in ``sbuild build``).
-``oras://`` downloads the SIF as it is. TARGET defaults to ``<name>_<tag>.sif``.
+``oras://`` downloads the SIF as it is. ``library://`` and ``shub://`` download the image
+(verified, through the blob cache: ``builder.sources.library`` / ``builder.sources.shub``)
+and copy it to TARGET when TARGET's format is the image's own (a SIF to ``.sif``, a
+``.simg`` to ``.simg``); any other format is converted, ``--sandbox`` unpacks it.
+``--library URL`` names the library. TARGET defaults to ``<name>_<tag>.sif``.
 push: ``oras://`` only (Apptainer's media types).
 
 On a terminal, each layer gets a tqdm bar on stderr (bytes downloaded, or read from the
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from builder.commands import add_output_flags
 
-__all__ = ["register", "pull_image", "prompt_login", "layer_progress"]
+__all__ = ["register", "pull_image", "place_image", "prompt_login", "layer_progress"]
 
 
 def register(subparsers, only: str | None = None) -> None:
@@ -31,6 +35,7 @@ def register(subparsers, only: str | None = None) -> None:
     pull.add_argument("args", nargs="+", metavar="[TARGET] URI")
     pull.add_argument("-F", "--force", action="store_true", help="overwrite TARGET")
     pull.add_argument("-s", "--sandbox", action="store_true", help="write a sandbox directory")
+    pull.add_argument("--library", help="library URL for library:// references without a host")
     _fetch_flags(pull)
     add_output_flags(pull)
     pull.set_defaults(handler=_pull)
@@ -153,6 +158,66 @@ def layer_progress(stream=None):
     return update
 
 
+def _copy_atomic(src: Path, target: Path, force: bool) -> None:
+    from builder.errors import ImageError
+
+    if os.path.lexists(target) and not force:
+        raise ImageError(f"{target} already exists", path=str(target), hint="use --force to overwrite it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def place_image(image: Path, target: Path, fmt: str, *, force: bool = False) -> None:
+    """Write a downloaded image as ``target``: copied when already in ``fmt``, else converted
+    (a sandbox is unpacked). Atomic: a failure leaves no TARGET."""
+    from builder.images import convert_image, extract_image, probe
+
+    kind = probe(image).kind
+    if fmt == "sandbox":
+        extract_image(image, target, force=force)
+    elif kind == fmt:
+        _copy_atomic(image, target, force)
+    else:
+        convert_image(image, target, fmt, force=force)
+
+
+def _image_progress(args: argparse.Namespace, name: str):
+    sink = None if args.quiet else layer_progress()
+    if sink is None:
+        return None
+    return lambda _what, done, total: sink(f"image:{name}", done, total)
+
+
+def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, fmt: str) -> None:
+    """``library://`` and ``shub://``: download (cached, verified), then place as TARGET."""
+    from builder.errors import UsageError
+    from builder.sources import library, shub
+    from builder.sources.download import cache_for
+
+    extra = {"ca_bundle": args.ca_bundle} if args.ca_bundle else {}
+    if os.path.lexists(target) and not args.force:
+        raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
+    if uri.startswith("library:"):
+        ref = library.parse_library_ref(uri)
+        options = library.options_for(args, **extra)
+        with cache_for(options.download) as cache:
+            image = library.fetch_library(ref, options, cache, _image_progress(args, ref.name))
+            place_image(image, target, fmt, force=args.force)
+        return
+    sref = shub.parse_shub_ref(uri)
+    soptions = shub.options_for(args, **extra)
+    with cache_for(soptions.download) as cache:
+        cached = shub.fetch_shub(sref, soptions, cache, _image_progress(args, sref.name))
+        with shub.open_image(cached, soptions.download.tmpdir) as image:
+            place_image(image, target, fmt, force=args.force)
+
+
 def _pull(args: argparse.Namespace) -> int:
     from builder.errors import UsageError
     from builder.images import format_for_target
@@ -168,6 +233,8 @@ def _pull(args: argparse.Namespace) -> int:
         if target.exists() and not args.force:
             raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
         pull_oras(uri, target, options, None if args.quiet else layer_progress())
+    elif uri.startswith(("library:", "shub:")):
+        _pull_sif_source(uri, target, args, format_for_target(target, sandbox=args.sandbox))
     else:
         if "://" not in uri and ":" not in uri:
             uri = "docker://" + uri

@@ -1,0 +1,329 @@
+"""HTTP plumbing shared by the ``library://`` and ``shub://`` sources: one session, verified
+downloads into the blob cache.
+
+``Http`` wraps a ``requests`` session (``trust_env`` off, so ``~/.netrc`` never adds
+credentials; proxies still come from the environment). ``Http.get`` retries connection
+errors and 5xx answers a few times with backoff and sends ``token`` as a Bearer header
+only to ``token_origin`` (scheme+host:port): redirects are followed by hand, so object
+storage never sees the library's token.
+
+``store(...)`` downloads an image into the content-addressed ``BlobCache`` (protocols §3.4,
+§4.2): one stream, or parallel ``Range`` parts written in place. The bytes are hashed as they
+arrive (parts are hashed in order as far as they are contiguous) with sha256 and,
+when asked, md5; the temporary file is renamed to ``blobs/sha256/<hex>`` only when the
+size and every expected hash match, and it is removed on any failure. Nothing partial
+is ever left in the cache or at a target.
+
+Limits: no resume of a dropped single stream (the whole download is retried once by the
+caller's ``attempts``); the part size is fixed by ``DownloadOptions``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.utils import get_environ_proxies
+
+from builder.sources.oci.cache import BlobCache, default_cache_dir
+from builder.sources.oci.errors import AuthError, DigestError, RegistryError, redact
+
+__all__ = ["Http", "DownloadOptions", "Expect", "store", "cache_for", "same_origin", "env_nohttps", "USER_AGENT"]
+
+log = logging.getLogger("sbuild.sources.download")
+USER_AGENT = "sbuild/0.1 (library-client)"
+_RETRY = {500, 502, 503, 504}
+_CHUNK = 1 << 20
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """How images are downloaded: timeouts, retries, Range parts, cache."""
+
+    timeout: float = 30.0          # per request (connect and each read)
+    retries: int = 3               # attempts for connection errors and 5xx
+    backoff: float = 0.5           # seconds, doubled per attempt
+    part_size: int = 64 << 20      # Range part size for multi-part downloads
+    parallel: int = 4              # parts at once
+    ca_bundle: str | None = None
+    cache_dir: Path | None = None  # None: the default cache root
+    disable_cache: bool = False
+    tmpdir: Path | None = None
+    environ: Mapping[str, str] | None = None
+
+    def env(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a download must be: its sha256 (``None``: unknown), md5, size in bytes."""
+
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+
+
+def env_nohttps(environ: Mapping[str, str]) -> bool:
+    """``$APPTAINER_NOHTTPS`` / ``$SINGULARITY_NOHTTPS`` set to a true value."""
+    return any(environ.get(p + "NOHTTPS", "").lower() in ("1", "true", "yes") for p in ("APPTAINER_", "SINGULARITY_"))
+
+
+def same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _short(e: object) -> str:
+    text = str(e) or type(e).__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Max retries exceeded" in text or "NameResolution" in text:
+        return "connection failed"
+    return redact(text)[:300]
+
+
+class Http:
+    """One session for one service; see the module docstring."""
+
+    def __init__(self, service: str, options: DownloadOptions, *, token: str | None = None,
+                 token_origin: str | None = None, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.service = service  # "library https://host" etc., for messages
+        self.options = options
+        self._token, self._origin = token, token_origin
+        self.session = session or requests.Session()
+        self.session.trust_env = False
+        self._sleep = sleep
+
+    def _headers(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, **(extra or {})}
+        if self._token and self._origin and same_origin(url, self._origin):
+            headers["Authorization"] = "Bearer " + self._token
+        return headers
+
+    def _send(self, url: str, headers: Mapping[str, str] | None, stream: bool) -> requests.Response:
+        return self.session.get(url, headers=self._headers(url, headers), stream=stream, allow_redirects=False,
+                                timeout=self.options.timeout, verify=self.options.ca_bundle or True,
+                                proxies=get_environ_proxies(url))
+
+    def get(self, url: str, *, what: str, headers: Mapping[str, str] | None = None, stream: bool = False,
+            stop_at: tuple[int, ...] = (), ok: tuple[int, ...] = (200,)) -> requests.Response:
+        """GET ``url``, following redirects (up to 10) except to a status in ``stop_at``;
+        raise ``RegistryError`` (``AuthError`` for 401/403) unless the status is in ``ok``."""
+        attempt, hops = 0, 0
+        while True:
+            try:
+                resp = self._send(url, headers, stream)
+            except requests.exceptions.RequestException as e:
+                attempt += 1
+                if attempt >= self.options.retries:
+                    raise RegistryError(f"{what}: {self.service}: {_short(e)}", registry=self.service) from e
+                self._sleep(self.options.backoff * 2 ** (attempt - 1))
+                continue
+            if resp.is_redirect and resp.status_code not in stop_at:
+                hops += 1
+                if hops > 10:
+                    raise RegistryError(f"{what}: {self.service}: too many redirects", registry=self.service)
+                url = urljoin(resp.url, resp.headers.get("Location", ""))
+                resp.close()
+                continue
+            if resp.status_code in _RETRY and attempt + 1 < self.options.retries:
+                attempt += 1
+                log.debug("%s: HTTP %s, retrying", what, resp.status_code)
+                resp.close()
+                self._sleep(self.options.backoff * 2 ** (attempt - 1))
+                continue
+            if resp.status_code not in ok and resp.status_code not in stop_at:
+                raise self.error(resp, what)
+            return resp
+
+    def error(self, resp: requests.Response, what: str, detail: str = "") -> RegistryError:
+        host = urlsplit(resp.url).netloc or self.service
+        text = detail or f"HTTP {resp.status_code}"
+        resp.close()
+        if resp.status_code in (401, 403):
+            return AuthError(f"{what}: {host} refused access ({text})", registry=host, status=resp.status_code)
+        return RegistryError(f"{what}: {host}: {text}", registry=host, status=resp.status_code)
+
+
+@contextlib.contextmanager
+def cache_for(options: DownloadOptions) -> Iterator[BlobCache]:
+    """The blob cache, or a throw-away one under TMPDIR with ``--disable-cache``."""
+    if not options.disable_cache:
+        yield BlobCache(options.cache_dir or default_cache_dir(options.env()))
+        return
+    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
+    try:
+        yield BlobCache(Path(tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Sink:
+    """A temporary file in the cache's tmp dir, hashed in order while it is written."""
+
+    def __init__(self, cache: BlobCache, expect: Expect) -> None:
+        cache.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="image-", dir=cache.tmp)
+        self.fd, self.path = fd, Path(name)
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False) if expect.md5 else None
+        self.hashed = 0
+
+    def hash_bytes(self, data: bytes) -> None:
+        self.sha256.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
+        self.hashed += len(data)
+
+    def hash_file_until(self, end: int) -> None:
+        while self.hashed < end:
+            data = os.pread(self.fd, min(_CHUNK, end - self.hashed), self.hashed)
+            if not data:
+                raise OSError(f"short read from {self.path}")
+            self.hash_bytes(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+def _check(sink: _Sink, expect: Expect, what: str, host: str) -> str:
+    digest = "sha256:" + sink.sha256.hexdigest()
+    if expect.size is not None and sink.hashed != expect.size:
+        raise DigestError(f"{what}: got {sink.hashed} bytes from {host}, expected {expect.size} (truncated)",
+                          registry=host)
+    if expect.sha256 and digest != expect.sha256:
+        raise DigestError(f"{what}: the download from {host} has hash {digest.replace(':', '.')}, "
+                          f"the library says {expect.sha256.replace(':', '.')}", registry=host,
+                          digest=expect.sha256)
+    if expect.md5 and sink.md5 is not None and sink.md5.hexdigest() != expect.md5:
+        raise DigestError(f"{what}: the download from {host} has md5 {sink.md5.hexdigest()}, "
+                          f"the server says {expect.md5}", registry=host)
+    return digest
+
+
+def _single(resp: requests.Response, sink: _Sink, what: str, progress: Progress | None, total: int) -> None:
+    length = resp.headers.get("Content-Length")
+    try:
+        for chunk in resp.iter_content(_CHUNK):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(sink.fd, view):]
+            sink.hash_bytes(chunk)
+            if progress:
+                progress(what, sink.hashed, total)
+    except requests.exceptions.RequestException as e:
+        host = urlsplit(resp.url).netloc
+        of = f" of {length}" if length else ""
+        raise DigestError(f"{what}: the download from {host} stopped after {sink.hashed}{of} bytes (truncated)",
+                          registry=host) from e
+    finally:
+        resp.close()
+    if length and length.isdigit() and int(length) != sink.hashed:
+        raise DigestError(f"{what}: got {sink.hashed} of {length} bytes from {urlsplit(resp.url).netloc} "
+                          "(truncated)", registry=urlsplit(resp.url).netloc)
+
+
+class _Part:
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end, self.written, self.done = start, end, 0, False
+
+
+def _ranged(http: Http, url: str, size: int, sink: _Sink, what: str, progress: Progress | None) -> None:
+    """Download ``url`` in parallel Range parts; hash the contiguous prefix as it grows."""
+    step = max(1, http.options.part_size)
+    parts = [_Part(a, min(a + step, size) - 1) for a in range(0, size, step)]
+    cond, cancel, errors = threading.Condition(), threading.Event(), []
+
+    def fetch(part: _Part) -> None:
+        try:
+            want = part.end - part.start + 1
+            resp = http.get(url, what=what, headers={"Range": f"bytes={part.start}-{part.end}"}, stream=True,
+                            ok=(206,))
+            try:
+                for chunk in resp.iter_content(_CHUNK):
+                    if cancel.is_set():
+                        return
+                    if part.written + len(chunk) > want:
+                        raise DigestError(f"{what}: part {part.start}-{part.end}: more data than asked for",
+                                          registry=urlsplit(url).netloc)
+                    os.pwrite(sink.fd, chunk, part.start + part.written)
+                    with cond:
+                        part.written += len(chunk)
+                        cond.notify_all()
+            finally:
+                resp.close()
+            if part.written != want:
+                raise DigestError(f"{what}: part {part.start}-{part.end}: got {part.written} of {want} bytes "
+                                  f"from {urlsplit(url).netloc} (truncated)", registry=urlsplit(url).netloc)
+        except BaseException as e:  # noqa: BLE001 - handed to the hashing thread
+            errors.append(e)
+            cancel.set()
+        finally:
+            with cond:
+                part.done = True
+                cond.notify_all()
+
+    with ThreadPoolExecutor(max_workers=max(1, http.options.parallel), thread_name_prefix="sbuild-part") as pool:
+        for part in parts:
+            pool.submit(fetch, part)
+        try:
+            for part in parts:
+                while True:
+                    with cond:
+                        while not errors and part.start + part.written <= sink.hashed and not part.done:
+                            cond.wait(1.0)
+                        if errors:
+                            raise errors[0]
+                        end, finished = part.start + part.written, part.done
+                    sink.hash_file_until(end)
+                    if progress:
+                        progress(what, sink.hashed, size)
+                    if finished:
+                        break
+        finally:
+            cancel.set()
+    if errors:
+        raise errors[0]
+
+
+def store(http: Http, url: str, cache: BlobCache, expect: Expect, *, what: str, ranged_size: int | None = None,
+          response: requests.Response | None = None, progress: Progress | None = None) -> tuple[Path, str]:
+    """Download ``url`` (or read the open ``response``) into ``cache``; returns (path, sha256 digest).
+
+    ``ranged_size``: download in Range parts of that total size. The entry appears only when
+    ``expect`` holds; on any failure nothing is left behind."""
+    sink = _Sink(cache, expect)
+    try:
+        if response is None and ranged_size and ranged_size > http.options.part_size:
+            _ranged(http, url, ranged_size, sink, what, progress)
+        else:
+            resp = response or http.get(url, what=what, stream=True)
+            _single(resp, sink, what, progress, expect.size or 0)
+        digest = _check(sink, expect, what, urlsplit(url).netloc)
+        sink.close()
+        dest = cache.path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(sink.path, 0o644)
+        os.replace(sink.path, dest)
+        return dest, digest
+    finally:
+        sink.close()
+        sink.path.unlink(missing_ok=True)
