@@ -144,24 +144,48 @@ def _tmp_home_cwd(b: _Builder, plan: RootPlan, home_src: str | None, home_dst: s
             b._bind(m.bind_cwd, dst, rec=True)
 
 
+def _read(path: str) -> bytes:
+    """The file's bytes, or b"" when it cannot be read (os-level: ``open()`` and its text
+    layer cost more than the rest of this step)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def _merged_file(b: _Builder, path: str, extra: str) -> None:
     dst = b.target(path, is_dir=False)
     if dst is None:
         return
-    try:
-        with open(dst, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError:
-        text = ""
-    have = {line.split(":")[0] for line in text.splitlines()}
-    add = [line for line in extra.splitlines() if line.split(":")[0] not in have]
+    text = _read(dst)
+    have = {line.split(b":")[0] for line in text.splitlines()}
+    add = [line for line in extra.encode("utf-8", "surrogateescape").splitlines()
+           if line.split(b":")[0] not in have]
     if not add:
         return
-    if text and not text.endswith("\n"):
-        text += "\n"
+    if text and not text.endswith(b"\n"):
+        text += b"\n"
     generated = f"{b.s}/files/{os.path.basename(path)}"
-    with open(generated, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(text + "\n".join(add) + "\n")
+    _write(generated, text + b"\n".join(add) + b"\n")
     b._bind(generated, dst)
 
 

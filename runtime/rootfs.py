@@ -291,13 +291,13 @@ def remount_ro(path: str) -> None:
 def plan_targets(plan: RootPlan, home: str | None, tmp_dirs: bool) -> list[Target]:
     """Every mount point the container will need, for pre-creation in the upper layer."""
     m = plan.mounts
-    out = [Target("/proc"), Target("/sys"), Target("/dev")]
+    out = [Target("/proc", True), Target("/sys", True), Target("/dev", True)]
     if tmp_dirs:
-        out += [Target("/tmp"), Target("/var/tmp")]
+        out += [Target("/tmp", True), Target("/var/tmp", True)]
     if home:
-        out.append(Target(home))
+        out.append(Target(home, True))
     if m.bind_cwd:
-        out.append(Target(m.bind_cwd))
+        out.append(Target(m.bind_cwd, True))
     if plan.passwd:
         out += [Target("/etc/passwd", False), Target("/etc/group", False)]
     if not m.build_config:

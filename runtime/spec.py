@@ -25,6 +25,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def _new(cls, *args, **kwargs):
     fields = cls._fields
+    if not kwargs and len(args) == len(fields):  # the common case, made on every launch
+        return tuple.__new__(cls, args)
     if len(args) > len(fields):
         raise TypeError(f"{cls.__name__}() takes {len(fields)} arguments but {len(args)} were given")
     values = list(args)
