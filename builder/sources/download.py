@@ -241,67 +241,90 @@ def _single(resp: requests.Response, sink: _Sink, what: str, progress: Progress 
                           "(truncated)", registry=urlsplit(resp.url).netloc)
 
 
+class _RangeUnusable(Exception):
+    """The server ignored Range, or the object is not the size we were told: stream it whole."""
+
+
 class _Part:
     def __init__(self, start: int, end: int) -> None:
         self.start, self.end, self.written, self.done = start, end, 0, False
 
 
+class _Parts:
+    """Range parts of one object, downloaded by worker threads into ``sink`` at their offsets."""
+
+    def __init__(self, http: Http, url: str, size: int, sink: _Sink, what: str) -> None:
+        step = max(1, http.options.part_size)
+        self.parts = [_Part(a, min(a + step, size) - 1) for a in range(0, size, step)]
+        self.http, self.url, self.size, self.sink, self.what = http, url, size, sink, what
+        self.host = urlsplit(url).netloc
+        self.cond, self.cancel, self.errors = threading.Condition(), threading.Event(), []
+
+    def fetch(self, part: _Part) -> None:
+        try:
+            self._fetch(part)
+        except BaseException as e:  # noqa: BLE001 - handed to the hashing thread
+            self.errors.append(e)
+            self.cancel.set()
+        finally:
+            with self.cond:
+                part.done = True
+                self.cond.notify_all()
+
+    def _fetch(self, part: _Part) -> None:
+        want = part.end - part.start + 1
+        resp = self.http.get(self.url, what=self.what, headers={"Range": f"bytes={part.start}-{part.end}"},
+                             stream=True, ok=(200, 206))
+        total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+        if resp.status_code != 206 or (total.isdigit() and int(total) != self.size):
+            resp.close()
+            raise _RangeUnusable(f"HTTP {resp.status_code}, Content-Range total {total or '?'}")
+        try:
+            for chunk in resp.iter_content(_CHUNK):
+                if self.cancel.is_set():
+                    return
+                if part.written + len(chunk) > want:
+                    raise DigestError(f"{self.what}: part {part.start}-{part.end}: more data than asked for",
+                                      registry=self.host)
+                os.pwrite(self.sink.fd, chunk, part.start + part.written)
+                with self.cond:
+                    part.written += len(chunk)
+                    self.cond.notify_all()
+        finally:
+            resp.close()
+        if part.written != want:
+            raise DigestError(f"{self.what}: part {part.start}-{part.end}: got {part.written} of {want} bytes "
+                              f"from {self.host} (truncated)", registry=self.host)
+
+    def hash_in_order(self, progress: Progress | None) -> None:
+        """Hash each part as far as its bytes are written, in order (the verify-while-streaming half)."""
+        for part in self.parts:
+            while True:
+                with self.cond:
+                    while not self.errors and part.start + part.written <= self.sink.hashed and not part.done:
+                        self.cond.wait(1.0)
+                    if self.errors:
+                        raise self.errors[0]
+                    end, finished = part.start + part.written, part.done
+                self.sink.hash_file_until(end)
+                if progress:
+                    progress(self.what, self.sink.hashed, self.size)
+                if finished:
+                    break
+
+
 def _ranged(http: Http, url: str, size: int, sink: _Sink, what: str, progress: Progress | None) -> None:
     """Download ``url`` in parallel Range parts; hash the contiguous prefix as it grows."""
-    step = max(1, http.options.part_size)
-    parts = [_Part(a, min(a + step, size) - 1) for a in range(0, size, step)]
-    cond, cancel, errors = threading.Condition(), threading.Event(), []
-
-    def fetch(part: _Part) -> None:
-        try:
-            want = part.end - part.start + 1
-            resp = http.get(url, what=what, headers={"Range": f"bytes={part.start}-{part.end}"}, stream=True,
-                            ok=(206,))
-            try:
-                for chunk in resp.iter_content(_CHUNK):
-                    if cancel.is_set():
-                        return
-                    if part.written + len(chunk) > want:
-                        raise DigestError(f"{what}: part {part.start}-{part.end}: more data than asked for",
-                                          registry=urlsplit(url).netloc)
-                    os.pwrite(sink.fd, chunk, part.start + part.written)
-                    with cond:
-                        part.written += len(chunk)
-                        cond.notify_all()
-            finally:
-                resp.close()
-            if part.written != want:
-                raise DigestError(f"{what}: part {part.start}-{part.end}: got {part.written} of {want} bytes "
-                                  f"from {urlsplit(url).netloc} (truncated)", registry=urlsplit(url).netloc)
-        except BaseException as e:  # noqa: BLE001 - handed to the hashing thread
-            errors.append(e)
-            cancel.set()
-        finally:
-            with cond:
-                part.done = True
-                cond.notify_all()
-
+    parts = _Parts(http, url, size, sink, what)
     with ThreadPoolExecutor(max_workers=max(1, http.options.parallel), thread_name_prefix="sbuild-part") as pool:
-        for part in parts:
-            pool.submit(fetch, part)
+        for part in parts.parts:
+            pool.submit(parts.fetch, part)
         try:
-            for part in parts:
-                while True:
-                    with cond:
-                        while not errors and part.start + part.written <= sink.hashed and not part.done:
-                            cond.wait(1.0)
-                        if errors:
-                            raise errors[0]
-                        end, finished = part.start + part.written, part.done
-                    sink.hash_file_until(end)
-                    if progress:
-                        progress(what, sink.hashed, size)
-                    if finished:
-                        break
+            parts.hash_in_order(progress)
         finally:
-            cancel.set()
-    if errors:
-        raise errors[0]
+            parts.cancel.set()  # the pool's exit waits for the workers: the file is not closed under them
+    if parts.errors:
+        raise parts.errors[0]
 
 
 def store(http: Http, url: str, cache: BlobCache, expect: Expect, *, what: str, ranged_size: int | None = None,
@@ -312,9 +335,17 @@ def store(http: Http, url: str, cache: BlobCache, expect: Expect, *, what: str, 
     ``expect`` holds; on any failure nothing is left behind."""
     sink = _Sink(cache, expect)
     try:
-        if response is None and ranged_size and ranged_size > http.options.part_size:
-            _ranged(http, url, ranged_size, sink, what, progress)
-        else:
+        ranged = response is None and bool(ranged_size) and ranged_size > http.options.part_size
+        if ranged:
+            try:
+                _ranged(http, url, ranged_size, sink, what, progress)
+            except _RangeUnusable as e:
+                log.debug("%s: Range parts unusable (%s): one stream instead", what, e)
+                sink.close()
+                sink.path.unlink(missing_ok=True)
+                sink = _Sink(cache, expect)
+                ranged = False
+        if not ranged:
             resp = response or http.get(url, what=what, stream=True)
             _single(resp, sink, what, progress, expect.size or 0)
         digest = _check(sink, expect, what, urlsplit(url).netloc)

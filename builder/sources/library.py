@@ -208,7 +208,7 @@ def fetch_library(ref: LibraryRef, options: LibraryOptions, cache, progress=None
         log.debug("%s: the image is not signed", ref)
     digest = image.digest
     if digest is None:
-        log.warning("%s: image hash %s cannot be verified; not caching it", ref, image.hash)
+        log.warning("%s: image hash %s is not a sha256: the download cannot be verified", ref, image.hash)
         return _download(client, ref, arch, image, cache, what, progress, http)[0]
     with cache.lock(digest):
         hit = cache.get(digest)

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 from builder.sources.download import Expect, Http, store
 from builder.sources.oci.errors import DigestError, PlatformError, RegistryError
 
-__all__ = ["LibraryClient", "discover", "newer_or_equal", "OCI_INDEX", "OCI_MANIFEST", "SIF_LAYER",
+__all__ = ["LibraryClient", "LibraryImage", "discover", "newer_or_equal", "OCI_INDEX", "OCI_MANIFEST", "SIF_LAYER",
            "SIF_CONFIG", "ARCH_TAGS_API"]
 
 log = logging.getLogger("sbuild.sources.library")
@@ -81,7 +81,7 @@ def discover(http: Http, remote: str) -> str:
 
 
 @dataclass(frozen=True)
-class ImageInfo:
+class LibraryImage:
     """The fields of a library ``Image`` sbuild uses."""
 
     hash: str           # sha256.<hex> or sif.<uuid>
@@ -117,7 +117,7 @@ class LibraryClient:
             return None
         return data.get("apiVersion") if isinstance(data, dict) else None
 
-    def image(self, path: str, tag: str, arch: str | None, what: str) -> ImageInfo | None:
+    def image(self, path: str, tag: str, arch: str | None, what: str) -> LibraryImage | None:
         """The image ``path:tag`` for ``arch``, or None when the library has none (404)."""
         resp = self.http.get(self._url(f"v1/images/{quote(path)}:{quote(tag)}", arch=arch or ""), what=what,
                              ok=(200, 404))
@@ -128,7 +128,7 @@ class LibraryClient:
         if not isinstance(data, dict) or not data.get("hash"):
             raise RegistryError(f"{what}: {self.http.service}: the image has no hash", registry=self.http.service)
         size = data.get("size")
-        return ImageInfo(str(data["hash"]), size if isinstance(size, int) and size > 0 else None,
+        return LibraryImage(str(data["hash"]), size if isinstance(size, int) and size > 0 else None,
                          data.get("arch"), data.get("signed"))
 
     def container(self, path: str) -> dict | None:
@@ -200,6 +200,8 @@ def oci_pull(http: Http, info: dict, tag: str, arch: str | None, cache, expect: 
              progress=None):
     """Pull the SIF through the library's OCI registry into ``cache``; returns (path, digest)."""
     base = str(info["url"]).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise RegistryError(f"{what}: {http.service}: the OCI registry URL is not http(s)", registry=http.service)
     repo = f"{base}/v2/{info['name']}"
     try:
         index, _ = _manifest(http, f"{repo}/manifests/{quote(tag)}", OCI_INDEX, what)

@@ -121,6 +121,8 @@ def _manifest(ref: ShubRef, options: ShubOptions) -> dict:
     if not doc.get("image"):
         raise RegistryError(f"{what}: {host}: the image is not ready for download (no image URL)", registry=host,
                             hint=hint)
+    if not str(doc["image"]).startswith(("http://", "https://")):
+        raise RegistryError(f"{what}: {host}: the image URL is not http(s)", registry=host)
     return doc
 
 

@@ -79,7 +79,11 @@ def library(store, images):
     lib.add("test/hello/broken", "1.0", servers.LibImage("img-broken", sif, mode="500"))
     lib.add("test/hello/armonly", "1.0", servers.LibImage("img-arm", sif, arch="arm64"))
     lib.add("library/default/alpine", "latest", servers.LibImage("img-alpine", sif))
+    lib.add("library/default/alpine", "3.19", servers.LibImage("img-alpine", sif))  # recipes/library.def
+    lib.add("test/hello/norange", "1.0", servers.LibImage("img-norange", sif))
+    lib.add("test/hello/mbsize", "1.0", servers.LibImage("img-mbsize", sif, size=len(sif) * 3))
     store.truncate.add("img-short")
+    store.no_range.add("img-norange")
     yield lib
     lib.stop()
 
@@ -103,6 +107,8 @@ def shub(store, images):
     simg = images["simg"]
     hub.add("vsoch/hello", "latest", servers.ShubImage(simg))
     hub.add("vsoch/hello", "sif", servers.ShubImage(images["sif"]))
+    hub.add("vsoch/hello-world", "latest", servers.ShubImage(simg))  # recipes/shub.def
+    hub.add("vsoch/fileurl", "latest", servers.ShubImage(simg, url="file:///etc/passwd"))
     hub.add("vsoch/badmd5", "latest", servers.ShubImage(simg, version="0" * 32))
     hub.add("vsoch/notready", "latest", servers.ShubImage(simg, ready=False))
     short = hub.add("vsoch/short", "latest", servers.ShubImage(simg + b"\0"))

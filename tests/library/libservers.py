@@ -4,7 +4,8 @@ of it, Singularity Hub's API and an object store (registry-protocols.md §3, §4
 - ``ObjectStore``: serves blobs at ``/objects/<key>`` with ``Range`` (206) support, like the
   presigned S3/GCS URLs the real services redirect to. It records each request's headers,
   so tests can check that no token reached it. A blob may be marked ``truncate``: the
-  server then announces the full length and sends only half.
+  server then announces the full length and sends only half; one in ``no_range`` is
+  served whole whatever ``Range`` asks (as some servers do).
 - ``Library``: ``/version``, ``/v1/images/<path>:<tag>?arch=``, ``/v1/imagefile/...`` (303 or
   302 to the object store, or 200 with the body), ``/v1/containers/<path>``,
   ``/v1/oci-redirect``, ``/assets/config/config.prod.json``; every JSON answer in the
@@ -98,8 +99,9 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _serve_bytes(h: _Handler, data: bytes, truncate: bool = False, content_type: str = "application/octet-stream"):
-    rng = _range(h.headers.get("Range"), len(data))
+def _serve_bytes(h: _Handler, data: bytes, truncate: bool = False, content_type: str = "application/octet-stream",
+                 ranges: bool = True):
+    rng = _range(h.headers.get("Range"), len(data)) if ranges else None
     status, body = 200, data
     headers = {"Content-Type": content_type, "Accept-Ranges": "bytes"}
     if rng:
@@ -116,6 +118,7 @@ class ObjectStore(_App):
         super().__init__()
         self.blobs: dict[str, bytes] = {}
         self.truncate: set[str] = set()
+        self.no_range: set[str] = set()  # keys served whole whatever Range says
 
     def put(self, key: str, data: bytes) -> str:
         self.blobs[key] = data
@@ -126,7 +129,7 @@ class ObjectStore(_App):
         if key not in self.blobs:
             h.send(404, b"NoSuchKey")
             return
-        _serve_bytes(h, self.blobs[key], truncate=key in self.truncate)
+        _serve_bytes(h, self.blobs[key], truncate=key in self.truncate, ranges=key not in self.no_range)
 
 
 @dataclass
@@ -282,6 +285,7 @@ class ShubImage:
     data: bytes
     version: str = ""
     ready: bool = True
+    url: str | None = None  # the image URL to announce instead of the object store's
 
     def __post_init__(self) -> None:
         self.version = self.version or hashlib.md5(self.data).hexdigest()
@@ -312,7 +316,7 @@ class Shub(_App):
         if image is None or (digest and digest != image.version):
             return h.json(404, {"detail": "Not found."})
         name, tag = name_tag.split(":", 1)
-        url = self.store.put(f"shub-{image.version}.simg", image.data) if image.ready else None
+        url = (image.url or self.store.put(f"shub-{image.version}.simg", image.data)) if image.ready else None
         h.json(200, {"id": 23, "name": name, "tag": tag, "branch": "master", "commit": "e279432e" + "0" * 32,
                      "version": image.version, "size_mb": str(max(1, len(image.data) >> 20)), "image": url})
 

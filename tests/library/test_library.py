@@ -137,6 +137,26 @@ def test_ranged_download_from_object_storage_gets_no_token(library, store, image
     assert all(h.get("Authorization") == f"Bearer {servers.LIB_TOKEN}" for p, h in library.seen[-3:])
 
 
+@pytest.mark.parametrize("name", ["norange", "mbsize"])
+def test_range_ignored_or_wrong_size_falls_back_to_one_stream(library, images, tmp_path, env, name):
+    opts = LibraryOptions(library=library.url, arch="amd64",
+                          download=DownloadOptions(part_size=128 << 10, cache_dir=tmp_path / "c"))
+    with cache_for(opts.download) as cache:
+        path = fetch_library(parse_library_ref(f"test/hello/{name}:1.0"), opts, cache)
+        assert path.read_bytes() == images["sif"]
+        assert cache_files(tmp_path / "c") == [str(path.relative_to(tmp_path / "c"))]
+
+
+def test_recipes_library_def_builds_against_the_fake_library(sbuild, library, tmp_path, env):
+    text = (ROOT / "recipes/library.def").read_text()
+    assert "Library: https://library.example.org" in text
+    recipe = tmp_path / "library.def"
+    recipe.write_text(text.replace("https://library.example.org", library.url))
+    r = sbuild("build", recipe, tmp_path / "lib.sif")
+    assert r.status == 0, r.err
+    assert sbuild_proc("exec", tmp_path / "lib.sif", "/bin/sh", "-c", "echo ok").stdout == "ok\n"
+
+
 def test_private_image_needs_the_token_which_never_shows(sbuild, library, tmp_path, env, monkeypatch, caplog):
     target = tmp_path / "p.sif"
     uri = "library://test/hello/private:1.0"

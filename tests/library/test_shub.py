@@ -93,6 +93,7 @@ def test_pull_keeps_simg_converts_to_sif_and_caches(sbuild, shub, store, images,
 
 
 @pytest.mark.parametrize("name,message", [("badmd5", "has md5"), ("short", "truncated"),
+                                          ("fileurl", "not http(s)"),
                                           ("notready", "not ready for download"),
                                           ("missing", "manifest was not found")])
 def test_failures_leave_no_target_and_no_cache_entry(sbuild, shub, tmp_path, env, name, message):
@@ -100,6 +101,16 @@ def test_failures_leave_no_target_and_no_cache_entry(sbuild, shub, tmp_path, env
     r = sbuild("build", "--nohttps", target, f"shub://{shub.host}/vsoch/{name}")
     assert r.status == 1 and message in r.err and shub.host.split(":")[0] in r.err, r.err
     assert not target.exists() and cache_files(env) == [] and not (env / "shub").exists()
+
+
+def test_recipes_shub_def_builds_against_the_fake_hub(sbuild, shub, tmp_path, env):
+    text = (ROOT / "recipes/shub.def").read_text()
+    assert "From: vsoch/hello-world" in text
+    recipe = tmp_path / "shub.def"
+    recipe.write_text(text.replace("From: vsoch/hello-world", f"From: {shub.host}/vsoch/hello-world"))
+    r = sbuild("build", "--nohttps", recipe, tmp_path / "hub.simg")
+    assert r.status == 0, r.err
+    assert sbuild_proc("exec", tmp_path / "hub.simg", "/bin/sh", "-c", "echo ok").stdout == "ok\n"
 
 
 def test_gzipped_ext3_image_from_old_builds(sbuild, shub, tmp_path, env):
