@@ -96,6 +96,14 @@ def _short(e: object) -> str:
     return redact(text)[:300]
 
 
+def _tls_error(e: Exception, what: str, service: str) -> RegistryError:
+    if "certificate" in str(e).lower():
+        return RegistryError(f"{what}: {service}: TLS certificate not trusted", registry=service,
+                             hint="pass the CA bundle (--ca-bundle)")
+    return RegistryError(f"{what}: {service}: TLS handshake failed", registry=service,
+                         hint="if the server speaks plain HTTP, use --nohttps (or an http:// library URL)")
+
+
 class Http:
     """One session for one service; see the module docstring."""
 
@@ -128,6 +136,8 @@ class Http:
         while True:
             try:
                 resp = self._send(url, headers, stream)
+            except requests.exceptions.SSLError as e:
+                raise _tls_error(e, what, self.service) from e
             except requests.exceptions.RequestException as e:
                 attempt += 1
                 if attempt >= self.options.retries:
@@ -290,6 +300,9 @@ class _Parts:
                 with self.cond:
                     part.written += len(chunk)
                     self.cond.notify_all()
+        except requests.exceptions.RequestException as e:
+            raise DigestError(f"{self.what}: part {part.start}-{part.end} from {self.host} stopped after "
+                              f"{part.written} of {want} bytes (truncated)", registry=self.host) from e
         finally:
             resp.close()
         if part.written != want:

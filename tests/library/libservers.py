@@ -28,6 +28,8 @@ import hashlib
 import http.server
 import json
 import re
+import ssl
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +67,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _App:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.seen: list[tuple[str, dict]] = []
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.scheme = "https" if tls else "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._server.app = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -79,7 +86,7 @@ class _App:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     def requests_to(self, prefix: str) -> list[tuple[str, dict]]:
         return [(p, h) for p, h in self.seen if p.startswith(prefix)]
@@ -162,8 +169,9 @@ def full_path(path: str) -> str:
 class Library(_App):
     """See the module docstring. ``api_version=None`` makes ``/version`` a 404."""
 
-    def __init__(self, store: ObjectStore, api_version: str | None = "2.0.0-alpha.2") -> None:
-        super().__init__()
+    def __init__(self, store: ObjectStore, api_version: str | None = "2.0.0-alpha.2",
+                 tls: tuple[Path, Path] | None = None) -> None:
+        super().__init__(tls)
         self.store, self.api_version = store, api_version
         self.images: dict[str, LibImage] = {}
         self.containers: dict[str, Container] = {}
@@ -319,6 +327,16 @@ class Shub(_App):
         url = (image.url or self.store.put(f"shub-{image.version}.simg", image.data)) if image.ready else None
         h.json(200, {"id": 23, "name": name, "tag": tag, "branch": "master", "commit": "e279432e" + "0" * 32,
                      "version": image.version, "size_mb": str(max(1, len(image.data) >> 20)), "image": url})
+
+
+def make_cert(workdir: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (``openssl``): (cert, key)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    crt, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return crt, key
 
 
 def cache_files(cache: Path) -> list[str]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,33 @@ def test_ranged_download_from_object_storage_gets_no_token(library, store, image
     assert all(h.get("Authorization") == f"Bearer {servers.LIB_TOKEN}" for p, h in library.seen[-3:])
 
 
+def test_truncated_range_part_is_an_error_and_leaves_nothing(library, tmp_path, env):
+    opts = LibraryOptions(library=library.url, arch="amd64",
+                          download=DownloadOptions(part_size=128 << 10, cache_dir=tmp_path / "c"))
+    with cache_for(opts.download) as cache, pytest.raises(DigestError, match="truncated"):
+        fetch_library(parse_library_ref("test/hello/short:1.0"), opts, cache)
+    assert cache_files(tmp_path / "c") == []
+
+
+def test_concurrent_pulls_share_one_download(library, store, images, tmp_path, env):
+    opts = LibraryOptions(library=library.url, arch="amd64", download=DownloadOptions(cache_dir=tmp_path / "c"))
+    before = len(store.requests_to("/objects/img-direct")) + len(library.requests_to("/v1/imagefile/test/hello/direct"))
+    results: list = []
+
+    def pull() -> None:
+        with cache_for(opts.download) as cache:
+            results.append(fetch_library(parse_library_ref("test/hello/direct:1.0"), opts, cache).read_bytes())
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [images["sif"]] * 4
+    after = len(store.requests_to("/objects/img-direct")) + len(library.requests_to("/v1/imagefile/test/hello/direct"))
+    assert after - before == 1
+
+
 @pytest.mark.parametrize("name", ["norange", "mbsize"])
 def test_range_ignored_or_wrong_size_falls_back_to_one_stream(library, images, tmp_path, env, name):
     opts = LibraryOptions(library=library.url, arch="amd64",
@@ -258,9 +287,50 @@ def test_fingerprints_are_refused_not_ignored(sbuild, library, tmp_path, env):
     assert r.status == 3 and "signature" in r.err and not (tmp_path / "o.sif").exists()
 
 
+def test_https_library_with_ca_bundle(sbuild, store, images, tmp_path, env):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl (apt-get install openssl)")
+    crt, key = servers.make_cert(tmp_path / "tls")
+    lib = servers.Library(store, tls=(crt, key))
+    try:
+        lib.add("test/hello/hello", "1.0", servers.LibImage("img-hello", images["sif"]))
+        uri = f"library://{lib.host}/test/hello/hello:1.0"  # a host in the reference: https
+        r = sbuild("pull", tmp_path / "a.sif", uri)
+        assert r.status == 1 and "TLS certificate not trusted" in r.err and "--ca-bundle" in r.err
+        r = sbuild("pull", "--ca-bundle", crt, tmp_path / "a.sif", uri)
+        assert r.status == 0, r.err
+        assert (tmp_path / "a.sif").read_bytes() == images["sif"]
+        r = sbuild("pull", "--nohttps", tmp_path / "b.sif", uri)  # http to a TLS server
+        assert r.status == 1 and not (tmp_path / "b.sif").exists()
+    finally:
+        lib.stop()
+
+
 def test_unreachable_library_is_a_clear_error(tmp_path, env):
     opts = LibraryOptions(library="http://127.0.0.1:9", download=DownloadOptions(cache_dir=tmp_path / "c",
                                                                                retries=1))
     with cache_for(opts.download) as cache, pytest.raises(RegistryError, match="connection refused") as e:
         fetch_library(parse_library_ref("e/c/n"), opts, cache)
     assert "127.0.0.1:9" in e.value.message and not isinstance(e.value, (AuthError, DigestError))
+
+
+def test_unprivileged_user_builds_from_the_library_and_runs_it(unprivileged_user, library, tmp_path):
+    """A rootless build (implied --fakeroot): download into the user's own cache, unpack, %post, run."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="sbuild-rootless-lib-", dir="/tmp"))
+    try:
+        (work / "lib.def").write_text(f"Bootstrap: library\nFrom: test/hello/hello:1.0\nLibrary: {library.url}\n\n"
+                                      "%post\n    id -u > /uid\n")
+        unprivileged_user.chown(work)
+        sbuild = str(ROOT / ".venv" / "bin" / "sbuild")
+        r = unprivileged_user.run(sbuild, "build", "lib.def", "out.sif", cwd=str(work), stdin=subprocess.DEVNULL,
+                                  env={"APPTAINER_CACHEDIR": str(work / "cache")})
+        assert r.returncode == 0, r.stderr
+        assert (work / "out.sif").stat().st_uid == unprivileged_user.uid
+        assert list((work / "cache/sbuild/blobs/sha256").iterdir())  # the user's own cache
+        r = unprivileged_user.run(sbuild, "exec", "out.sif", "/bin/sh", "-c", "cat /uid; echo $GREETING",
+                                  cwd=str(work), stdin=subprocess.DEVNULL)
+        assert r.stdout == "0\nhello from the library image\n", r.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
