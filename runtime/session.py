@@ -13,7 +13,7 @@ import os
 from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
 from runtime.rootfs import RootPlan
-from runtime.sources import Source, probe, runtime_dir, source_for
+from runtime.paths import runtime_dir
 from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user, record
 
 TYPE_CHECKING = False
@@ -112,6 +112,8 @@ def _overlay(spec: str, userns: bool) -> OverlaySpec:
     if spec.endswith(":ro") or spec.endswith(":rw"):
         path, readonly = spec[:-3], spec.endswith(":ro")
     path = os.path.abspath(path)
+    from runtime.sources import probe
+
     info = probe(path)
     if info.kind == "sandbox":
         return OverlaySpec(path, readonly, "dir")
@@ -210,17 +212,14 @@ def _run_action(image: str, action: str, args: list[str], opts: RunOptions, *, f
     _check_binds(opts.binds)
     if opts.home and home_src and not os.path.isdir(home_src):
         raise UsageError(f"binding home {home_src}: no such directory on the host")
-    if here and staged is not None and not ident.userns and not opts.writable:  # stage found a squashfs
-        src = Source("squashfs", os.path.abspath(image), staged.offset, staged.size, "squashfs")
-    else:
-        src = source_for(image, userns=ident.userns, writable=opts.writable)
+    fstype, path, offset, size = _source(image, ident, opts, staged if here else None)
     overlays = tuple(_overlay(o, ident.userns) for o in opts.overlays)
     if sum(not o.readonly for o in overlays) > 1:
         raise UsageError("only one writable --overlay is allowed; add :ro to the others")
     mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
                        home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
-    lower = staged.fd if here and staged is not None and src.fstype == "squashfs" else None
-    plan = RootPlan(os.path.join(runtime_dir(), "mnt"), src.path, src.fstype, src.offset, src.size, mounts,
+    lower = staged.fd if here and staged is not None and fstype == "squashfs" else None
+    plan = RootPlan(os.path.join(runtime_dir(), "mnt"), path, fstype, offset, size, mounts,
                     ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
     os.makedirs(plan.session, 0o700, exist_ok=True)
     launched = launch.start(plan, proc, ident, detach=detach, block_signals=forward, here=here)
@@ -230,6 +229,20 @@ def _run_action(image: str, action: str, args: list[str], opts: RunOptions, *, f
             _raise(launched.error)
         return launched
     return _finish(launched, forward)
+
+
+def _source(image: str, ident: IdentitySpec, opts: RunOptions,
+            staged: Staged | None) -> tuple[str, str, int, int]:
+    """``(fstype, path, offset, size)`` of the image (``runtime.sources.source_for``; a
+    sandbox, or a squashfs ``runtime.stage`` already found, without importing it)."""
+    if staged is not None and not ident.userns and not opts.writable:
+        return "squashfs", os.path.abspath(image), staged.offset, staged.size
+    if os.path.isdir(image):
+        return "dir", os.path.abspath(image), 0, 0
+    from runtime.sources import source_for
+
+    src = source_for(image, userns=ident.userns, writable=opts.writable)
+    return src.fstype, src.path, src.offset, src.size
 
 
 def _finish(launched: launch.Launched, forward: bool) -> int:
