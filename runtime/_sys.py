@@ -4,7 +4,8 @@ mount(2), umount2(2), unshare(2), setns(2), pivot_root(2), prctl(2), the loop-de
 ioctls, and the new mount API (fsopen/fsconfig/fsmount, move_mount) and openat2(2) through
 syscall(2) (one syscall number on every architecture). Every call raises ``OSError`` with
 errno on failure; callers add context. Nothing here spawns a program. Linux only;
-constants are the x86-64/arm64 (generic) values. Python 3.11 has no ``os.unshare``/``os.setns``; libc is reached through ``_ctypes``.
+constants are the x86-64/arm64 (generic) values. Python 3.11 has no ``os.unshare`` or
+``os.setns``; libc is reached through ``_ctypes``.
 """
 
 from __future__ import annotations
