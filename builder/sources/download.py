@@ -96,6 +96,25 @@ def _short(e: object) -> str:
     return redact(text)[:300]
 
 
+def _server_message(resp: requests.Response) -> str:
+    """``": <message>"`` from a JSON error body (jsonresp ``error.message``, OCI ``errors``, DRF ``detail``)."""
+    if "json" not in (resp.headers.get("Content-Type") or ""):
+        return ""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    err = doc.get("error")
+    message = err.get("message") if isinstance(err, dict) else None
+    if not message and isinstance(doc.get("errors"), list) and doc["errors"]:
+        first = doc["errors"][0]
+        message = first.get("message") if isinstance(first, dict) else None
+    message = message or doc.get("detail")
+    return f": {redact(str(message))[:200]}" if message else ""
+
+
 def _tls_error(e: Exception, what: str, service: str) -> RegistryError:
     if "certificate" in str(e).lower():
         return RegistryError(f"{what}: {service}: TLS certificate not trusted", registry=service,
@@ -163,7 +182,7 @@ class Http:
 
     def error(self, resp: requests.Response, what: str, detail: str = "") -> RegistryError:
         host = urlsplit(resp.url).netloc or self.service
-        text = detail or f"HTTP {resp.status_code}"
+        text = detail or f"HTTP {resp.status_code}" + _server_message(resp)
         resp.close()
         if resp.status_code in (401, 403):
             return AuthError(f"{what}: {host} refused access ({text})", registry=host, status=resp.status_code)

@@ -93,7 +93,7 @@ class LibraryImage:
     def digest(self) -> str | None:
         """``sha256:<hex>`` when the hash is a sha256, else None (cannot be verified)."""
         algo, _, hexpart = self.hash.partition(".")
-        d = f"{algo}:{hexpart}"
+        d = f"sha256:{self.hash}" if not hexpart else f"{algo}:{hexpart}"  # sregistry: a bare sha256 version
         return d if _DIGEST.match(d) else None
 
 
