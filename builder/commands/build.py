@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
     p.add_argument("--arch", help="architecture for pulls and labels (Go name, e.g. amd64)")
     p.add_argument("--nohttps", action="store_true", default=_env_flag("NOHTTPS"))
     p.add_argument("--authfile")
+    p.add_argument("--library", default=_env("LIBRARY"), metavar="URL",
+                   help="library URL for library:// sources without a host")
     p.add_argument("--docker-login", action="store_true")
     p.add_argument("--tmpdir", default=_env("TMPDIR"), help="where bundles are made")
     p.add_argument("--no-cleanup", action="store_true", help="keep the build bundle")
@@ -167,7 +169,7 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "hos
         login = prompt_login()  # UsageError (exit 2) without a terminal to ask on
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
                          disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=tmpdir,
-                         identity=identity, login=login)
+                         identity=identity, login=login, library=args.library)
     steps = StepOptions(sections=_sections(args.section), notest=args.notest, force=args.force,
                         binds=tuple(args.bind), userns=identity_userns(identity),
                         source_date_epoch=sde, arch=args.arch)

@@ -34,6 +34,7 @@ class FetchOptions:
     tmpdir: str | None = None
     identity: str = "host"  # host | subuid | root: how the agent must write the rootfs
     login: object | None = None  # --docker-login credentials, asked for before the build starts
+    library: str | None = None  # --library: the library for library:// refs without a host
 
 
 @dataclass(frozen=True)

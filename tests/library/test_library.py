@@ -101,6 +101,13 @@ def test_uri_build_with_host_follows_303_302_and_200(sbuild, library, tmp_path, 
     assert len(cache_files(env)) == 1
 
 
+def test_uri_build_without_host_uses_the_library_flag(sbuild, library, tmp_path, env):
+    target = tmp_path / "out.sif"
+    r = sbuild("build", "--library", library.url, target, "library://test/hello/hello:1.0")
+    assert r.status == 0, r.err
+    assert sbuild_proc("run", target).stdout == "hello from the library image\n"
+
+
 def test_pull_copies_the_sif_verifies_and_caches(sbuild, library, store, images, tmp_path, env, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = sbuild("pull", "--library", library.url, "library://test/hello/hello:1.0")
