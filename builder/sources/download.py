@@ -24,11 +24,10 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.utils import get_environ_proxies
 
-from builder.sources.oci.cache import BlobCache, default_cache_dir
+from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.errors import AuthError, DigestError, RegistryError, redact
 
 __all__ = ["Http", "DownloadOptions", "Expect", "store", "cache_for", "same_origin", "env_nohttps", "USER_AGENT"]
@@ -187,19 +186,6 @@ class Http:
         if resp.status_code in (401, 403):
             return AuthError(f"{what}: {host} refused access ({text})", registry=host, status=resp.status_code)
         return RegistryError(f"{what}: {host}: {text}", registry=host, status=resp.status_code)
-
-
-@contextlib.contextmanager
-def cache_for(options: DownloadOptions) -> Iterator[BlobCache]:
-    """The blob cache, or a throw-away one under TMPDIR with ``--disable-cache``."""
-    if not options.disable_cache:
-        yield BlobCache(options.cache_dir or default_cache_dir(options.env()))
-        return
-    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
-    try:
-        yield BlobCache(Path(tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _Sink:

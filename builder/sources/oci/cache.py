@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -26,7 +27,7 @@ from builder.cachedir import cache_root
 from builder.sources.oci.errors import DigestError
 from builder.sources.oci.stream import parse_digest
 
-__all__ = ["BlobCache", "CacheEntry", "default_cache_dir", "BlobWriter"]
+__all__ = ["BlobCache", "CacheEntry", "default_cache_dir", "BlobWriter", "cache_for"]
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -177,3 +178,17 @@ class BlobCache:
                     for f in self.tmp.iterdir():
                         f.unlink(missing_ok=True)
         return chosen
+
+
+@contextlib.contextmanager
+def cache_for(options) -> Iterator[BlobCache]:  # noqa: ANN001
+    """The blob cache for a fetch (``options``: ``disable_cache``, ``cache_dir``, ``tmpdir``,
+    ``env()``), or a throw-away one under the temp dir with ``--disable-cache``."""
+    if not options.disable_cache:
+        yield BlobCache(options.cache_dir or default_cache_dir(options.env()))
+        return
+    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
+    try:
+        yield BlobCache(Path(tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

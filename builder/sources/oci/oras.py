@@ -26,8 +26,9 @@ from pathlib import Path
 
 from builder.errors import ImageError
 from builder.images import file_digest
+from builder.sources.oci.cache import cache_for
 from builder.sources.oci.errors import RegistryError
-from builder.sources.oci.puller import (FetchOptions, Progress, _cache_for, _Downloader, _Spool,
+from builder.sources.oci.puller import (FetchOptions, Progress, _Downloader, _Spool,
                                         registry_client)
 from builder.sources.oci.client import INDEX_TYPES
 from builder.sources.oci.platform import select_manifest
@@ -67,7 +68,7 @@ def pull_oras(ref: str, dest: Path, options: FetchOptions, progress: Progress | 
                          hint="oras:// needs exactly one layer of type " + SIF_LAYER)
     layer = layers[0]
     dest = Path(dest)
-    with _cache_for(options) as cache:
+    with cache_for(options) as cache:
         spool = _Spool()
         _Downloader(client, reference.repository, cache, progress, threading.Event()).run(
             layer["digest"], layer.get("size"), spool)

@@ -18,8 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +27,7 @@ from typing import BinaryIO, Protocol
 
 from builder.errors import ImageError
 from builder.sources.oci.auth import Credentials, find_credentials
-from builder.sources.oci.cache import BlobCache, default_cache_dir
+from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.client import INDEX_TYPES, ClientOptions, RegistryClient
 from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError, RegistryError, ReferenceError_
@@ -100,25 +98,13 @@ def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions,
     from builder.sources.oci import local
 
     if ref.startswith("docker://"):
-        with _cache_for(options) as cache:
+        with cache_for(options) as cache:
             return _fetch_registry(ref, Path(rootfs), options, cache, progress)
     for prefix in local.TRANSPORTS:
         if ref.startswith(prefix + ":"):
             return local.fetch_local(prefix, ref[len(prefix) + 1:], Path(rootfs), options, progress)
     raise ReferenceError_(f"unsupported image source {ref!r}",
                           hint="use docker://, oci:, oci-archive:, docker-archive: or docker-daemon:")
-
-
-@contextlib.contextmanager
-def _cache_for(options: FetchOptions) -> Iterator[BlobCache]:
-    if not options.disable_cache:
-        yield BlobCache(options.cache_dir or default_cache_dir(options.env()))
-        return
-    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
-    try:
-        yield BlobCache(Path(tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
