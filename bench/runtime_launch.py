@@ -51,9 +51,9 @@ def build(base: Path) -> dict[str, Path]:
     return {"sandbox": sb, "sqfs": sqfs, "simg": simg}
 
 
-def timed(argv: list[str], cwd: str) -> float:
+def timed(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> float:
     t = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - t
     if r.returncode != 0:
         sys.exit(f"failed: {' '.join(argv)}: {r.stderr.decode()[-500:]}")
@@ -61,14 +61,17 @@ def timed(argv: list[str], cwd: str) -> float:
 
 
 def compare(name: str, ours: list[str], floor: list[str], n: int, cwd: str) -> float:
+    # the root floor script makes a mktemp directory per run and leaves it: keep those in
+    # the bench's own directory (a /tmp with thousands of them would slow the floor down)
+    env = {**os.environ, "TMPDIR": cwd}
     a, b = [], []
     for _ in range(3):  # warm caches
-        timed(ours, cwd), timed(floor, cwd)
+        timed(ours, cwd, env), timed(floor, cwd, env)
     for i in range(n):
         if i % 2:
-            a.append(timed(ours, cwd)), b.append(timed(floor, cwd))
+            a.append(timed(ours, cwd, env)), b.append(timed(floor, cwd, env))
         else:
-            b.append(timed(floor, cwd)), a.append(timed(ours, cwd))
+            b.append(timed(floor, cwd, env)), a.append(timed(ours, cwd, env))
     ma, mb = statistics.median(a), statistics.median(b)
     qa, qb = statistics.quantiles(a, n=4), statistics.quantiles(b, n=4)
     print(f"{name}:")
@@ -98,6 +101,10 @@ def in_process(simg: Path, n: int) -> None:
     print(f"runtime only (warm process, root, .simg): median {statistics.median(times[3:]) * 1000:.1f} ms")
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=40, help="runs of each (default 40)")
@@ -112,7 +119,7 @@ def main() -> int:
         img = build(base)
         subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "builder"), str(ROOT / "runtime")],
                        check=True, stdout=subprocess.DEVNULL)
-        print(f"machine load: {os.getloadavg()[0]:.2f}; {args.n} interleaved runs each\n")
+        print(f"machine load (1/5/15 min): {_load()}; {args.n} interleaved runs each\n")
         compare("root, exec /bin/true over .simg",
                 [args.sbuild, "exec", str(img["simg"]), "/bin/true"],
                 ["unshare", "-m", "-p", "-f", "sh", str(FLOOR / "root-squashfs.sh"), str(img["sqfs"]), "true"],
@@ -139,7 +146,7 @@ def main() -> int:
         print()
         in_process(img["simg"], args.n)
         reference(args.n, str(base))
-        print(f"machine load after: {os.getloadavg()[0]:.2f}")
+        print(f"machine load after (1/5/15 min): {_load()}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
