@@ -33,9 +33,10 @@ _SIMG_MARK = b" run-singularity"
 
 
 class Staged:
-    """What ``stage`` mounted: ``fd`` of the detached mount (close-on-exec; the caller closes
-    it once the container has attached its copy) and where the squashfs lies in the image
-    file (``offset``, ``size``), which ``run_action`` then need not probe again."""
+    """What ``stage`` mounted: ``fd`` of the detached mount (close-on-exec; the container's
+    init inherits a copy and attaches it, ``run_action`` closes this one when the run is
+    over) and where the squashfs lies in the image file (``offset``, ``size``), which
+    ``run_action`` then need not probe again."""
 
     __slots__ = ("fd", "offset", "size")
 
