@@ -125,10 +125,10 @@ class _Builder:
         if p.lower is not None and readonly:  # mounted by the caller (runtime.stage): attach it
             try:
                 _sys.move_mount(p.lower, target)
-            except OSError as e:
-                raise _fail(f"attaching the mounted {p.image}", e) from e
-            self.lowers.append(target)
-            return
+                self.lowers.append(target)
+                return
+            except OSError:  # (then mount the image here, as without the stage)
+                pass
         self._loop_mount(p.image, p.fstype, p.offset, p.size, target, readonly)
         self.lowers.append(target)
         self.writable = not readonly
