@@ -121,9 +121,17 @@ def check() -> list[Check]:
     for tool in ("mksquashfs", "unsquashfs"):
         path = shutil.which(tool)
         out.append(Check(tool, bool(path), _version([tool, "-version"]) if path else "not installed",
-                         "apt-get install squashfs-tools" if not path else
-                         ("compressors: " + _compressors() if tool == "mksquashfs" else "fast image extraction")))
+                         _missing_meaning(tool) if not path else
+                         ("compressors: " + _compressors() + " (for --mksquashfs-args; sbuild packs gzip images "
+                          "itself)" if tool == "mksquashfs" else "fast image extraction")))
     return out
+
+
+def _missing_meaning(tool: str) -> str:
+    if tool == "mksquashfs":
+        return ("sbuild packs gzip images itself; --mksquashfs-args and SBUILD_PACKER=mksquashfs need it "
+                "(apt-get install squashfs-tools)")
+    return "images are extracted with PySquashfsImage (slower); apt-get install squashfs-tools"
 
 
 def render(checks: list[Check]) -> str:
