@@ -8,9 +8,9 @@ them (inodes, directories, fragments, export, ids, xattrs; each index table endi
 the next table starts, the xattr index ending at ``bytes_used``) and returns the superblock.
 
 Names follow the kernel's ``fs/squashfs/squashfs_fs.h``. Positions are relative to the
-start of the filesystem (a .simg or SIF adds its own offset). Limits: gzip only; no
-directory index in extended directory inodes (the kernel, squashfuse and unsquashfs then
-scan the listing from its start, which is correct and only slower in huge directories).
+start of the filesystem (a .simg or SIF adds its own offset). Listings longer than a
+metadata block get a directory index, split where mksquashfs splits them, so a lookup
+starts near its name. Limits: gzip only; no compressor options stored.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - zlib-ng is a dependency; plain zlib is
 
 __all__ = ["BLOCK_SIZE", "META_SIZE", "SUPERBLOCK_SIZE", "NO_FRAGMENT", "NO_XATTR", "DIR", "REG",
            "SYMLINK", "BLKDEV", "CHRDEV", "FIFO", "SOCKET", "compress", "MetaStream", "Inode",
-           "encode_inode", "encode_listing", "Tables", "write_tables", "encode_rdev", "xattr_prefix"]
+           "encode_inode", "write_listing", "Tables", "write_tables", "encode_rdev", "xattr_prefix"]
 
 MAGIC = 0x73717368
 BLOCK_SIZE = 131072
@@ -137,6 +137,7 @@ class Inode:
     dir_start: int = 0          # directories: listing block (in the directory table)
     dir_offset: int = 0
     dir_size: int = 3           # directories: listing bytes + 3, as squashfs counts
+    dir_index: list[tuple[int, int, bytes]] = field(default_factory=list)  # (listing offset, block, name)
     same_as: "Inode | None" = None  # files: stored once already, as this inode's data
 
 
@@ -151,11 +152,12 @@ def encode_inode(i: Inode) -> bytes:
         return struct.pack("<HHHHII QQQIIII", REG + _EXT, *head, i.start, i.size, i.sparse, i.nlink,
                            i.fragment, i.frag_offset, i.xattr) + blocks
     if i.kind == DIR:
-        if not has_x and i.dir_size <= 0xFFFF:
+        if not has_x and i.dir_size <= 0xFFFF and not i.dir_index:
             return struct.pack("<HHHHII IIHHI", DIR, *head, i.dir_start, i.nlink, i.dir_size,
                                i.dir_offset, i.parent)
+        index = b"".join(struct.pack("<III", at, block, len(name) - 1) + name for at, block, name in i.dir_index)
         return struct.pack("<HHHHII IIIIHHI", DIR + _EXT, *head, i.nlink, i.dir_size, i.dir_start,
-                           i.parent, 0, i.dir_offset, i.xattr)
+                           i.parent, len(i.dir_index), i.dir_offset, i.xattr) + index
     if i.kind == SYMLINK:
         body = struct.pack("<II", i.nlink, len(i.target)) + i.target
         if not has_x:
@@ -172,25 +174,54 @@ def encode_inode(i: Inode) -> bytes:
     raise ValueError(f"unknown inode kind {i.kind}")
 
 
-def encode_listing(children: Iterable[tuple[bytes, Inode]]) -> bytes:
-    """A directory's listing: headers (same inode block, inode numbers within ±32767, at
-    most 256 entries each), then ``offset, inode delta, type, name length - 1, name``."""
-    out = bytearray()
-    entries = list(children)
+def _listing_groups(entries: list[tuple[bytes, Inode]]) -> list[tuple[int, int, bool]]:
+    """``(first, end, indexed)`` per header: one header per run of entries with inodes in
+    the same metadata block and numbers within ±32767, at most 256; and a new, indexed
+    header whenever the listing has grown by more than a metadata block since the last
+    indexed one (mksquashfs's rule), so that a lookup can start near its name."""
+    groups: list[tuple[int, int, bool]] = []
+    size = indexed_at = 0
     i = 0
     while i < len(entries):
         base = entries[i][1]
         block, number = base.ref >> 16, base.number
+        indexed = bool(groups) and size + 12 + 8 + len(entries[i][0]) - indexed_at > META_SIZE
+        if indexed:
+            indexed_at = size
+        size += 12 + 8 + len(entries[i][0])
         j = i + 1
-        while (j < len(entries) and j - i < _DIR_COUNT and entries[j][1].ref >> 16 == block
-               and abs(entries[j][1].number - number) <= _INODE_DELTA):
+        while j < len(entries) and j - i < _DIR_COUNT:
+            node, grown = entries[j][1], 8 + len(entries[j][0])
+            if (node.ref >> 16 != block or abs(node.number - number) > _INODE_DELTA
+                    or size + grown - indexed_at > META_SIZE):
+                break
+            size += grown
             j += 1
-        out += struct.pack("<III", j - i - 1, block, number)
-        for name, node in entries[i:j]:
+        groups.append((i, j, indexed))
+        i = j
+    return groups
+
+
+def write_listing(stream: MetaStream, children: Iterable[tuple[bytes, Inode]]
+                  ) -> tuple[int, list[tuple[int, int, bytes]]]:
+    """Write a directory's listing to ``stream``: headers (``count - 1``, inode block,
+    base inode number), then ``offset, inode delta, type, name length - 1, name`` per entry.
+    Returns its length and the directory index: (listing offset, directory-table block,
+    first name) of each indexed header."""
+    entries = list(children)
+    length = 0
+    index: list[tuple[int, int, bytes]] = []
+    for first, end, indexed in _listing_groups(entries):
+        block, number = entries[first][1].ref >> 16, entries[first][1].number
+        if indexed:
+            index.append((length, stream.pos()[0], entries[first][0]))
+        out = bytearray(struct.pack("<III", end - first - 1, block, number))
+        for name, node in entries[first:end]:
             out += struct.pack("<HhHH", node.ref & 0xFFFF, node.number - number, node.kind, len(name) - 1)
             out += name
-        i = j
-    return bytes(out)
+        stream.write(bytes(out))
+        length += len(out)
+    return length, index
 
 
 @dataclass

@@ -254,10 +254,9 @@ class _Packer:
             if node.same_as is not None:
                 node.start, node.sizes = node.same_as.start, node.same_as.sizes
             if node.kind == fmt.DIR:
-                listing = fmt.encode_listing(node.children)
                 node.dir_start, node.dir_offset = dirs.pos()
-                node.dir_size = len(listing) + 3
-                dirs.write(listing)
+                length, node.dir_index = fmt.write_listing(dirs, node.children)
+                node.dir_size = length + 3
             node.ref = inodes.ref()
             inodes.write(fmt.encode_inode(node))
         export = [0] * len(order)

@@ -181,6 +181,8 @@ def test_the_kernel_mounts_it_and_sees_the_tree(tree: Path, tmp_path: Path) -> N
                     assert got.st_size == src.st_size, name
         names = os.listdir(mnt / "big-dir")
         assert len(names) == 1500 and (mnt / "big-dir" / names[777]).exists()
+        missing = [n for n in sorted(names, reverse=True) if not os.path.lexists(mnt / "big-dir" / n)]
+        assert not missing and not (mnt / "big-dir" / "entry-with-a-long-name-to-fill-the-listing-99999").exists()
     finally:
         run("umount", mnt, check=False)
 
@@ -194,6 +196,8 @@ def test_pysquashfsimage_reads_every_file(tree: Path, tmp_path: Path) -> None:
     seen = 0
     with open_image(image, 31) as im:
         for entry in im:
+            if entry.path == "/big-dir":  # a listing over 8 KiB: extended inode with a directory index
+                assert type(entry.inode).__name__ == "ExtendedDirectoryInode" and entry.inode.i_count >= 8
             if entry.is_file:
                 rel = entry.path.lstrip("/")
                 assert entry.read_bytes() == (tree / rel).read_bytes(), rel
