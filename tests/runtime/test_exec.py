@@ -131,3 +131,33 @@ def test_unprivileged_extraction_falls_back_to_pysquashfsimage(profile, images, 
     assert r.status == 0, r.err
     assert r.out.startswith("#!/bin/sh")
     assert int(r.out.split()[-1]) > 20  # busybox and its applet links
+
+
+def test_image_from_sbuilds_packer_runs_like_mksquashfs_one(profile, images, workdir):
+    """The packer that writes every image sbuild builds: the runtime mounts (root), extracts
+    or squashfuse-mounts (unprivileged) its images, and they behave as mksquashfs's do."""
+    import os
+    import shutil
+
+    from builder.images import write_image
+
+    ours = workdir / "ours.simg"
+    write_image(images["sandbox"], ours, "simg", force=True)
+    profile.own(ours)
+    script = "cat /singularity; ls -l /bin/sh; ls /bin | wc -l; echo $ORDER"
+    want = profile.sbuild("exec", images["simg"], "sh", "-c", script)
+    env = {"SBUILD_CACHEDIR": str(workdir / "cache")}
+    got = profile.sbuild("exec", ours, "sh", "-c", script, env=env)
+    assert got.status == want.status == 0, got.err
+    assert got.out == want.out and "runscript args" in got.out
+    r = profile.sbuild("test", ours, env=env)
+    assert (r.status, r.out) == (5, "testing in ours.simg\n"), r.err
+    if profile.name == "user" and shutil.which("squashfuse") and os.path.exists("/dev/fuse"):
+        mode = os.stat("/dev/fuse").st_mode & 0o777
+        os.chmod("/dev/fuse", 0o666)
+        try:
+            r = profile.sbuild("exec", ours, "sh", "-c", "ps -o args | grep -c '^squashfuse'; " + script)
+        finally:
+            os.chmod("/dev/fuse", mode)
+        assert r.status == 0, r.err
+        assert r.out == "1\n" + want.out
