@@ -127,12 +127,15 @@ def _remove_tree(path: Path) -> None:
 
 def layer_progress(stream=None):
     """A ``progress(digest, done, total)`` sink drawing one tqdm bar per layer on ``stream``
-    (stderr) when it is a terminal, else None. Safe to call from the download threads."""
+    (stderr) when it is a terminal, else writing a heartbeat line per layer now and then
+    (``builder.steps.progress.Heartbeat``). Safe to call from the download threads."""
     import threading
 
     stream = sys.stderr if stream is None else stream
     if not (hasattr(stream, "isatty") and stream.isatty()) or os.environ.get("TERM") == "dumb":
-        return None
+        from builder.steps.progress import Heartbeat
+
+        return Heartbeat(lambda line: print(line, file=stream, flush=True))
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}

@@ -277,7 +277,7 @@ def fetch(bundle, stage, opts) -> None:
     ref = parse_library_ref(source)
     options = options_for(opts, header)
     with cache_for(options.download) as cache:
-        image = fetch_library(ref, options, cache)
+        image = fetch_library(ref, options, cache, getattr(opts, "transfer", None))
         extract_image(image, bundle.rootfs, force=True, fix_perms=getattr(opts, "fix_perms", False))
     write_base_env(bundle.rootfs, overwrite=False)
     bundle.bootstrapped = True

@@ -204,7 +204,7 @@ def fetch(bundle, stage, opts) -> None:
     ref = parse_shub_ref(source)
     options = options_for(opts)
     with cache_for(options.download) as cache:
-        cached = fetch_shub(ref, options, cache)
+        cached = fetch_shub(ref, options, cache, getattr(opts, "transfer", None))
         with open_image(cached, options.download.tmpdir) as image:
             extract_image(image, bundle.rootfs, force=True, fix_perms=getattr(opts, "fix_perms", False))
     write_base_env(bundle.rootfs, overwrite=False)

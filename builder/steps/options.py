@@ -12,7 +12,7 @@ per build and copied into the groups that need it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class FetchOptions:
     identity: str = "host"  # host | subuid | root: how the agent must write the rootfs
     login: object | None = None  # --docker-login credentials, asked for before the build starts
     library: str | None = None  # --library: the library for library:// refs without a host
+    transfer: Callable[[str, int, int], None] | None = field(default=None, compare=False)  # download progress
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def _in_ns(plan: BuildPlan, fn: Callable, *args, **kwargs):  # noqa: ANN002, ANN
     return fn(*args, **kwargs)
 
 
-def _fetch(bundle: Bundle, stage: Stage, plan: BuildPlan) -> None:
+def _fetch(bundle: Bundle, stage: Stage, plan: BuildPlan, progress: Progress) -> None:
     agent = lookup_agent(stage.bootstrap)
     if agent is None or not agent.supported:
         raise BuildError(f"bootstrap agent {stage.bootstrap!r} is not supported yet")
@@ -76,7 +76,7 @@ def _fetch(bundle: Bundle, stage: Stage, plan: BuildPlan) -> None:
         if e.name != agent.module:
             raise
         raise CapabilityError(f"bootstrap agent {stage.bootstrap!r} is not available in this sbuild yet") from e
-    module.fetch(bundle, stage, plan.fetch)
+    module.fetch(bundle, stage, dataclasses.replace(plan.fetch, transfer=progress.transfer))
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -130,7 +130,7 @@ def _run_step(key: str, ctx: _Ctx, bundle: Bundle, stage: Stage) -> None:
     elif key == "update":
         _update_from(bundle, plan)
     elif key == "bootstrap":
-        _fetch(bundle, stage, plan)
+        _fetch(bundle, stage, plan, ctx.progress)
     elif key == "apps":
         apps.write_apps(bundle, stage, cwd=opts.cwd)
     elif key == "files_from":

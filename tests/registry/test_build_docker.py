@@ -13,7 +13,7 @@ from pathlib import Path
 import images as I
 import pytest
 import servers
-from conftest import REPO
+from .conftest import REPO
 
 SBUILD = [sys.executable, "-m", "builder"]
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import subprocess
 import images as I
 import pytest
 import servers
-from conftest import HAVE_ZSTD, REPO
+from .conftest import HAVE_ZSTD, REPO
 
 from builder.sources.oci import (AuthError, Credentials, DigestError, FetchOptions, PlatformError,
                                  RegistryError, fetch_to_rootfs, parse_platform)

@@ -17,7 +17,7 @@ from pathlib import Path
 import images as I
 import pytest
 import servers
-from conftest import REPO
+from .conftest import REPO
 
 SBUILD = Path(sys.executable).with_name("sbuild")
 # make the pty the child's controlling terminal (getpass reads /dev/tty), then run sbuild

@@ -33,14 +33,14 @@ def ref_for_stage(header: dict) -> str:
     return f"{agent}:{ref}"
 
 
-def _fetch_oras(bundle, header: dict, options: FetchOptions) -> None:
+def _fetch_oras(bundle, header: dict, options: FetchOptions, transfer) -> None:  # noqa: ANN001
     """``Bootstrap: oras``: download the SIF, then unpack it as a local image would be."""
     from builder.images import extract_image
     from builder.sources.oci.oras import pull_oras
     from builder.steps.baseenv import write_base_env
 
     sif = Path(bundle.scratch("oras.sif"))
-    pull_oras(ref_for_stage(header), sif, options)
+    pull_oras(ref_for_stage(header), sif, options, transfer)
     extract_image(sif, bundle.rootfs, force=True)
     sif.unlink()
     write_base_env(bundle.rootfs, overwrite=False)
@@ -62,9 +62,9 @@ def fetch(bundle, stage, opts) -> None:
                            disable_cache=getattr(opts, "disable_cache", False),
                            tmpdir=Path(opts.tmpdir) if getattr(opts, "tmpdir", None) else None)
     if (header.get("bootstrap") or "").strip().lower() == "oras":
-        _fetch_oras(bundle, header, options)
+        _fetch_oras(bundle, header, options, getattr(opts, "transfer", None))
         return
-    image = fetch_to_rootfs(ref_for_stage(header), bundle.rootfs, options)
+    image = fetch_to_rootfs(ref_for_stage(header), bundle.rootfs, options, getattr(opts, "transfer", None))
     write_base_env(bundle.rootfs, overwrite=True)
     write_docker_metadata(bundle.rootfs, image)
     Path(bundle.scratch("oci-config.json")).write_bytes(oci_config_json(image))
