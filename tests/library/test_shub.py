@@ -90,6 +90,10 @@ def test_pull_keeps_simg_converts_to_sif_and_caches(sbuild, shub, store, images,
     version = shub.containers["vsoch/hello:latest"].version
     r = sbuild("pull", "--sandbox", tmp_path / "box", f"shub://{shub.host}/vsoch/hello@{version}")
     assert r.status == 0 and (tmp_path / "box/bin/busybox").is_file()
+    assert sbuild("cache", "clean", "--days", "1").status == 0  # the blob is fresh: both stay
+    assert len(cache_files(env)) == 1 and (env / "shub" / version).is_file()
+    assert sbuild("cache", "clean").status == 0  # the blob goes, and the name pointing at it
+    assert cache_files(env) == [] and not (env / "shub" / version).exists()
 
 
 @pytest.mark.parametrize("name,message", [("badmd5", "has md5"), ("short", "truncated"),

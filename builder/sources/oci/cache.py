@@ -165,7 +165,8 @@ class BlobCache:
 
     def clean(self, days: float | None = None, dry_run: bool = False,
               now: float | None = None) -> list[CacheEntry]:
-        """Remove entries (older than ``days`` when given) and stale temp files."""
+        """Remove entries (older than ``days`` when given), stale temp files, and the small
+        files naming a blob (``shub/<version>``) whose blob is gone."""
         now = time.time() if now is None else now
         if not self.root.is_dir():
             return []
@@ -177,7 +178,21 @@ class BlobCache:
                 if self.tmp.is_dir():
                     for f in self.tmp.iterdir():
                         f.unlink(missing_ok=True)
+                self._drop_dangling_refs()
         return chosen
+
+    def _drop_dangling_refs(self) -> None:
+        refs = self.root / "shub"
+        if not refs.is_dir():
+            return
+        for ref in refs.iterdir():
+            try:
+                digest = ref.read_text().strip()
+                alive = self.path(digest).is_file()
+            except (OSError, ValueError, DigestError):
+                alive = False
+            if not alive:
+                ref.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
