@@ -63,7 +63,7 @@ class _Packer:
 
     def __init__(self, root: bytes, fd: int, base: int, opts: SquashOptions) -> None:
         self.root, self.opts = root, opts
-        self.data = BlockWriter(fd, base, opts.workers or os.cpu_count() or 1)
+        self.data = BlockWriter(fd, base, opts.workers or _cores())
         self.ids: dict[int, int] = {}
         self.xattrs: dict[tuple, int] = {}
         self.xattr_sets: list[list[tuple[int, bytes, bytes]]] = []
@@ -306,6 +306,14 @@ def _read_all(fd: int, size: int) -> bytes:
         parts.append(more)
         got += len(more)
     return b"".join(parts)
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity mask, which cpusets narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - Linux has it
+        return os.cpu_count() or 1
 
 
 def pack_directory(rootfs: Path, out: Path, *, offset: int = 0, options: SquashOptions = SquashOptions()) -> int:
