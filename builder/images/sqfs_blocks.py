@@ -22,8 +22,8 @@ _BATCH = 8  # blocks per compression job
 _ZERO_BLOCK = bytes(fmt.BLOCK_SIZE)
 
 
-def _compress_batch(blocks: list[bytes]) -> list[tuple[bytes, bool]]:
-    return [fmt.compress(b) for b in blocks]
+def _compress_batch(blocks: list[bytes], level: int) -> list[tuple[bytes, bool]]:
+    return [fmt.compress(b, level) for b in blocks]
 
 
 class _Block:
@@ -37,8 +37,8 @@ class _Block:
 class BlockWriter:
     """Blocks in, compressed (or stored) blocks out at ``base + pos``, in order."""
 
-    def __init__(self, fd: int, base: int, workers: int) -> None:
-        self.fd, self.base = fd, base
+    def __init__(self, fd: int, base: int, workers: int, level: int = fmt.LEVEL) -> None:
+        self.fd, self.base, self.level = fd, base, level
         self.pos = fmt.SUPERBLOCK_SIZE  # data starts right after the superblock
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="sbuild-squash")
         self.limit = (2 * workers + 2) * _BATCH
@@ -64,7 +64,7 @@ class BlockWriter:
     def _send(self) -> None:
         if not self.batch:
             return
-        future = self.pool.submit(_compress_batch, self.batch)
+        future = self.pool.submit(_compress_batch, self.batch, self.level)
         for entry in self.batch_blocks:
             entry.batch = future
         self.batch, self.batch_blocks = [], []

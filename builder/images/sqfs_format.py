@@ -51,9 +51,9 @@ _INODE_DELTA = 32767      # |inode number - header's| in one header, at most
 _XATTR_PREFIXES = {"user.": 0, "trusted.": 1, "security.": 2}
 
 
-def compress(data: bytes) -> tuple[bytes, bool]:
+def compress(data: bytes, level: int = LEVEL) -> tuple[bytes, bool]:
     """``(stored, compressed?)``: the zlib stream, or the input when that is not smaller."""
-    packed = _zlib.compress(data, LEVEL)
+    packed = _zlib.compress(data, level)
     if len(packed) < len(data):
         return packed, True
     return bytes(data), False
@@ -76,7 +76,8 @@ class MetaStream:
     """A run of metadata blocks: 8 KiB of payload each, compressed when that helps, behind
     a 2-byte length (bit 15: stored uncompressed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, level: int = LEVEL) -> None:
+        self.level = level
         self.out = bytearray()
         self.block_starts: list[int] = []
         self._buf = bytearray()
@@ -104,7 +105,7 @@ class MetaStream:
 
     def _flush(self, payload: bytes) -> None:
         self.block_starts.append(len(self.out))
-        stored, packed = compress(payload)
+        stored, packed = compress(payload, self.level)
         self.out += struct.pack("<H", len(stored) if packed else len(stored) | UNCOMPRESSED_META)
         self.out += stored
 
@@ -237,20 +238,21 @@ class Tables:
     ids: list[int]
     xattr_sets: list[list[tuple[int, bytes, bytes]]]  # [(type, name, value)] per xattr id
     mkfs_time: int
+    level: int = LEVEL
 
 
-def _indexed(entries: bytes, base: int) -> tuple[bytes, int]:
+def _indexed(entries: bytes, base: int, level: int) -> tuple[bytes, int]:
     """Metadata blocks holding ``entries``, then the index of their positions; returns the
     bytes and where the index starts (relative to ``base``, the bytes' position)."""
-    meta = MetaStream()
+    meta = MetaStream(level)
     meta.write(entries)
     blocks = meta.finish()
     index = struct.pack(f"<{len(meta.block_starts)}Q", *(base + s for s in meta.block_starts))
     return blocks + index, base + len(blocks)
 
 
-def _xattr_tables(sets: list[list[tuple[int, bytes, bytes]]], base: int) -> tuple[bytes, int]:
-    kv = MetaStream()
+def _xattr_tables(sets: list[list[tuple[int, bytes, bytes]]], base: int, level: int) -> tuple[bytes, int]:
+    kv = MetaStream(level)
     ids = bytearray()
     for entries in sets:
         ref, size = kv.ref(), 0
@@ -259,7 +261,7 @@ def _xattr_tables(sets: list[list[tuple[int, bytes, bytes]]], base: int) -> tupl
             size += len(name) + len(("user.", "trusted.", "security.")[kind]) + 1 + len(value)
         ids += struct.pack("<QII", ref, len(entries), size)
     kv_bytes = kv.finish()
-    meta = MetaStream()
+    meta = MetaStream(level)
     meta.write(bytes(ids))
     id_blocks = meta.finish()
     header_at = base + len(kv_bytes) + len(id_blocks)
@@ -278,17 +280,17 @@ def write_tables(t: Tables, data_end: int) -> tuple[bytes, bytes]:
     dir_start = data_end + len(out)
     out += t.directories
     frag_bytes, frag_start = _indexed(b"".join(struct.pack("<QII", s, z, 0) for s, z in t.fragments),
-                                      data_end + len(out))
+                                      data_end + len(out), t.level)
     if not t.fragments:
         frag_bytes, frag_start = b"", data_end + len(out)
     out += frag_bytes
-    export_bytes, export_start = _indexed(struct.pack(f"<{len(t.export)}Q", *t.export), data_end + len(out))
+    export_bytes, export_start = _indexed(struct.pack(f"<{len(t.export)}Q", *t.export), data_end + len(out), t.level)
     out += export_bytes
-    id_bytes, id_start = _indexed(struct.pack(f"<{len(t.ids)}I", *t.ids), data_end + len(out))
+    id_bytes, id_start = _indexed(struct.pack(f"<{len(t.ids)}I", *t.ids), data_end + len(out), t.level)
     out += id_bytes
     xattr_start = INVALID_BLK
     if t.xattr_sets:
-        x_bytes, xattr_start = _xattr_tables(t.xattr_sets, data_end + len(out))
+        x_bytes, xattr_start = _xattr_tables(t.xattr_sets, data_end + len(out), t.level)
         out += x_bytes
     bytes_used = data_end + len(out)
     superblock = struct.pack("<IIIIIHHHHHHQQQQQQQQ", MAGIC, t.inode_count, t.mkfs_time & 0xFFFFFFFF,

@@ -51,11 +51,14 @@ _KIND = {stat.S_IFDIR: fmt.DIR, stat.S_IFREG: fmt.REG, stat.S_IFLNK: fmt.SYMLINK
 @dataclass(frozen=True)
 class SquashOptions:
     """all_root: every file owned by 0:0; workers: compressing threads (None: one per core);
-    source_date_epoch: filesystem time and ceiling for file times (else now / as found)."""
+    source_date_epoch: filesystem time and ceiling for file times (else now / as found);
+    level: gzip level (1 fastest, 9 smallest: mksquashfs's default); xattrs: store them."""
 
     all_root: bool = False
     workers: int | None = None
     source_date_epoch: int | None = None
+    level: int = fmt.LEVEL
+    xattrs: bool = True
 
 
 class _Packer:
@@ -63,7 +66,7 @@ class _Packer:
 
     def __init__(self, root: bytes, fd: int, base: int, opts: SquashOptions) -> None:
         self.root, self.opts = root, opts
-        self.data = BlockWriter(fd, base, opts.workers or _cores())
+        self.data = BlockWriter(fd, base, opts.workers or _cores(), opts.level)
         self.ids: dict[int, int] = {}
         self.xattrs: dict[tuple, int] = {}
         self.xattr_sets: list[list[tuple[int, bytes, bytes]]] = []
@@ -137,6 +140,8 @@ class _Packer:
         return index
 
     def _xattrs(self, path: bytes) -> int:
+        if not self.opts.xattrs:
+            return fmt.NO_XATTR
         try:
             names = os.listxattr(path, follow_symlinks=False)
         except OSError:
@@ -249,7 +254,7 @@ class _Packer:
     def tables(self, root: Inode, mkfs_time: int) -> fmt.Tables:
         """Inodes (children before their directory) and listings, after all data is written."""
         order = _number(root)
-        inodes, dirs = fmt.MetaStream(), fmt.MetaStream()
+        inodes, dirs = fmt.MetaStream(self.opts.level), fmt.MetaStream(self.opts.level)
         for node in order:
             if node.same_as is not None:
                 node.start, node.sizes = node.same_as.start, node.same_as.sizes
@@ -264,7 +269,7 @@ class _Packer:
             export[node.number - 1] = node.ref
         ids = sorted(self.ids, key=self.ids.__getitem__)
         return fmt.Tables(inodes.finish(), dirs.finish(), root.ref, len(order), self.fragments, export, ids,
-                          self.xattr_sets, mkfs_time)
+                          self.xattr_sets, mkfs_time, self.opts.level)
 
 
 def _number(root: Inode) -> list[Inode]:

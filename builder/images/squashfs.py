@@ -2,8 +2,9 @@
 
 ``pack`` writes the squashfs with sbuild's own packer (``builder.images.sqfs_pack``:
 gzip, mksquashfs's defaults, about twice as fast) unless mksquashfs is asked for: by
-``--mksquashfs-args`` (any compressor or option mksquashfs has) or ``packer="mksquashfs"``
-(``SBUILD_PACKER=mksquashfs``). Either writes at a byte offset inside OUT (for .simg and
+``--mksquashfs-args`` that the packer does not understand (another compressor, or any
+option but the gzip level, block size 128K, processors, -all-root, -no-xattrs and
+no-ops) or by ``packer="mksquashfs"`` (``SBUILD_PACKER=mksquashfs``). Either writes at a byte offset inside OUT (for .simg and
 SIF, which saves a copy of the whole filesystem).
 
 mksquashfs runs as ``mksquashfs ROOTFS OUT -noappend [-comp gzip] [ARGS] [-all-root]``
@@ -68,7 +69,38 @@ PACKERS = ("auto", "mksquashfs")
 
 def uses_mksquashfs(opts: PackOptions) -> bool:
     """Will ``pack`` run mksquashfs (rather than sbuild's packer) with these options?"""
-    return opts.packer == "mksquashfs" or bool(opts.mksquashfs_args)
+    return opts.packer == "mksquashfs" or _packer_settings(opts.mksquashfs_args) is None
+
+
+_NO_OPS = {"-noappend", "-quiet", "-no-progress", "-progress", "-xattrs"}
+
+
+def _packer_settings(args: tuple[str, ...]) -> dict | None:
+    """What ``--mksquashfs-args`` ask of sbuild's packer, or None when they need mksquashfs:
+    ``-comp gzip``, ``-Xcompression-level N``, ``-b 128K``, ``-processors N``,
+    ``-all-root``/``-root-owned``, ``-no-xattrs`` and the no-ops are understood."""
+    found: dict = {}
+    it = iter(args)
+    for arg in it:
+        if arg in _NO_OPS:
+            continue
+        if arg in ("-all-root", "-root-owned"):
+            found["all_root"] = True
+        elif arg == "-no-xattrs":
+            found["xattrs"] = False
+        elif arg in ("-comp", "-Xcompression-level", "-b", "-processors"):
+            value = next(it, "")
+            if arg == "-comp" and value != "gzip":
+                return None
+            if arg == "-b" and value not in ("131072", "128K", "128k"):
+                return None
+            if arg in ("-Xcompression-level", "-processors"):
+                if not value.isdigit() or (arg == "-Xcompression-level" and not 1 <= int(value) <= 9):
+                    return None  # mksquashfs says what is wrong with it
+                found["level" if arg == "-Xcompression-level" else "workers"] = int(value)
+        else:
+            return None
+    return found
 
 
 def _tool(name: str) -> str:
@@ -132,9 +164,10 @@ def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: 
     if not uses_mksquashfs(opts):
         from builder.images.sqfs_pack import SquashOptions, pack_directory
 
-        all_root = opts.all_root if opts.all_root is not None else os.geteuid() != 0
+        settings = {"all_root": opts.all_root if opts.all_root is not None else os.geteuid() != 0,
+                    "workers": opts.processors, **_packer_settings(opts.mksquashfs_args)}
         return pack_directory(rootfs, out, offset=offset, options=SquashOptions(
-            all_root=all_root, workers=opts.processors, source_date_epoch=opts.source_date_epoch))
+            source_date_epoch=opts.source_date_epoch, **settings))
     cmd = pack_command(rootfs, out, opts, offset=offset)
     log.debug("running %s", " ".join(cmd))
     proc = runner(cmd, env=pack_env(opts), stdin=subprocess.DEVNULL, capture_output=True, text=True)

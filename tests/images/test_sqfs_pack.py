@@ -312,3 +312,35 @@ if given is not None:
         run(need("unsquashfs"), "-q", "-no-progress", "-d", work / "x", work / "o.sqfs")
         assert _snapshot(work / "x") == _snapshot(root)
         subprocess.run(["rm", "-rf", str(work)], check=True)
+
+
+def _superblock(image: Path) -> tuple[int, int, int]:
+    """(compression id, flags, xattr table start) of a squashfs at offset 0."""
+    import struct
+
+    fields = struct.unpack("<IIIIIHHHHHHQQQQQQQQ", image.read_bytes()[:96])
+    return fields[5], fields[7], fields[14]
+
+
+def test_mksquashfs_args_the_packer_understands(tree: Path, tmp_path: Path) -> None:
+    """-comp gzip, -Xcompression-level, -processors, -no-xattrs and no-ops stay with sbuild's
+    packer (mksquashfs would store the level as compressor options: flag 0x400); anything
+    else goes to mksquashfs."""
+    from builder.images.squashfs import PackOptions, pack, uses_mksquashfs
+
+    args = ("-noappend", "-comp", "gzip", "-Xcompression-level", "1", "-processors", "1", "-no-xattrs")
+    fast, best = tmp_path / "fast.sqfs", tmp_path / "best.sqfs"
+    pack(tree, fast, PackOptions(mksquashfs_args=args))
+    pack(tree, best, PackOptions())
+    comp, flags, xattrs = _superblock(fast)
+    assert (comp, flags & 0x400, xattrs) == (1, 0, 0xFFFFFFFFFFFFFFFF)
+    assert _superblock(best)[2] != 0xFFFFFFFFFFFFFFFF  # the tree has xattrs
+    assert fast.stat().st_size > best.stat().st_size  # level 1 compresses less
+    run("unsquashfs", "-q", "-no-progress", "-d", tmp_path / "x", fast)
+    assert _snapshot(tmp_path / "x") == _snapshot(tree)
+    theirs = tmp_path / "theirs.sqfs"
+    pack(tree, theirs, PackOptions(mksquashfs_args=args[:5], packer="mksquashfs"))
+    assert _superblock(theirs)[1] & 0x400  # what the flag check above tells apart
+    for other in (("-comp", "xz"), ("-b", "1M"), ("-Xcompression-level", "12"), ("-e", "x"), ("-comp",)):
+        assert uses_mksquashfs(PackOptions(mksquashfs_args=other)), other
+    assert not uses_mksquashfs(PackOptions(mksquashfs_args=("-b", "128K", "-all-root", "-quiet")))
