@@ -76,7 +76,6 @@ class _Packer:
         self.frag_buf = bytearray()
         self.unreadable: list[str] = []
         self.skipped_xattrs: set[str] = set()
-        self.ceiling = opts.source_date_epoch
 
     # ------------------------------------------------------------------ walk
     def walk(self) -> Inode:
@@ -104,7 +103,8 @@ class _Packer:
         return root
 
     def _child(self, path: bytes, st: os.stat_result) -> Inode | None:
-        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+        linked = not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1
+        if linked:
             seen = self.links.get((st.st_dev, st.st_ino))
             if seen is not None:
                 seen.nlink += 1
@@ -121,15 +121,16 @@ class _Packer:
             node.size = len(node.target)
         elif kind in (fmt.BLKDEV, fmt.CHRDEV):
             node.rdev = fmt.encode_rdev(os.major(st.st_rdev), os.minor(st.st_rdev))
-        if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+        if linked:
             self.links[(st.st_dev, st.st_ino)] = node
         return node
 
     def _inode(self, path: bytes, st: os.stat_result) -> Inode:
         uid, gid = (0, 0) if self.opts.all_root else (st.st_uid, st.st_gid)
         mtime = max(0, min(int(st.st_mtime), 0xFFFFFFFF))
-        if self.ceiling is not None and mtime > self.ceiling:
-            mtime = self.ceiling
+        ceiling = self.opts.source_date_epoch
+        if ceiling is not None and mtime > ceiling:
+            mtime = ceiling
         return Inode(_KIND[stat.S_IFMT(st.st_mode)], st.st_mode, self._id(uid), self._id(gid), mtime,
                      xattr=self._xattrs(path))
 
