@@ -13,6 +13,7 @@ from builder.errors import Diagnostic, RecipeError
 from builder.recipe import gostr
 from builder.recipe.header import parse_header
 from builder.recipe.hints import section_hint
+from builder.recipe.lint import bashism_warnings
 from builder.recipe.model import APP_SECTIONS, STANDARD_SECTIONS, FilesBlock, Script, Section, Stage
 from builder.recipe.scan import MAX_TOKEN, Token, scan, token_too_long
 from builder.recipe.sections import (
@@ -116,6 +117,7 @@ def _populate(
         if section.app is not None and section.app not in app_order:
             app_order.append(section.app)
         _warn_script_args(section, path, warnings)
+        warnings.extend(bashism_warnings(section, path))
     custom = {key: s.script for key, s in scripts.items() if key not in _STANDARD}
     _reject_invalid_sections(sections, custom, path)
     standard = {name: scripts.get(name, Script()) for name in STANDARD_SECTIONS if name != "files"}
