@@ -7,6 +7,12 @@ the image has no such file), then execs the action: ``exec`` runs the command, `
 runscript (or a shell), ``shell`` the shell, ``test`` the test script, ``start`` the
 startscript. Images older than 2.3 (no env dir) get ``/environment`` sourced.
 
+Apptainer sources the env scripts with its built-in shell interpreter, which knows
+``source``; an image's /bin/sh may not (dash), so while they are sourced, ``source FILE``
+is defined as ``. FILE`` where the shell lacks it (``%environment`` files that do
+``source /opt/conda/etc/profile.d/conda.sh`` work as under Apptainer; arguments after
+FILE are ignored, as dash's ``.`` takes none).
+
 Limits: ``SING_USER_DEFINED_*`` PATH handling is left to the image's ``99-runtimevars.sh``.
 """
 
@@ -28,6 +34,7 @@ _PROXY = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy")
 _DROP = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"}
 
 _PRELUDE = r"""
+if ! command -v source >/dev/null 2>&1; then eval 'source() { . "$1"; }'; __sb_src=1; fi
 for __sb_f in /.singularity.d/env/*.sh; do
   [ -f "$__sb_f" ] || continue
   case "$__sb_f" in */90-environment.sh) [ -n "${PATH:-}" ] || PATH=__DEFAULT_PATH__;; esac
@@ -36,7 +43,8 @@ for __sb_f in /.singularity.d/env/*.sh; do
 done
 if [ ! -d /.singularity.d/env ] && [ -f /environment ]; then . /environment; fi
 [ -n "${__sb_done:-}" ] || __sb_inject
-unset __sb_f __sb_done
+[ -z "${__sb_src:-}" ] || eval 'unset -f source'
+unset __sb_f __sb_done __sb_src
 unset -f __sb_inject 2>/dev/null
 """
 

@@ -161,3 +161,42 @@ def test_image_from_sbuilds_packer_runs_like_mksquashfs_one(profile, images, wor
             os.chmod("/dev/fuse", mode)
         assert r.status == 0, r.err
         assert r.out == "1\n" + want.out
+
+
+def _dash_sandbox(root):
+    """A sandbox whose /bin/sh is dash (with its libraries), which has no ``source``."""
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    dash = shutil.which("dash")
+    if dash is None:
+        return None
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(dash, root / "bin" / "dash")
+    (root / "bin" / "sh").symlink_to("dash")
+    libs = re.findall(r"(/\S+) \(0x", subprocess.run(["ldd", dash], capture_output=True, text=True).stdout)
+    for lib in libs:
+        dest = root / lib.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(lib), dest)
+    env = root / ".singularity.d" / "env"
+    env.mkdir(parents=True)
+    (env / "90-environment.sh").write_text("#!/bin/sh\nsource /etc/extra.sh\nexport MAIN=main\n")
+    (root / "etc").mkdir()
+    (root / "etc" / "extra.sh").write_text("export FROM_EXTRA=sourced\n")
+    return root
+
+
+def test_source_in_env_scripts_works_under_dash_as_under_apptainer(profile, workdir):
+    """Apptainer sources %environment with its own interpreter, which has `source`; dash
+    does not: while the env scripts are sourced, sbuild gives it one (and only then)."""
+    box = _dash_sandbox(workdir / "dash-box")
+    if box is None:
+        pytest.skip("dash is not installed on this host (it provides the test image's /bin/sh)")
+    profile.own(box)
+    r = profile.sbuild("exec", box, "/bin/sh", "-c", 'echo "$FROM_EXTRA $MAIN"; command -v source || echo none')
+    assert r.status == 0, r.err
+    assert r.out == "sourced main\nnone\n", r.err
+    assert "not found" not in r.err
