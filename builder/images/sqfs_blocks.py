@@ -46,11 +46,12 @@ class BlockWriter:
         self.batch: list[bytes] = []
         self.batch_blocks: list[_Block] = []
 
-    def submit(self, block: bytes, owner: object, done) -> None:  # noqa: ANN001
+    def submit(self, block: bytes, owner: object, done) -> bool:  # noqa: ANN001
         """Queue ``block``; ``done(position, size field)`` runs when it is written (in order).
-        An all-zero block of a file (``owner`` not None) becomes a hole."""
+        An all-zero block of a file (``owner`` not None) becomes a hole: returns True then."""
         entry = _Block(owner, done)
-        if owner is None or block != _ZERO_BLOCK[:len(block)]:
+        hole = owner is not None and block == _ZERO_BLOCK[:len(block)]
+        if not hole:
             entry.index = len(self.batch)
             entry.batch = self.batch_blocks  # replaced by the future when the batch goes
             self.batch.append(block)
@@ -60,6 +61,7 @@ class BlockWriter:
         self.queue.append(entry)
         while len(self.queue) > self.limit:
             self._retire()
+        return hole
 
     def _send(self) -> None:
         if not self.batch:

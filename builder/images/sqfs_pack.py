@@ -42,7 +42,6 @@ __all__ = ["SquashOptions", "pack_directory"]
 
 log = logging.getLogger("sbuild.images")
 
-_ZERO_BLOCK = bytes(BLOCK_SIZE)
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 _KIND = {stat.S_IFDIR: fmt.DIR, stat.S_IFREG: fmt.REG, stat.S_IFLNK: fmt.SYMLINK, stat.S_IFBLK: fmt.BLKDEV,
          stat.S_IFCHR: fmt.CHRDEV, stat.S_IFIFO: fmt.FIFO, stat.S_IFSOCK: fmt.SOCKET}
@@ -238,9 +237,8 @@ class _Packer:
                 break
             digest.update(block)
             node.size += len(block)
-            if block == _ZERO_BLOCK[:len(block)]:
+            if self.data.submit(block, node, written):
                 node.sparse += len(block)
-            self.data.submit(block, node, written)
             if len(block) < BLOCK_SIZE:
                 break
         key = (node.size, digest.digest())

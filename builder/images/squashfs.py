@@ -69,7 +69,23 @@ PACKERS = ("auto", "mksquashfs")
 
 def uses_mksquashfs(opts: PackOptions) -> bool:
     """Will ``pack`` run mksquashfs (rather than sbuild's packer) with these options?"""
-    return opts.packer == "mksquashfs" or _packer_settings(opts.mksquashfs_args) is None
+    return _packer_options(opts) is None
+
+
+def _packer_options(opts: PackOptions) -> dict | None:
+    """sbuild's packer's settings for ``opts``, or None when mksquashfs must pack."""
+    if opts.packer == "mksquashfs":
+        return None
+    settings = _packer_settings(opts.mksquashfs_args)
+    if settings is None:
+        return None
+    return {"all_root": _all_root(opts), "workers": opts.processors,
+            "source_date_epoch": opts.source_date_epoch, **settings}
+
+
+def _all_root(opts: PackOptions) -> bool:
+    """Files owned by root in the image: as asked, else when not packing as root."""
+    return opts.all_root if opts.all_root is not None else os.geteuid() != 0
 
 
 _NO_OPS = {"-noappend", "-quiet", "-no-progress", "-progress", "-xattrs"}
@@ -129,8 +145,7 @@ def pack_command(rootfs: Path, out: Path, opts: PackOptions, *, offset: int = 0)
     if "-comp" not in opts.mksquashfs_args:
         cmd += ["-comp", "gzip"]
     cmd += list(opts.mksquashfs_args)
-    all_root = opts.all_root if opts.all_root is not None else os.geteuid() != 0
-    if all_root and "-all-root" not in cmd and "-root-owned" not in cmd:
+    if _all_root(opts) and "-all-root" not in cmd and "-root-owned" not in cmd:
         cmd.append("-all-root")
     if offset:
         cmd += ["-offset", str(offset)]
@@ -161,13 +176,11 @@ def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: 
     zeroed). Returns the size of the squashfs, padded to 4 KiB as mksquashfs writes it."""
     if not Path(rootfs).is_dir():
         raise ImageError(f"packing {rootfs}: not a directory", path=str(rootfs))
-    if not uses_mksquashfs(opts):
+    settings = _packer_options(opts)
+    if settings is not None:
         from builder.images.sqfs_pack import SquashOptions, pack_directory
 
-        settings = {"all_root": opts.all_root if opts.all_root is not None else os.geteuid() != 0,
-                    "workers": opts.processors, **_packer_settings(opts.mksquashfs_args)}
-        return pack_directory(rootfs, out, offset=offset, options=SquashOptions(
-            source_date_epoch=opts.source_date_epoch, **settings))
+        return pack_directory(rootfs, out, offset=offset, options=SquashOptions(**settings))
     cmd = pack_command(rootfs, out, opts, offset=offset)
     log.debug("running %s", " ".join(cmd))
     proc = runner(cmd, env=pack_env(opts), stdin=subprocess.DEVNULL, capture_output=True, text=True)

@@ -99,7 +99,10 @@ def _runs_under_sh(section) -> bool:  # noqa: ANN001
     if section.name in _SHEBANG_SECTIONS:
         first = next((line.strip() for line in section.body.splitlines() if line.strip()), "")
         if first.startswith("#!"):
-            return first[2:].split()[0].rsplit("/", 1)[-1] in _SH_NAMES if first[2:].split() else True
+            words = [w.rsplit("/", 1)[-1] for w in first[2:].split()]
+            if words[:1] == ["env"]:
+                words = words[1:]
+            return not words or words[0] in _SH_NAMES
     return True
 
 

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from builder.errors import Diagnostic, RecipeError
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
+from builder.sources.oci.cache import REFS_DIR
 from builder.sources.oci.errors import AuthError, ReferenceError_, RegistryError
 
 __all__ = ["ShubRef", "ShubOptions", "parse_shub_ref", "shub_api_url", "fetch_shub", "open_image", "fetch",
@@ -140,7 +141,7 @@ def fetch_shub(ref: ShubRef, options: ShubOptions, cache, progress=None) -> Path
     doc = _manifest(ref, options)
     version = str(doc.get("version") or "")
     expect, key = _expect(version)
-    index = cache.root / "shub" / key if key else None
+    index = cache.root / REFS_DIR / key if key else None
     if index is not None:
         with contextlib.suppress(OSError, ValueError):
             hit = cache.get(index.read_text().strip())

@@ -60,7 +60,7 @@ class Heartbeat:
             if finished:
                 self._done.add(what)
                 line = f"{name}: {_mib(total)} done"
-            elif now - self._last.get(what, -self.interval) >= self.interval:
+            elif what not in self._last or now - self._last[what] >= self.interval:
                 line = f"{name}: {_mib(done)}" + (f" of {_mib(total)}" if total else "")
             else:
                 return

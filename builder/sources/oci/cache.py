@@ -27,7 +27,9 @@ from builder.cachedir import cache_root
 from builder.sources.oci.errors import DigestError
 from builder.sources.oci.stream import parse_digest
 
-__all__ = ["BlobCache", "CacheEntry", "default_cache_dir", "BlobWriter", "cache_for"]
+__all__ = ["BlobCache", "CacheEntry", "default_cache_dir", "BlobWriter", "cache_for", "REFS_DIR"]
+
+REFS_DIR = "shub"  # <root>/shub/<version>: small files naming the blob of a shub image
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -182,7 +184,7 @@ class BlobCache:
         return chosen
 
     def _drop_dangling_refs(self) -> None:
-        refs = self.root / "shub"
+        refs = self.root / REFS_DIR
         if not refs.is_dir():
             return
         for ref in refs.iterdir():
