@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import BuildError
+from base.errors import BuildError
 
 __all__ = ["Bundle"]
 

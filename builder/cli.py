@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-from builder.errors import SbuildError
+from base.errors import SbuildError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def _exit_now(code: int) -> None:
 
 
 def _render_error(error: SbuildError) -> str:
-    from builder.errors import RecipeError
+    from base.errors import RecipeError
 
     if isinstance(error, RecipeError):
         return error.render()  # already "path:line:col: message"

@@ -51,7 +51,7 @@ def run_in_sandbox(
     killed by signal N returns 128+N. Raises ``RunError`` / ``CapabilityError`` /
     ``UsageError`` / ``ImageError`` when the container cannot be set up.
     """
-    from builder.errors import ImageError
+    from base.errors import ImageError
     from runtime.session import RunOptions, parse_bind, run_action
 
     if not Path(rootfs).is_dir():

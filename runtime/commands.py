@@ -197,7 +197,7 @@ class _Namespace:
 
 
 def _options(args: argparse.Namespace):
-    from builder.errors import UsageError
+    from base.errors import UsageError
     from runtime.session import RunOptions, parse_bind
 
     binds = tuple(b for spec in args.bind for b in parse_bind(spec))
@@ -271,7 +271,7 @@ def _instance_list(args: argparse.Namespace) -> int:
 
 
 def _instance_stop(args: argparse.Namespace) -> int:
-    from builder.errors import UsageError
+    from base.errors import UsageError
     from runtime import instances
 
     if not args.all and not args.name:

@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass
 
-from builder.errors import UsageError
+from base.errors import UsageError
 
 __all__ = ["Instance", "start", "listing", "find", "stop"]
 

@@ -307,7 +307,7 @@ def set_subuid_maps(pid: int, ident: IdentitySpec) -> None:
     """Map root to the user and 1..N to the subordinate ranges in ``pid``'s user namespace."""
     import subprocess
 
-    from builder.errors import CapabilityError
+    from base.errors import CapabilityError
 
     for prog, own, rng in (("newuidmap", ident.uid, ident.subuid), ("newgidmap", ident.gid, ident.subgid)):
         args = [prog, str(pid), "0", str(own), "1", "1", str(rng[0]), str(rng[1])]

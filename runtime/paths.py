@@ -1,6 +1,6 @@
 """Where things are: the user's runtime directory, the image cache, paths inside an image.
 
-Plain functions of the environment and the filesystem. ``builder.securejoin`` is imported
+Plain functions of the environment and the filesystem. ``base.securejoin`` is imported
 here, by the CLI, not on first use: the container's setup, which resolves every mount point,
 runs in a forked child, where an import costs twice as much (every page the import machinery
 writes to is copied on write).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from builder.securejoin import resolve_inside
+from base.securejoin import resolve_inside
 
 __all__ = ["runtime_dir", "cache_dir", "resolve", "SymlinkLoop"]
 
@@ -30,7 +30,7 @@ def runtime_dir() -> str:
     os.makedirs(path, 0o700, exist_ok=True)
     st = os.lstat(path)
     if st.st_uid != uid or not os.path.isdir(path):
-        from builder.errors import RunError
+        from base.errors import RunError
 
         raise RunError(f"preparing {path}: owned by someone else", hint="set XDG_RUNTIME_DIR to a directory of yours")
     return path
@@ -38,7 +38,7 @@ def runtime_dir() -> str:
 
 def cache_dir() -> str:
     """Where unprivileged runs keep images extracted once (``<cache root>/rootfs``)."""
-    from builder.cachedir import cache_root
+    from base.cachedir import cache_root
 
     return os.path.join(cache_root(), "rootfs")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from builder.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
+from base.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
 from runtime import environ, launch
 from runtime.rootfs import RootPlan
 from runtime.paths import runtime_dir

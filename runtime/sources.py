@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from builder.errors import CapabilityError, ImageError
+from base.errors import CapabilityError, ImageError
 from runtime.paths import cache_dir, runtime_dir
 from runtime.spec import record
 

@@ -72,7 +72,7 @@ def _locate(image: str) -> tuple[int, int] | None:
     found = _squashfs_at(image)
     if found is not None:
         return found
-    from builder.errors import SbuildError
+    from base.errors import SbuildError
     from builder.images.probe import probe
 
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from builder.commands import add_output_flags
 from builder.commands.check import add_build_arg_flags, build_args_from
-from builder.errors import CapabilityError, UsageError
+from base.errors import CapabilityError, UsageError
 
 __all__ = ["register", "run", "decide_direction", "looks_like_recipe"]
 

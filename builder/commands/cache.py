@@ -61,7 +61,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _clean(args: argparse.Namespace) -> int:
     if args.days is not None and args.days < 0:
-        from builder.errors import UsageError
+        from base.errors import UsageError
 
         raise UsageError("--days must not be negative")
     cache = _cache(args)

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa: ANN001
-    from builder.errors import RecipeError
+    from base.errors import RecipeError
     from builder.recipe import dumps, load_recipe, to_apptainer_json
     from builder.recipe.validate import build_problems
 

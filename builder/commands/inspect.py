@@ -86,7 +86,7 @@ def _text(meta: dict[str, Any], app: str, list_apps: bool) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from builder.errors import ImageError
+    from base.errors import ImageError
     from builder.images.metadata import go_json, read_metadata
 
     full = read_metadata(args.image)

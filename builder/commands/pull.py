@@ -63,7 +63,7 @@ def prompt_login(stdin=None, ask_password=None):
     prompts). Raises ``UsageError`` when there is no terminal to ask on."""
     import getpass
 
-    from builder.errors import UsageError
+    from base.errors import UsageError
     from builder.sources.oci import Credentials
 
     stdin = sys.stdin if stdin is None else stdin
@@ -162,7 +162,7 @@ def layer_progress(stream=None):
 
 
 def _copy_atomic(src: Path, target: Path, force: bool) -> None:
-    from builder.errors import ImageError
+    from base.errors import ImageError
 
     if os.path.lexists(target) and not force:
         raise ImageError(f"{target} already exists", path=str(target), hint="use --force to overwrite it")
@@ -199,7 +199,7 @@ def _image_progress(args: argparse.Namespace, name: str):
 
 def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, fmt: str) -> None:
     """``library://`` and ``shub://``: download (cached, verified), then place as TARGET."""
-    from builder.errors import UsageError
+    from base.errors import UsageError
     from builder.sources import library, shub
     from builder.sources.download import cache_for
 
@@ -222,7 +222,7 @@ def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, fmt: str)
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from builder.errors import UsageError
+    from base.errors import UsageError
     from builder.images import format_for_target
 
     if len(args.args) > 2:
@@ -250,7 +250,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from builder.errors import UsageError
+    from base.errors import UsageError
     from builder.sources.oci.oras import push_oras
 
     if not args.ref.startswith("oras://"):

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ImageError, UsageError
+from base.errors import ImageError, UsageError
 from builder.images import ext3, metadata, sandbox, sif, writers
 from builder.images.elfarch import rootfs_arch
 from builder.images.probe import ImageInfo, probe

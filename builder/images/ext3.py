@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from builder.errors import CapabilityError, UsageError
+from base.errors import CapabilityError, UsageError
 from builder.images.squashfs import run_checked
 
 __all__ = ["OverlayOptions", "MIN_OVERLAY_MIB", "write_overlay", "write_ext3", "extract_ext3"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from builder.errors import ImageError
-from builder.records import Frozen
+from base.errors import ImageError
+from base.records import Frozen
 
 __all__ = [
     "SQUASHFS_MAGIC", "SIMG_LAUNCH", "EXT_MAGIC", "COMPRESSORS", "SquashfsSuper", "Ext3Super",

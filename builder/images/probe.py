@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-from builder.errors import ImageError
-from builder.records import Frozen
+from base.errors import ImageError
+from base.records import Frozen
 from builder.images import headers, sif
 
 TYPE_CHECKING = False

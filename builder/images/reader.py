@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.images.probe import ImageInfo, probe
 
 __all__ = ["Tree", "open_tree"]

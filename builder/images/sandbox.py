@@ -18,7 +18,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from builder.errors import BuildError, ImageError
+from base.errors import BuildError, ImageError
 
 __all__ = ["copy_tree", "place_tree", "fix_perms"]
 

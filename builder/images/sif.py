@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import struct
 
-from builder.errors import ImageError
-from builder.records import Frozen
+from base.errors import ImageError
+from base.records import Frozen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import BuildError, ImageError
+from base.errors import BuildError, ImageError
 from builder.images import sqfs_format as fmt
 from builder.images.sqfs_blocks import BlockWriter, write_at
 from builder.images.sqfs_format import BLOCK_SIZE, Inode

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import BuildError, CapabilityError, ImageError
+from base.errors import BuildError, CapabilityError, ImageError
 
 __all__ = ["PackOptions", "PACKERS", "uses_mksquashfs", "pack", "unpack", "open_image", "Runner", "split_mksquashfs_args",
            "require_mksquashfs"]

@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.images import sif
 from builder.images.headers import SIMG_LAUNCH
 from builder.images.squashfs import PackOptions, Runner, pack

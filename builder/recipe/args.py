@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import Diagnostic, RecipeError, UsageError
+from base.errors import Diagnostic, RecipeError, UsageError
 from builder.recipe import gostr
 from builder.recipe.hints import closest
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from builder.errors import Diagnostic, RecipeError
+from base.errors import Diagnostic, RecipeError
 from builder.recipe import gostr
 from builder.recipe.hints import header_key_hint
 from builder.recipe.model import HEADER_KEYS, HeaderEntry

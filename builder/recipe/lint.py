@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from builder.errors import Diagnostic
+from base.errors import Diagnostic
 
 __all__ = ["bashism_warnings"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 
-from builder.errors import Diagnostic, RecipeError, UsageError
+from base.errors import Diagnostic, RecipeError, UsageError
 from builder.recipe import gostr
 from builder.recipe.args import BuildArgs, read_defaults, template
 from builder.recipe.hints import shell_var_hint

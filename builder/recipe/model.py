@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from builder.errors import Diagnostic
+from base.errors import Diagnostic
 from builder.recipe.scan import Token
 
 __all__ = [

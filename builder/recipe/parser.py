@@ -9,7 +9,7 @@ raises ``EmptyStage``, which the multi-stage split drops silently as Apptainer d
 
 from __future__ import annotations
 
-from builder.errors import Diagnostic, RecipeError
+from base.errors import Diagnostic, RecipeError
 from builder.recipe import gostr
 from builder.recipe.header import parse_header
 from builder.recipe.hints import section_hint

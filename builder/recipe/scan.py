@@ -1,7 +1,7 @@
 """Split one build stage's text into its header and section tokens, as Apptainer's scanner does.
 
 The line structure comes from the lark grammar ``grammar/recipe.lark`` (compiled once per
-process, and cached between processes in sbuild's cache directory (builder.cachedir)). Each line keeps its original text
+process, and cached between processes in sbuild's cache directory (base.cachedir)). Each line keeps its original text
 (with ``\\r\\n`` and all) for the lossless model; ``go`` gives the line as Go's
 ``bufio.ScanLines`` sees it: one trailing ``\\r`` removed and ``\\n`` appended.
 
@@ -80,7 +80,7 @@ def _private_cache_dir() -> str | None:
     lark's cache is a pickle: loading one from a directory others can write (such as a
     shared /tmp, lark's default) would let them run code as us, so we never do.
     """
-    from builder.cachedir import cache_root
+    from base.cachedir import cache_root
 
     path = os.path.join(cache_root(), "grammar")
     try:

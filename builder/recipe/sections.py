@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from builder.errors import Diagnostic, RecipeError
+from base.errors import Diagnostic, RecipeError
 from builder.recipe import gostr
 from builder.recipe.model import APP_SECTIONS, FileTransfer, FilesBlock, Script, Section
 from builder.recipe.scan import Token

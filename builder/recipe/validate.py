@@ -9,7 +9,7 @@ interpreter. An agent Apptainer knows but sbuild does not build yet is reported 
 
 from __future__ import annotations
 
-from builder.errors import Diagnostic
+from base.errors import Diagnostic
 from builder.recipe import gostr
 from builder.recipe.args import read_defaults
 from builder.recipe.hints import HEADER_TITLES, closest, shell_var_hint

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from builder.bundle import Bundle
-from builder.errors import BuildError
+from base.errors import BuildError
 from builder.recipe import Stage
 from builder.steps.baseenv import write_base_env
 from builder.steps.paths import write_file

@@ -17,7 +17,7 @@ import os
 import shutil
 
 from builder.bundle import Bundle
-from builder.errors import BuildError, CapabilityError
+from base.errors import BuildError, CapabilityError
 from builder.recipe import Stage
 from builder.steps.baseenv import write_base_env
 from builder.steps.paths import write_file

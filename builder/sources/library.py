@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import CapabilityError, Diagnostic, ImageError, RecipeError
+from base.errors import CapabilityError, Diagnostic, ImageError, RecipeError
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
 from builder.sources.libraryapi import ARCH_TAGS_API, LibraryClient, discover, newer_or_equal, oci_pull
 from builder.sources.oci.errors import AuthError, DigestError, ReferenceError_, RegistryError, redact

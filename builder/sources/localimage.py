@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from builder.bundle import Bundle
-from builder.errors import BuildError
+from base.errors import BuildError
 from builder.images import extract_image
 from builder.recipe import Stage
 from builder.steps.baseenv import write_base_env

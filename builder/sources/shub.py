@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from builder.errors import Diagnostic, RecipeError
+from base.errors import Diagnostic, RecipeError
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
 from builder.sources.oci.cache import REFS_DIR
 from builder.sources.oci.errors import AuthError, ReferenceError_, RegistryError
@@ -177,7 +177,7 @@ def open_image(path: Path, tmpdir: Path | None = None) -> Iterator[Path]:
             with gzip.open(path, "rb") as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         except (OSError, EOFError) as e:
-            from builder.errors import ImageError
+            from base.errors import ImageError
 
             raise ImageError(f"decompressing the shub image {path}: {e}", path=str(path)) from e
         yield out

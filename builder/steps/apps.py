@@ -22,7 +22,7 @@ import re
 import subprocess
 
 from builder.bundle import Bundle
-from builder.errors import BuildError
+from base.errors import BuildError
 from builder.images import go_json
 from builder.recipe import Stage
 from builder.steps.paths import write_file

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from builder.errors import CapabilityError, UsageError
+from base.errors import CapabilityError, UsageError
 
 __all__ = ["preflight", "check_room", "tree_size", "free_bytes", "no_space_hint", "first_unreadable",
            "MIN_TMP_FREE"]

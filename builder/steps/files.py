@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from builder.bundle import Bundle
-from builder.errors import BuildError
+from base.errors import BuildError
 from builder.recipe import FileTransfer, Stage
 from builder.steps.options import StepOptions
 from builder.steps.paths import inside

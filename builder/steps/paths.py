@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from builder.securejoin import resolve_inside
+from base.securejoin import resolve_inside
 
 __all__ = ["inside", "write_file"]
 

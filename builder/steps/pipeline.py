@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.bundle import Bundle
-from builder.errors import BuildError, CapabilityError, RecipeError, SbuildError
+from base.errors import BuildError, CapabilityError, RecipeError, SbuildError
 from builder.images import ImageResult, write_image
 from builder.recipe import Recipe, Stage
 from builder.sources import lookup_agent

@@ -17,7 +17,7 @@ import os
 import subprocess
 
 from builder.bundle import Bundle
-from builder.errors import BuildError
+from base.errors import BuildError
 from builder.recipe import Stage
 from builder.steps.options import StepOptions
 

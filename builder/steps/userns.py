@@ -30,8 +30,8 @@ import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from builder import errors
-from builder.errors import CapabilityError, SbuildError
+from base import errors
+from base.errors import CapabilityError, SbuildError
 
 __all__ = ["build_identity", "identity_userns", "call_in_userns", "IDENTITIES"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import BuildError
+from base.errors import BuildError
 from builder.images.convert import extract_image, write_image
 from builder.images.probe import probe
 from builder.images.reader import open_tree

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.images import sif
 from builder.images.probe import probe
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.images.sqfs_pack import SquashOptions, pack_directory
 
 from .conftest import need, run
@@ -242,7 +242,7 @@ def _unreadable(shared: Path, unprivileged_user) -> None:  # noqa: ANN001
     (root / "secret").chmod(0)
     (root / "locked").chmod(0)
     code = ("import sys; from builder.images.sqfs_pack import pack_directory\n"
-            "from builder.errors import BuildError\n"
+            "from base.errors import BuildError\n"
             "try:\n    pack_directory(sys.argv[1], sys.argv[2])\n"
             "except BuildError as e:\n    print(e, e.output_tail); sys.exit(1)\n")
     out = unprivileged_user.home / "out.sqfs"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import BuildError, ImageError, UsageError
+from base.errors import BuildError, ImageError, UsageError
 from builder.images import sif
 from builder.images.convert import convert_image, extract_image, format_for_target, write_image
 from builder.images.probe import probe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.errors import RecipeError, UsageError
+from base.errors import RecipeError, UsageError
 from builder.recipe import BuildArgs, parse_recipe, read_build_args
 from builder.recipe.args import template
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import RecipeError
+from base.errors import RecipeError
 from builder.recipe import gostr, load_recipe, parse_definition, parse_recipe, to_apptainer_json
 from builder.recipe.parser import EmptyStage
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from builder.errors import RecipeError
+from base.errors import RecipeError
 from builder.recipe import parse_recipe
 
 HEAD = "Bootstrap: docker\nFrom: debian:12\n\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.errors import RecipeError
+from base.errors import RecipeError
 from builder.recipe import parse_recipe
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.errors import RecipeError
+from base.errors import RecipeError
 from builder.recipe import BuildArgs, parse_recipe, to_apptainer_json
 
 SEED = (

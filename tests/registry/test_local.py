@@ -11,7 +11,7 @@ import time
 import images as I
 import pytest
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.sources.oci import DigestError, FetchOptions, PlatformError, fetch_to_rootfs, parse_platform
 
 OPTS = FetchOptions(platform=parse_platform("amd64"), environ={})

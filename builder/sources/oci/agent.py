@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from builder.errors import RecipeError, Diagnostic
+from base.errors import RecipeError, Diagnostic
 from builder.sources.oci.config import base_labels, oci_config_json, write_docker_metadata
 from builder.sources.oci.puller import FetchOptions, fetch_to_rootfs
 from builder.sources.oci.platform import parse_platform

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.cachedir import cache_root
+from base.cachedir import cache_root
 from builder.sources.oci.errors import DigestError
 from builder.sources.oci.stream import parse_digest
 
@@ -33,7 +33,7 @@ REFS_DIR = "shub"  # <root>/shub/<version>: small files naming the blob of a shu
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The blob cache's root: sbuild's cache root (``builder.cachedir``)."""
+    """The blob cache's root: sbuild's cache root (``base.cachedir``)."""
     return Path(cache_root(environ))
 
 

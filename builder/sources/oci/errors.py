@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from builder.errors import BuildError, ImageError, UsageError
+from base.errors import BuildError, ImageError, UsageError
 
 __all__ = ["RegistryError", "AuthError", "DigestError", "ReferenceError_",
            "PlatformError", "LayerError", "redact"]

@@ -7,7 +7,7 @@ Rules (OCI image-spec layer.md, umoci ``oci/layer/tar_extract.go``):
 
 - every entry name is cleaned lexically (``..`` and a leading ``/`` cannot climb out) and
   its parent directory is resolved *inside* the root: symlinks met on the way, absolute or
-  relative, are interpreted with the rootfs as ``/`` (``builder.securejoin``). The last
+  relative, are interpreted with the rootfs as ``/`` (``base.securejoin``). The last
   component is never followed. Hardlink targets are resolved the same way. Nothing is
   ever written, linked or removed outside ``root``.
 - whiteouts ``.wh.NAME`` remove NAME and opaque ``.wh..wh..opq`` remove a directory's
@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from builder.securejoin import resolve_inside
+from base.securejoin import resolve_inside
 from builder.sources.oci.errors import LayerError
 from builder.sources.oci.fsops import (FileWriter, Metadata, clear_xattrs, is_dir, lstat,
                                        make_traversable, write_all, write_sparse)

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from builder.errors import CapabilityError, ImageError
+from base.errors import CapabilityError, ImageError
 from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError
 from builder.sources.oci.puller import (FetchOptions, Progress, Resolved, _image_config, _json,

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.images import file_digest
 from builder.sources.oci.cache import cache_for
 from builder.sources.oci.errors import RegistryError

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from builder.errors import ImageError
+from base.errors import ImageError
 from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.client import INDEX_TYPES, ClientOptions, RegistryClient

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from builder.errors import CapabilityError
+from base.errors import CapabilityError
 from builder.sources.oci.errors import LayerError
 
 try:  # zlib-ng inflates about twice as fast as zlib, with the same output; optional

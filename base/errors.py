@@ -13,7 +13,7 @@ Exit statuses (the command-line contract in DESIGN.md):
 
 from __future__ import annotations
 
-from builder.records import Frozen
+from base.records import Frozen
 
 __all__ = [
     "SbuildError",

@@ -1,0 +1,10 @@
+"""sbuild's base layer: what the builder and the runtime both stand on.
+
+``errors`` (the exception tree every part raises), ``records`` (frozen value records),
+``securejoin`` (path resolution that never leaves a root), ``cachedir`` (where the cache
+lives). Modules here import only the standard library and each other, never ``builder``,
+``runtime`` or ``grammar`` (``tests/test_layers.py`` enforces it), and each is cheap to
+import: the runtime loads them on its launch path.
+"""
+
+__all__: list[str] = []
