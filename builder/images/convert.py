@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from base.errors import ImageError, UsageError
+from base.gojson import marshal
 from builder.images import ext3, metadata, sandbox, sif, writers
 from builder.images.elfarch import rootfs_arch
 from builder.images.probe import ImageInfo, probe
@@ -117,7 +118,7 @@ def _atomic(target: Path, force: bool) -> Iterator[Path]:
 
 def _metadata_json(tree, deffile: bytes | None = None) -> bytes:
     text = deffile.decode("utf-8", "replace") if deffile else None
-    return metadata.go_json(metadata.collect(tree, deffile=text)).encode()
+    return marshal(metadata.collect(tree, deffile=text)).encode()
 
 
 def _pack_rootfs(rootfs: Path, out: Path, fmt: str, deffile: bytes, json_objects: dict[str, bytes] | None,
