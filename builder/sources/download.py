@@ -36,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.utils import get_environ_proxies
 
+from base.env import apptainer_flag
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.errors import AuthError, DigestError, RegistryError, redact
 
@@ -77,8 +78,8 @@ class Expect:
 
 
 def env_nohttps(environ: Mapping[str, str]) -> bool:
-    """``$APPTAINER_NOHTTPS`` / ``$SINGULARITY_NOHTTPS`` set to a true value."""
-    return any(environ.get(p + "NOHTTPS", "").lower() in ("1", "true", "yes") for p in ("APPTAINER_", "SINGULARITY_"))
+    """``$APPTAINER_NOHTTPS`` (else ``$SINGULARITY_NOHTTPS``) set to a true value."""
+    return apptainer_flag("NOHTTPS", environ)
 
 
 def same_origin(url: str, base: str) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from base.env import apptainer_flag
 from base.errors import ImageError
 from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
@@ -85,8 +86,7 @@ class LayerSource(Protocol):
 
 def registry_client(ref: Reference, options: FetchOptions, **kw) -> RegistryClient:
     env = options.env()
-    nohttps = options.nohttps or any(env.get(p + "NOHTTPS") in ("1", "true", "yes")
-                                     for p in ("APPTAINER_", "SINGULARITY_"))
+    nohttps = options.nohttps or apptainer_flag("NOHTTPS", env)
     creds = find_credentials(ref.registry, login=options.login, authfile=options.authfile, environ=env)
     return RegistryClient(ref.api_host, ClientOptions(nohttps=nohttps, tls_verify=options.tls_verify,
                                                       ca_bundle=options.ca_bundle, credentials=creds), **kw)
