@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,14 +93,15 @@ def registry_client(ref: Reference, options: FetchOptions, **kw) -> RegistryClie
                                                       ca_bundle=options.ca_bundle, credentials=creds), **kw)
 
 
-def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions,
-                    progress: Progress | None = None) -> ImageConfig:
-    """Fill ``rootfs`` with the image ``ref``; see the package docstring for the refs."""
+def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress: Progress | None = None, *,
+                    sleep: Callable[[float], None] = time.sleep) -> ImageConfig:
+    """Fill ``rootfs`` with the image ``ref``; see the package docstring for the refs.
+    ``sleep`` waits out the registry client's retry back-off."""
     from builder.sources.oci import local
 
     if ref.startswith("docker://"):
         with cache_for(options) as cache:
-            return _fetch_registry(ref, Path(rootfs), options, cache, progress)
+            return _fetch_registry(ref, Path(rootfs), options, cache, progress, sleep)
     for prefix in local.TRANSPORTS:
         if ref.startswith(prefix + ":"):
             return local.fetch_local(prefix, ref[len(prefix) + 1:], Path(rootfs), options, progress)
@@ -136,9 +138,9 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
 
 
 def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobCache,
-                    progress: Progress | None) -> ImageConfig:
+                    progress: Progress | None, sleep: Callable[[float], None]) -> ImageConfig:
     ref = parse_reference(text)
-    client = registry_client(ref, options)
+    client = registry_client(ref, options, sleep=sleep)
     resolved = resolve_registry(client, ref, options.want(), cache)
     layers = _tar_layers(resolved.manifest)
     cancel = threading.Event()
