@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from base.env import apptainer_env
+
 __all__ = ["cache_root"]
 
 
@@ -22,8 +24,8 @@ def cache_root(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     if env.get("SBUILD_CACHEDIR"):
         return env["SBUILD_CACHEDIR"]
-    for var in ("APPTAINER_CACHEDIR", "SINGULARITY_CACHEDIR"):
-        if env.get(var):
-            return os.path.join(env[var], "sbuild")
+    legacy = apptainer_env("CACHEDIR", env)
+    if legacy:
+        return os.path.join(legacy, "sbuild")
     xdg = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
     return os.path.join(xdg, "sbuild")

@@ -8,15 +8,14 @@ temporary directory; ``remove`` deletes it (also when files in it are read-only)
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from base.errors import BuildError
+from base.fsutil import remove_tree
 
 __all__ = ["Bundle"]
 
@@ -54,10 +53,4 @@ class Bundle:
 
     def remove(self) -> None:
         """Delete the bundle, making read-only directories writable first."""
-        for dirpath, dirnames, _ in os.walk(self.work):
-            for d in dirnames:
-                p = os.path.join(dirpath, d)
-                if not os.path.islink(p):
-                    with contextlib.suppress(OSError):
-                        os.chmod(p, 0o700)
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_tree(self.work)

@@ -112,6 +112,8 @@ def _extract(image: str, offset: int, target: str) -> None:
     import shutil
     import tempfile
 
+    from base.fsutil import remove_tree
+
     parent = os.path.dirname(target)
     work = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     out = os.path.join(work, "rootfs")
@@ -132,7 +134,7 @@ def _extract(image: str, offset: int, target: str) -> None:
         os.chmod(out, 0o755)
         os.rename(out, target)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
 
 
 def _site_packages() -> None:

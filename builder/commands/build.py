@@ -24,6 +24,7 @@ import re
 import sys
 from pathlib import Path
 
+from base.env import apptainer_env, apptainer_flag
 from builder.commands import add_output_flags
 from builder.commands.check import add_build_arg_flags, build_args_from
 from base.errors import CapabilityError, UsageError
@@ -66,12 +67,7 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
     p.set_defaults(handler=run)
 
 
-def _env(name: str) -> str | None:
-    return os.environ.get(f"APPTAINER_{name}") or os.environ.get(f"SINGULARITY_{name}") or None
-
-
-def _env_flag(name: str) -> bool:
-    return (_env(name) or "").lower() in ("1", "true", "yes")
+_env, _env_flag = apptainer_env, apptainer_flag  # flag defaults from $APPTAINER_/$SINGULARITY_<NAME>
 
 
 def looks_like_recipe(path: Path) -> bool:

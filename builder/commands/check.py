@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa: ANN001
     from base.errors import RecipeError
-    from builder.recipe import dumps, load_recipe, to_apptainer_json
+    from base.gojson import marshal
+    from builder.recipe import load_recipe, to_apptainer_json
     from builder.recipe.validate import build_problems
 
     try:
@@ -81,7 +82,7 @@ def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa
     for problem in problems:
         print(problem.render(), file=sys.stderr)
     if args.json:
-        print(dumps([to_apptainer_json(stage, recipe.full_raw) for stage in recipe.stages]))
+        print(marshal([to_apptainer_json(stage, recipe.full_raw) for stage in recipe.stages]))
     elif not problems and not args.quiet:
         agents = " -> ".join(stage.bootstrap for stage in recipe.stages)
         print(f"{path}: ok ({len(recipe.stages)} stage{'s' * (len(recipe.stages) > 1)}: {agents})")

@@ -87,7 +87,8 @@ def _text(meta: dict[str, Any], app: str, list_apps: bool) -> str:
 
 def _inspect(args: argparse.Namespace) -> int:
     from base.errors import ImageError
-    from builder.images.metadata import go_json, read_metadata
+    from base.gojson import marshal_indent
+    from builder.images.metadata import read_metadata
 
     full = read_metadata(args.image)
     app = "" if args.all else args.app
@@ -96,14 +97,14 @@ def _inspect(args: argparse.Namespace) -> int:
         raise ImageError(f"{args.image}: no app named {app!r}",
                          hint=("apps in this image: " + ", ".join(sorted(apps))) if apps else "this image has no apps")
     if args.all:
-        print(go_json(full, indent=True))
+        print(marshal_indent(full))
         return 0
     wanted = {s for s in _SECTIONS if getattr(args, s)}
     if not wanted and not args.list_apps:
         wanted = {"labels"}
     meta = select(full, wanted, app, args.list_apps)
     if args.json:
-        print(go_json(meta, indent=True))
+        print(marshal_indent(meta))
     else:
         print(_text(meta, app, args.list_apps), end="")
     return 0

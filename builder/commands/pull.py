@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from base.fsutil import remove_tree
 from builder.commands import add_output_flags
 
 __all__ = ["register", "pull_image", "place_image", "prompt_login", "layer_progress"]
@@ -113,16 +114,7 @@ def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False
         write_image(rootfs, target, fmt, force=force, move=True,
                     json_objects={"oci-config.json": oci_config_json(image)} if fmt == "sif" else None)
     finally:
-        _remove_tree(work)
-
-
-def _remove_tree(path: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+        remove_tree(work)
 
 
 def layer_progress(stream=None):

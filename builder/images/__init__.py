@@ -19,7 +19,7 @@ _WHERE = {
     "FORMATS": "convert", "ImageResult": "convert", "convert_image": "convert",
     "create_overlay": "convert", "extract_image": "convert", "file_digest": "convert",
     "format_for_target": "convert", "write_image": "convert", "OverlayOptions": "ext3",
-    "collect": "metadata", "go_json": "metadata",
+    "collect": "metadata",
     "Tree": "reader", "open_tree": "reader", "PackOptions": "squashfs",
     "require_mksquashfs": "squashfs", "split_mksquashfs_args": "squashfs",
 }

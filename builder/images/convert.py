@@ -19,13 +19,14 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from base.errors import ImageError, UsageError
+from base.fsutil import remove_tree
+from base.gojson import marshal
 from builder.images import ext3, metadata, sandbox, sif, writers
 from builder.images.elfarch import rootfs_arch
 from builder.images.probe import ImageInfo, probe
@@ -76,20 +77,6 @@ def file_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        for dirpath, dirnames, _ in os.walk(path):  # make unwritable dirs deletable
-            for d in dirnames:
-                with contextlib.suppress(OSError):
-                    p = os.path.join(dirpath, d)
-                    if not os.path.islink(p):
-                        os.chmod(p, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
 @contextlib.contextmanager
 def _atomic(target: Path, force: bool) -> Iterator[Path]:
     """Yield a fresh temp path beside ``target``; rename it into place on success."""
@@ -112,12 +99,12 @@ def _atomic(target: Path, force: bool) -> Iterator[Path]:
             os.rename(target, tmp_dir / "old")  # rename(2) cannot replace across file/dir
         os.replace(tmp, target)
     finally:
-        _remove(tmp_dir)
+        remove_tree(tmp_dir)
 
 
 def _metadata_json(tree, deffile: bytes | None = None) -> bytes:
     text = deffile.decode("utf-8", "replace") if deffile else None
-    return metadata.go_json(metadata.collect(tree, deffile=text)).encode()
+    return marshal(metadata.collect(tree, deffile=text)).encode()
 
 
 def _pack_rootfs(rootfs: Path, out: Path, fmt: str, deffile: bytes, json_objects: dict[str, bytes] | None,

@@ -6,9 +6,8 @@ and the SCIF apps under ``/scif/apps`` into the shape of Apptainer's
 ``inspect.Metadata`` (``{"data": {"attributes": …}, "type": "container"}``), the same
 object a SIF stores as ``inspect-metadata.json`` (spec §D.2). File contents lose their
 trailing newlines, as inspect's shell reader does.
-
-``go_json`` serialises like Go's ``encoding/json``: struct fields in declaration order,
-map keys sorted, ``< > &`` escaped, raw UTF-8; compact or ``MarshalIndent(…, "", "\\t")``.
+The attributes are laid out in Go's struct field order (``ATTRIBUTE_ORDER``), for
+``base.gojson`` to write as Go's ``encoding/json`` does.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 
 from builder.images.reader import Tree
 
-__all__ = ["collect", "read_metadata", "go_json", "empty_metadata", "ATTRIBUTE_ORDER", "APP_ATTRIBUTE_ORDER"]
+__all__ = ["collect", "read_metadata", "empty_metadata", "ATTRIBUTE_ORDER", "APP_ATTRIBUTE_ORDER"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -111,18 +110,6 @@ def collect(tree: Tree, *, deffile: str | None = None) -> dict[str, Any]:
     meta = empty_metadata()
     meta["data"]["attributes"] = _ordered(attrs, ATTRIBUTE_ORDER)
     return meta
-
-
-def go_json(obj: Any, *, indent: bool = False) -> str:
-    """``obj`` serialised as Go's json.Marshal (or MarshalIndent with a tab) would."""
-    if indent:
-        text = json.dumps(obj, ensure_ascii=False, indent="\t", separators=(",", ": "))
-    else:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(ch, esc)
-    return text
 
 
 def _sif_metadata(info) -> tuple[dict[str, Any] | None, str | None]:

@@ -9,7 +9,7 @@ Entry points:
 """
 
 from builder.recipe.args import BuildArgs, read_build_args
-from builder.recipe.gojson import dumps, to_apptainer_json
+from builder.recipe.gojson import to_apptainer_json
 from builder.recipe.load import load_recipe, parse_recipe, split_chunks
 from builder.recipe.model import (
     APP_SECTIONS,
@@ -30,6 +30,6 @@ __all__ = [
     "APP_SECTIONS", "HEADER_KEYS", "STANDARD_SECTIONS",
     "BuildArgs", "Chunk", "EmptyStage", "FileTransfer", "FilesBlock", "HeaderEntry", "Recipe",
     "Script", "Section", "Stage",
-    "dumps", "load_recipe", "parse_definition", "parse_recipe", "read_build_args",
+    "load_recipe", "parse_definition", "parse_recipe", "read_build_args",
     "split_chunks", "to_apptainer_json",
 ]

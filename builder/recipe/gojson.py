@@ -1,20 +1,20 @@
 """A stage as JSON in the schema of Apptainer's parsed definition (spec §A.11).
 
-Field order, ``null`` versus ``[]``/``{}``, base64 ``raw``/``fullraw`` and the escaping of
-``<``, ``>``, ``&``, U+2028 and U+2029 follow Go's ``encoding/json`` on ``types.Definition``,
-so a tool reading Apptainer's output reads ours the same way.
+Field order, ``null`` versus ``[]``/``{}`` and base64 ``raw``/``fullraw`` follow Go's
+``encoding/json`` on ``types.Definition``; written with ``base.gojson.marshal`` (Go's
+escaping of ``<``, ``>``, ``&``, U+2028 and U+2029), a tool reading Apptainer's output reads
+ours the same way.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from builder.recipe import gostr
 from builder.recipe.model import Script, Stage
 
-__all__ = ["to_apptainer_json", "dumps"]
+__all__ = ["to_apptainer_json"]
 
 
 def _script(script: Script) -> dict[str, str]:
@@ -70,13 +70,3 @@ def to_apptainer_json(stage: Stage, full_raw: bytes, raw: bytes | None = None) -
         "appOrder": [gostr.json_text(a) for a in stage.app_order],
     }
 
-
-_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def dumps(value: Any, indent: int | None = None) -> str:
-    """JSON text with Go's HTML-safe escaping (``json.Marshal`` by default escapes these)."""
-    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=(",", ":") if indent is None else None)
-    for char, escaped in _GO_ESCAPES.items():
-        text = text.replace(char, escaped)
-    return text

@@ -1,11 +1,12 @@
 """HTTP plumbing shared by the ``library://`` and ``shub://`` sources: one session, verified
 downloads into the blob cache.
 
-``Http`` wraps a ``requests`` session (``trust_env`` off, so ``~/.netrc`` never adds
-credentials; proxies still come from the environment). ``Http.get`` retries connection
-errors and 5xx answers a few times with backoff and sends ``token`` as a Bearer header
-only to ``token_origin`` (scheme+host:port): redirects are followed by hand, so object
-storage never sees the library's token.
+``Http`` sends through an ``oci.http.Transport`` (the registry client's session settings:
+``trust_env`` off, so ``~/.netrc`` never adds credentials; proxies still come from the
+environment). ``Http.get`` retries connection errors and 5xx answers a few times with
+backoff (``base.retry``; ``Retry-After`` is not read) and sends ``token`` as a Bearer
+header only to ``token_origin`` (scheme+host:port): redirects are followed by hand, so
+object storage never sees the library's token.
 
 ``store(...)`` downloads an image into the content-addressed ``BlobCache`` (protocols §3.4,
 §4.2): one stream, or parallel ``Range`` parts written in place. The bytes are hashed as they
@@ -34,12 +35,14 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.utils import get_environ_proxies
 
+from base.env import apptainer_flag
+from base.retry import Backoff
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.errors import AuthError, DigestError, RegistryError, redact
+from builder.sources.oci.http import Transport, same_origin, short_error
 
-__all__ = ["Http", "DownloadOptions", "Expect", "store", "cache_for", "same_origin", "env_nohttps", "USER_AGENT"]
+__all__ = ["Http", "DownloadOptions", "Expect", "store", "cache_for", "env_nohttps", "USER_AGENT"]
 
 log = logging.getLogger("sbuild.sources.download")
 USER_AGENT = "sbuild/0.1 (library-client)"
@@ -77,22 +80,8 @@ class Expect:
 
 
 def env_nohttps(environ: Mapping[str, str]) -> bool:
-    """``$APPTAINER_NOHTTPS`` / ``$SINGULARITY_NOHTTPS`` set to a true value."""
-    return any(environ.get(p + "NOHTTPS", "").lower() in ("1", "true", "yes") for p in ("APPTAINER_", "SINGULARITY_"))
-
-
-def same_origin(url: str, base: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-def _short(e: object) -> str:
-    text = str(e) or type(e).__name__
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Max retries exceeded" in text or "NameResolution" in text:
-        return "connection failed"
-    return redact(text)[:300]
+    """``$APPTAINER_NOHTTPS`` (else ``$SINGULARITY_NOHTTPS``) set to a true value."""
+    return apptainer_flag("NOHTTPS", environ)
 
 
 def _server_message(resp: requests.Response) -> str:
@@ -131,36 +120,31 @@ class Http:
         self.service = service  # "library https://host" etc., for messages
         self.options = options
         self._token, self._origin = token, token_origin
-        self.session = session or requests.Session()
-        self.session.trust_env = False
-        self._sleep = sleep
-
-    def _headers(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT, **(extra or {})}
-        if self._token and self._origin and same_origin(url, self._origin):
-            headers["Authorization"] = "Bearer " + self._token
-        return headers
+        backoff = Backoff(options.retries, options.backoff, statuses=_RETRY, retry_after=False, sleep=sleep)
+        self.transport = Transport(USER_AGENT, options.timeout, options.ca_bundle or True, backoff,
+                                   session=session)
 
     def _send(self, url: str, headers: Mapping[str, str] | None, stream: bool) -> requests.Response:
-        return self.session.get(url, headers=self._headers(url, headers), stream=stream, allow_redirects=False,
-                                timeout=self.options.timeout, verify=self.options.ca_bundle or True,
-                                proxies=get_environ_proxies(url))
+        headers = dict(headers or {})
+        if self._token and self._origin and same_origin(url, self._origin):
+            headers["Authorization"] = "Bearer " + self._token
+        return self.transport.send("GET", url, headers=headers, stream=stream)
 
     def get(self, url: str, *, what: str, headers: Mapping[str, str] | None = None, stream: bool = False,
             stop_at: tuple[int, ...] = (), ok: tuple[int, ...] = (200,)) -> requests.Response:
         """GET ``url``, following redirects (up to 10) except to a status in ``stop_at``;
         raise ``RegistryError`` (``AuthError`` for 401/403) unless the status is in ``ok``."""
-        attempt, hops = 0, 0
+        tries, hops = self.transport.backoff.start(), 0
         while True:
             try:
                 resp = self._send(url, headers, stream)
             except requests.exceptions.SSLError as e:
                 raise _tls_error(e, what, self.service) from e
             except requests.exceptions.RequestException as e:
-                attempt += 1
-                if attempt >= self.options.retries:
-                    raise RegistryError(f"{what}: {self.service}: {_short(e)}", registry=self.service) from e
-                self._sleep(self.options.backoff * 2 ** (attempt - 1))
+                delay = tries.next_delay()
+                if delay is None:
+                    raise RegistryError(f"{what}: {self.service}: {short_error(e)}", registry=self.service) from e
+                self.transport.backoff.sleep(delay)
                 continue
             if resp.is_redirect and resp.status_code not in stop_at:
                 hops += 1
@@ -169,11 +153,11 @@ class Http:
                 url = urljoin(resp.url, resp.headers.get("Location", ""))
                 resp.close()
                 continue
-            if resp.status_code in _RETRY and attempt + 1 < self.options.retries:
-                attempt += 1
+            delay = tries.next_delay() if resp.status_code in self.transport.backoff.statuses else None
+            if delay is not None:
                 log.debug("%s: HTTP %s, retrying", what, resp.status_code)
                 resp.close()
-                self._sleep(self.options.backoff * 2 ** (attempt - 1))
+                self.transport.backoff.sleep(delay)
                 continue
             if resp.status_code not in ok and resp.status_code not in stop_at:
                 raise self.error(resp, what)

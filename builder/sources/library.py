@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from base.env import apptainer_env
 from base.errors import CapabilityError, Diagnostic, ImageError, RecipeError
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
 from builder.sources.libraryapi import ARCH_TAGS_API, LibraryClient, discover, newer_or_equal, oci_pull
@@ -138,7 +139,7 @@ def library_url(ref: LibraryRef, options: LibraryOptions) -> str:
     if ref.host:
         return ("http://" if options.nohttps else "https://") + ref.host
     env = options.env()
-    for value in (options.library, env.get("APPTAINER_LIBRARY"), env.get("SINGULARITY_LIBRARY")):
+    for value in (options.library, apptainer_env("LIBRARY", env)):
         if value and value.strip():
             return _normal_url(value, options.nohttps)
     remote = env.get("SBUILD_LIBRARY_REMOTE")

@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from base.errors import Diagnostic, RecipeError
+from base.fsutil import remove_tree
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
 from builder.sources.oci.cache import REFS_DIR
 from builder.sources.oci.errors import AuthError, ReferenceError_, RegistryError
@@ -182,7 +183,7 @@ def open_image(path: Path, tmpdir: Path | None = None) -> Iterator[Path]:
             raise ImageError(f"decompressing the shub image {path}: {e}", path=str(path)) from e
         yield out
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
 
 
 def options_for(opts, environ=None, **download) -> ShubOptions:

@@ -23,7 +23,7 @@ import subprocess
 
 from builder.bundle import Bundle
 from base.errors import BuildError
-from builder.images import go_json
+from base.gojson import marshal_indent
 from builder.recipe import Stage
 from builder.steps.paths import write_file
 from builder.steps.paths import inside
@@ -106,7 +106,7 @@ def _labels(body: str, app: str) -> str:
             continue
         key, _, value = line.partition(" ")
         labels[key.strip()] = value.strip()
-    return go_json(dict(sorted(labels.items())), indent=True)
+    return marshal_indent(labels, sort_keys=True)
 
 
 def appfiles_pairs(body: str) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-from builder.images import go_json
+from base.gojson import marshal_indent
 from builder.steps.paths import inside, write_file
 
 __all__ = ["write_labels", "read_label_file", "go_arch", "build_date"]
@@ -109,7 +109,7 @@ def write_labels(rootfs: Path, *, labels: dict[str, str], header: dict[str, str]
             log.warning("label %s already exists and will not be overwritten (use --force)", key)
             continue
         merged[key] = value
-    text = go_json(dict(sorted(merged.items())), indent=True)
+    text = marshal_indent(merged, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file(path, text, 0o644)
     return merged

@@ -106,11 +106,13 @@ def test_bad_blob_leaves_no_cache_entry_and_names_blob_and_registry(proxy, layou
     kw = {"truncate": {"truncate": 100, "times": -1}, "corrupt": {"corrupt": True, "times": -1},
           "status": {"status": 500, "times": -1}}[fault]
     proxy.faults.append(servers.Fault(match=f"/blobs/{digest}", **kw))
+    slept = []
     with pytest.raises(RegistryError) as e:
         fetch_to_rootfs(f"docker://{proxy.host}/{REPO}:1.0", tmp_path / "r",
                         opts(cache_dir) if fault != "status" else
-                        FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={}))
+                        FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={}), sleep=slept.append)
     assert digest in str(e.value) and proxy.host in str(e.value)
+    assert slept == ([1.0, 2.0, 4.0, 8.0] if fault == "status" else [])  # 5xx: 5 tries, doubling waits
     assert digest.split(":")[1] not in cached_blobs(cache_dir)
     assert not list((cache_dir / "tmp").iterdir())
     if fault == "corrupt":
@@ -120,8 +122,10 @@ def test_bad_blob_leaves_no_cache_entry_and_names_blob_and_registry(proxy, layou
 def test_transient_errors_are_retried(proxy, tmp_path, cache_dir, layout):
     proxy.faults += [servers.Fault(match="/manifests/", status=429, retry_after="0", times=2),
                      servers.Fault(match=f"/blobs/{_layer_digest(layout, 0)}", status=503, times=1)]
+    slept = []
     fetch_to_rootfs(f"docker://{proxy.host}/{REPO}:1.0", tmp_path / "r",
-                    FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={}))
+                    FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={}), sleep=slept.append)
+    assert slept == [0.0, 0.0, 1.0]  # Retry-After: 0 honoured twice, then the first back-off step
     assert (tmp_path / "r" / "hello.txt").read_text() == "hello from layer 3\n"
 
 

@@ -2,14 +2,15 @@
 
 Public API (stable; the build pipeline calls these):
 
-``fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress=None) -> ImageConfig``
+``fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress=None, *, sleep=time.sleep) -> ImageConfig``
     Fill the directory ``rootfs`` with the image ``ref``:
     ``docker://[registry/]name[:tag|@digest]``, ``oci:DIR[:tag|@digest]``,
     ``oci-archive:FILE[:tag]``, ``docker-archive:FILE[:name:tag]``, ``docker-daemon:IMAGE``.
     Layers download in parallel into the blob cache and are applied while they stream
     (umoci-equivalent: whiteouts, hardlinks, devices, xattrs, rootless rules; nothing is
     written outside ``rootfs``). ``progress(digest, done, total)`` is called as bytes
-    arrive. On error the rootfs is partly written and the caller removes it. Raises
+    arrive; ``sleep`` waits out the retry back-off (tests pass their own). On error the
+    rootfs is partly written and the caller removes it. Raises
     ``RegistryError``/``AuthError``/``DigestError`` (exit 1), ``ReferenceError_``
     (usage, 2), ``PlatformError``/``LayerError`` (image, 2), ``CapabilityError`` (3).
 

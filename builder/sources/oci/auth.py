@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from base.env import apptainer_env
 from builder.sources.oci.errors import AuthError
 
 __all__ = ["Credentials", "parse_challenges", "find_credentials", "HUB_KEY"]
@@ -121,11 +122,10 @@ def find_credentials(registry: str, *, login: Credentials | None = None,
     environ = os.environ if environ is None else environ
     if login:
         return login
-    for prefix in ("APPTAINER_", "SINGULARITY_"):
-        user = environ.get(prefix + "DOCKER_USERNAME")
-        password = environ.get(prefix + "DOCKER_PASSWORD")
-        if user or password:
-            return Credentials(user or "", password or "")
+    user = apptainer_env("DOCKER_USERNAME", environ)
+    password = apptainer_env("DOCKER_PASSWORD", environ)
+    if user or password:
+        return Credentials(user or "", password or "")
     files = [authfile] if authfile else default_auth_files(environ)
     for path in files:
         try:

@@ -7,13 +7,13 @@ Bearer tokens are fetched per scope (anonymous or with credentials, identity tok
 OAuth POST) and cached until they expire; Basic auth is sent as is. The Authorization
 header goes only to the registry's own scheme+host: redirects (blob storage, CDNs) are
 followed by hand without it. 429 and 5xx are retried with backoff honouring
-``Retry-After``. The session has ``trust_env`` off (so neither ``~/.netrc`` nor
-``REQUESTS_CA_BUNDLE`` interfere); proxies are still taken from the environment per URL.
+``Retry-After`` (``base.retry``). Requests go through ``http.Transport``: ``trust_env`` off
+(so neither ``~/.netrc`` nor ``REQUESTS_CA_BUNDLE`` interfere); proxies are still taken
+from the environment per URL.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import ipaddress
 import logging
@@ -24,10 +24,11 @@ from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
-from requests.utils import get_environ_proxies
 
+from base.retry import TRANSIENT_STATUSES, Backoff
 from builder.sources.oci.auth import Credentials, parse_challenges
-from builder.sources.oci.errors import AuthError, DigestError, RegistryError, redact
+from builder.sources.oci.errors import AuthError, DigestError, RegistryError
+from builder.sources.oci.http import Transport, same_origin, short_error
 
 __all__ = ["RegistryClient", "ClientOptions", "MANIFEST_TYPES", "INDEX_TYPES"]
 
@@ -40,7 +41,6 @@ MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
 _ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES + (
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
     "application/vnd.docker.distribution.manifest.v1+json"))
-_RETRY = {429, 500, 502, 503, 504}
 _USER_AGENT = "sbuild/0.1 (+oci-distribution)"
 
 
@@ -63,9 +63,8 @@ class RegistryClient:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.host = host
         self.options = options or ClientOptions()
-        self.session = session or requests.Session()
-        self.session.trust_env = False
-        self._sleep = sleep
+        backoff = Backoff(self.options.retries, self.options.backoff, statuses=TRANSIENT_STATUSES, sleep=sleep)
+        self.transport = Transport(_USER_AGENT, self.options.timeout, self._verify(), backoff, session=session)
         self._base: str | None = None
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -85,11 +84,7 @@ class RegistryClient:
         return self.options.ca_bundle or True
 
     def _send(self, method: str, url: str, **kw) -> requests.Response:
-        kw.setdefault("timeout", self.options.timeout)
-        kw.setdefault("allow_redirects", False)
-        headers = {"User-Agent": _USER_AGENT, **kw.pop("headers", {})}
-        return self.session.request(method, url, headers=headers, verify=self._verify(),
-                                    proxies=get_environ_proxies(url), **kw)
+        return self.transport.send(method, url, **kw)
 
     def _ping(self) -> None:
         schemes = ["http"] if self.options.nohttps else ["https"]
@@ -117,7 +112,7 @@ class RegistryClient:
                     self._challenge = parse_challenges(header)[0]
                 return
             last = RegistryError(f"HTTP {resp.status_code}")
-        raise RegistryError(f"connecting to registry {self.host}: {_short(last)}", registry=self.host,
+        raise RegistryError(f"connecting to registry {self.host}: {short_error(last)}", registry=self.host,
                             hint=None if self.options.nohttps else "a plain-HTTP registry needs --nohttps")
 
     def request(self, method: str, path_or_url: str, *, scope: str, ok: tuple[int, ...] = (200,),
@@ -125,47 +120,38 @@ class RegistryClient:
         """Send a request to the registry with auth and retries; raise unless status in ``ok``."""
         url = path_or_url if "://" in path_or_url else self.base + path_or_url
         what = what or f"{method} {urlsplit(url).path}"
-        attempt, reauth = 0, True
+        tries, reauth = self.transport.backoff.start(), True
+        replayable = kw.get("data") is None  # a body (a file, chunks) is not sent twice
         while True:
             headers = dict(kw.pop("headers", {}) or {})
             kw["headers"] = headers
-            if _same_origin(url, self.base):
+            if same_origin(url, self.base):
                 headers.update(self._auth_header(scope))
             try:
                 resp = self._send(method, url, **kw)
             except requests.exceptions.RequestException as e:
-                if attempt + 1 >= self.options.retries or kw.get("data") is not None:
-                    raise RegistryError(f"{what} from {self.host}: {_short(e)}", registry=self.host,
+                delay = tries.next_delay() if replayable else None
+                if delay is None:
+                    raise RegistryError(f"{what} from {self.host}: {short_error(e)}", registry=self.host,
                                         digest=digest) from e
-                attempt += 1
-                self._sleep(self._delay(attempt, None))
+                self.transport.backoff.sleep(delay)
                 continue
             self._show_warnings(resp)
-            if resp.status_code == 401 and reauth and _same_origin(url, self.base):
+            if resp.status_code == 401 and reauth and same_origin(url, self.base):
                 reauth = False
                 self._on_401(resp, scope)
                 _discard(resp)
                 continue
-            if resp.status_code in _RETRY and attempt + 1 < self.options.retries and kw.get("data") is None:
-                attempt += 1
-                delay = self._delay(attempt, resp.headers.get("Retry-After"))
+            retry = replayable and resp.status_code in self.transport.backoff.statuses
+            delay = tries.next_delay(resp.headers.get("Retry-After")) if retry else None
+            if delay is not None:
                 log.debug("%s: HTTP %s, retrying in %.1fs", what, resp.status_code, delay)
                 _discard(resp)
-                self._sleep(delay)
+                self.transport.backoff.sleep(delay)
                 continue
             if resp.status_code not in ok:
                 raise self._error(resp, what, digest)
             return resp
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), 60.0)
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(retry_after)
-                if when is not None:
-                    return max(0.0, min(when.timestamp() - time.time(), 60.0))
-        return min(self.options.backoff * 2 ** (attempt - 1), 60.0)
 
     def _error(self, resp: requests.Response, what: str, digest: str | None) -> RegistryError:
         detail = f"HTTP {resp.status_code}"
@@ -230,7 +216,7 @@ class RegistryClient:
                 auth = (creds.username, creds.password) if creds.username else None
                 resp = self._send("GET", url, auth=auth)
         except requests.exceptions.RequestException as e:
-            raise AuthError(f"getting a token for {self.host}: {_short(e)}", registry=self.host) from e
+            raise AuthError(f"getting a token for {self.host}: {short_error(e)}", registry=self.host) from e
         if resp.status_code != 200:
             raise AuthError(f"getting a token for {self.host} ({scope}): HTTP {resp.status_code}",
                             registry=self.host, status=resp.status_code,
@@ -278,14 +264,14 @@ class RegistryClient:
             if hops > 10:
                 raise RegistryError(f"{what} from {self.host}: too many redirects", registry=self.host,
                                     digest=digest)
-            if _same_origin(location, self.base):
+            if same_origin(location, self.base):
                 resp = self.request("GET", location, scope=_scope(repo), stream=True, headers=headers,
                                     ok=(200, 206, 301, 302, 303, 307, 308), what=what, digest=digest)
             else:
                 try:
                     resp = self._send("GET", location, headers=headers, stream=True)
                 except requests.exceptions.RequestException as e:
-                    raise RegistryError(f"{what} from {self.host} (redirected): {_short(e)}",
+                    raise RegistryError(f"{what} from {self.host} (redirected): {short_error(e)}",
                                         registry=self.host, digest=digest) from e
                 if resp.status_code not in (200, 206) and not resp.is_redirect:
                     raise self._error(resp, what + " (redirected)", digest)
@@ -299,7 +285,7 @@ class RegistryClient:
                     chunk, skip = chunk[skip:], 0
                 yield chunk
         except requests.exceptions.RequestException as e:
-            raise RegistryError(f"{what} from {self.host}: connection lost: {_short(e)}",
+            raise RegistryError(f"{what} from {self.host}: connection lost: {short_error(e)}",
                                 registry=self.host, digest=digest) from e
         finally:
             resp.close()
@@ -347,11 +333,6 @@ def _scope(repo: str, push: bool = False) -> str:
     return f"repository:{repo}:pull,push" if push else f"repository:{repo}:pull"
 
 
-def _same_origin(url: str, base: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
 def _insecure_ok(host: str) -> bool:
     name = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
     if name == "localhost" or name.endswith(".localhost") or name.endswith(".local"):
@@ -368,10 +349,3 @@ def _discard(resp: requests.Response) -> None:
         resp.close()
     except Exception:  # noqa: BLE001 - closing a dead connection
         pass
-
-
-def _short(e: object) -> str:
-    text = str(e) or type(e).__name__
-    if "Max retries exceeded" in text or "Connection refused" in text:
-        text = "connection refused" if "refused" in text else "connection failed"
-    return redact(text)[:300]

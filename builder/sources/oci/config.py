@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.gojson import marshal, marshal_indent
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform
 
 __all__ = ["ImageConfig", "env_script", "runscript", "labels_json", "base_labels",
-           "oci_config_json", "go_json", "write_docker_metadata"]
+           "oci_config_json", "write_docker_metadata"]
 
 _VAR = re.compile(r"^[a-zA-Z_]{1,}[a-zA-Z0-9_]{0,}$")
 
@@ -211,13 +212,7 @@ def runscript(entrypoint: list[str], cmd: list[str]) -> str:
 
 def labels_json(labels: dict[str, str] | None) -> str:
     """Go ``json.MarshalIndent(labels, "", "\\t")``."""
-    if labels is None:
-        return "null"
-    text = json.dumps(labels, indent="\t", sort_keys=True, ensure_ascii=False, separators=(",", ": "))
-    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                 ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(a, b)
-    return text
+    return marshal_indent(labels, sort_keys=True)
 
 
 def base_labels(image: ImageConfig) -> dict[str, str]:
@@ -260,19 +255,10 @@ def _go_fields(src: dict, fields: tuple) -> dict:
     return out
 
 
-def go_json(value: Any) -> str:
-    """Go ``json.Marshal``: compact, UTF-8, ``<>&`` and U+2028/9 escaped (dict order kept)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                 ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(a, b)
-    return text
-
-
 def oci_config_json(image: ImageConfig) -> bytes:
     """The SIF ``oci-config.json`` object: the image's ``config``, byte for byte as
     Apptainer writes it (``json.Marshal`` of go-containerregistry's ``v1.Config``)."""
-    return go_json(_go_fields(image.config, _GO_CONFIG)).encode()
+    return marshal(_go_fields(image.config, _GO_CONFIG)).encode()
 
 
 def write_docker_metadata(rootfs: str | os.PathLike, image: ImageConfig) -> None:

@@ -19,12 +19,14 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from base.env import apptainer_flag
 from base.errors import ImageError
 from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
@@ -85,21 +87,21 @@ class LayerSource(Protocol):
 
 def registry_client(ref: Reference, options: FetchOptions, **kw) -> RegistryClient:
     env = options.env()
-    nohttps = options.nohttps or any(env.get(p + "NOHTTPS") in ("1", "true", "yes")
-                                     for p in ("APPTAINER_", "SINGULARITY_"))
+    nohttps = options.nohttps or apptainer_flag("NOHTTPS", env)
     creds = find_credentials(ref.registry, login=options.login, authfile=options.authfile, environ=env)
     return RegistryClient(ref.api_host, ClientOptions(nohttps=nohttps, tls_verify=options.tls_verify,
                                                       ca_bundle=options.ca_bundle, credentials=creds), **kw)
 
 
-def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions,
-                    progress: Progress | None = None) -> ImageConfig:
-    """Fill ``rootfs`` with the image ``ref``; see the package docstring for the refs."""
+def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress: Progress | None = None, *,
+                    sleep: Callable[[float], None] = time.sleep) -> ImageConfig:
+    """Fill ``rootfs`` with the image ``ref``; see the package docstring for the refs.
+    ``sleep`` waits out the registry client's retry back-off."""
     from builder.sources.oci import local
 
     if ref.startswith("docker://"):
         with cache_for(options) as cache:
-            return _fetch_registry(ref, Path(rootfs), options, cache, progress)
+            return _fetch_registry(ref, Path(rootfs), options, cache, progress, sleep)
     for prefix in local.TRANSPORTS:
         if ref.startswith(prefix + ":"):
             return local.fetch_local(prefix, ref[len(prefix) + 1:], Path(rootfs), options, progress)
@@ -136,9 +138,9 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
 
 
 def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobCache,
-                    progress: Progress | None) -> ImageConfig:
+                    progress: Progress | None, sleep: Callable[[float], None]) -> ImageConfig:
     ref = parse_reference(text)
-    client = registry_client(ref, options)
+    client = registry_client(ref, options, sleep=sleep)
     resolved = resolve_registry(client, ref, options.want(), cache)
     layers = _tar_layers(resolved.manifest)
     cancel = threading.Event()
