@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa: ANN001
     from base.errors import RecipeError
     from builder.recipe import dumps, load_recipe, to_apptainer_json
-    from builder.recipe.validate import build_problems
+    from builder.sources.checks import recipe_problems
 
     try:
         recipe = load_recipe(path, build_args)
@@ -77,7 +77,7 @@ def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa
     if not args.quiet:
         for warning in recipe.warnings:
             print(warning.render("warning"), file=sys.stderr)
-    problems = build_problems(recipe)
+    problems = recipe_problems(recipe)
     for problem in problems:
         print(problem.render(), file=sys.stderr)
     if args.json:
