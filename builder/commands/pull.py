@@ -2,9 +2,9 @@
 
 pull: ``docker://``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``docker-daemon:``
 are fetched into a bundle by the OCI source (``builder.sources.oci.agent.fill_from_image``:
-rootfs, base environment, docker metadata) and written as TARGET by the build's own last
-step (``builder.steps.write_bundle``) (``.sif`` by default as Apptainer,
-``--sandbox`` for a directory; the format follows the name as in ``sbuild build``).
+rootfs, base environment, docker metadata) and written as TARGET by a build's own last
+step, ``builder.steps.write_bundle``: ``.sif`` by default as Apptainer, ``--sandbox`` for
+a directory; the format follows the name as in ``sbuild build``.
 ``oras://`` downloads the SIF as it is. ``library://`` and ``shub://`` download the image
 (verified, through the blob cache: ``builder.sources.library`` / ``builder.sources.shub``)
 and copy it to TARGET when TARGET's format is the image's own (a SIF to ``.sif``, a
@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from builder.commands import add_output_flags
@@ -153,31 +151,17 @@ def layer_progress(stream=None):
     return update
 
 
-def _copy_atomic(src: Path, target: Path, force: bool) -> None:
-    from base.errors import ImageError
-
-    if os.path.lexists(target) and not force:
-        raise ImageError(f"{target} already exists", path=str(target), hint="use --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def place_image(image: Path, target: Path, fmt: str, *, force: bool = False) -> None:
     """Write a downloaded image as ``target``: copied when already in ``fmt``, else converted
     (a sandbox is unpacked). Atomic: a failure leaves no TARGET."""
     from builder.images import convert_image, extract_image, probe
+    from builder.images.convert import copy_image
 
     kind = probe(image).kind
     if fmt == "sandbox":
         extract_image(image, target, force=force)
     elif kind == fmt:
-        _copy_atomic(image, target, force)
+        copy_image(image, target, force=force)
     else:
         convert_image(image, target, fmt, force=force)
 
