@@ -28,13 +28,13 @@ __all__ = ["BusyboxSource"]
 log = logging.getLogger("sbuild.sources")
 
 
-def _download(url: str, dest: Path, opts: FetchOptions) -> None:
+def _download(url: str, dest: Path, options: FetchOptions) -> None:
     parsed = urllib.parse.urlparse(url)
     try:
         if parsed.scheme == "file" or not parsed.scheme:
             shutil.copyfile(urllib.parse.unquote(parsed.path if parsed.scheme else url), dest)
         elif parsed.scheme in ("http", "https"):
-            if parsed.scheme == "http" and not opts.nohttps:
+            if parsed.scheme == "http" and not options.nohttps:
                 log.warning("fetching busybox over plain http: %s", url)
             with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
                 shutil.copyfileobj(resp, out)
