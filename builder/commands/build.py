@@ -27,7 +27,7 @@ from pathlib import Path
 from base.env import apptainer_env, apptainer_flag
 from builder.commands import add_output_flags
 from builder.commands.check import add_build_arg_flags, build_args_from
-from base.errors import CapabilityError, UsageError
+from base.errors import UsageError
 
 __all__ = ["register", "run", "decide_direction", "looks_like_recipe"]
 
@@ -104,7 +104,7 @@ def decide_direction(first: str, second: str, *, sandbox: bool) -> tuple[str, st
 
 
 def _sections(value: str) -> frozenset[str] | None:
-    from builder.steps.options import SECTION_NAMES
+    from builder.options import SECTION_NAMES
 
     names = [v.strip() for v in value.split(",") if v.strip()]
     if names == ["all"]:
@@ -140,8 +140,8 @@ def _recipe_for(source: str, build_args):  # noqa: ANN001
 
 
 def _pack_options(args: argparse.Namespace):  # noqa: ANN202
-    """How TARGET is packed: ``--mksquashfs-args``, SOURCE_DATE_EPOCH, and ``SBUILD_PACKER``
-    (``mksquashfs`` to pack with mksquashfs instead of sbuild's own packer)."""
+    """How TARGET is packed: ``--mksquashfs-args``, SOURCE_DATE_EPOCH (read here, once), and
+    ``SBUILD_PACKER`` (``mksquashfs`` to pack with mksquashfs instead of sbuild's own packer)."""
     from builder.images import PackOptions, split_mksquashfs_args
     from builder.images.squashfs import PACKERS
 
@@ -152,29 +152,26 @@ def _pack_options(args: argparse.Namespace):  # noqa: ANN202
                        source_date_epoch=_source_date_epoch(), packer=packer)
 
 
-def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str = "host"):  # noqa: ANN202
-    from builder.steps import BuildPlan, FetchOptions, StepOptions
+def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str, pack, transfer=None):  # noqa: ANN001, ANN202
+    """The build's options, each value once; ``pack`` was built first, for the preflight."""
+    from builder.options import BuildPlan, FetchOptions, StepOptions
     from builder.steps.userns import identity_userns
 
-    sde = _source_date_epoch()
-    tmpdir = args.tmpdir
     login = None
     if args.docker_login:
         from builder.commands.pull import prompt_login
 
         login = prompt_login()  # UsageError (exit 2) without a terminal to ask on
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
-                         disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=tmpdir,
-                         identity=identity, login=login, library=args.library)
-    steps = StepOptions(sections=_sections(args.section), notest=args.notest, force=args.force,
-                        binds=tuple(args.bind), userns=identity_userns(identity),
-                        source_date_epoch=sde, arch=args.arch)
-    pack = _pack_options(args)
+                         disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=args.tmpdir,
+                         identity=identity, login=login, library=args.library, transfer=transfer)
+    steps = StepOptions(sections=_sections(args.section), notest=args.notest, binds=tuple(args.bind),
+                        userns=identity_userns(identity))
     update = bool(args.update and not args.force)
     if args.update and args.force:
         log.info("--update with --force: rebuilding %s from scratch", target)
     return BuildPlan(target=target, format=fmt, fetch=fetch, steps=steps, pack=pack, force=args.force,
-                     tmpdir=tmpdir, keep_bundle=args.no_cleanup, update=update, identity=identity)
+                     keep_bundle=args.no_cleanup, update=update)
 
 
 def _progress(args: argparse.Namespace):  # noqa: ANN202
@@ -189,31 +186,15 @@ def _progress(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _convert(args: argparse.Namespace, src: Path, target: Path, fmt: str):  # noqa: ANN202
-    import dataclasses
+    from builder.steps import checks, convert_source
+    from builder.steps.userns import build_identity
 
-    from builder.images import convert_image
-    from builder.steps import checks
-    from builder.steps.userns import build_identity, call_in_userns
-
-    checks.preflight(target, fmt, force=args.force, update=False, build=False, pack=_pack_options(args))
+    pack = _pack_options(args)
+    checks.preflight(target, fmt, force=args.force, update=False, build=False, pack=pack)
     if args.update:
         raise UsageError("--update needs a recipe to run on the sandbox", hint="drop --update to convert the image")
-    if src.is_dir():
-        checks.check_room(src, target, fmt)
     identity = build_identity(True) if args.fakeroot else "host"
-    plan = _plan(args, target, fmt, identity)
-    log.info("converting %s to %s (%s)", src, target, fmt)
-    if identity == "subuid":  # --fakeroot: read files of subordinate ids, as in the build's namespace
-        pack = dataclasses.replace(plan.pack, all_root=True)
-        return call_in_userns(convert_image, src, target, fmt, options=pack, fix_perms=args.fix_perms,
-                              force=args.force)
-    if os.geteuid() != 0 and src.is_dir():
-        unreadable = checks.first_unreadable(src)
-        if unreadable:
-            raise CapabilityError(f"converting {src}: {unreadable} is not readable by this user",
-                                  hint="files of a rootless build belong to your subordinate ids: add --fakeroot "
-                                       "to convert inside your user namespace")
-    return convert_image(src, target, fmt, options=plan.pack, fix_perms=args.fix_perms, force=args.force)
+    return convert_source(src, _plan(args, target, fmt, identity, pack))
 
 
 def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # noqa: ANN202
@@ -224,10 +205,12 @@ def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # no
     for w in recipe.warnings:
         log.warning("%s", w.render("warning"))
     identity = build_identity(args.fakeroot)
+    pack = _pack_options(args)
     checks.preflight(target, fmt, force=args.force, update=args.update, tmpdir=args.tmpdir,
-                     agents={s.bootstrap for s in recipe.stages}, identity=identity, pack=_pack_options(args))
-    plan = _plan(args, target, fmt, identity)
-    result = build_recipe(recipe, plan, progress=_progress(args), version=_version())
+                     agents={s.bootstrap for s in recipe.stages}, identity=identity, pack=pack)
+    progress = _progress(args)
+    plan = _plan(args, target, fmt, identity, pack, transfer=progress.transfer)
+    result = build_recipe(recipe, plan, progress=progress, version=_version())
     for kept in result.kept:
         log.info("kept the build bundle at %s", kept)
     return result.image, result.stages

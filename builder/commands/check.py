@@ -66,7 +66,7 @@ def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa
     from base.errors import RecipeError
     from base.gojson import marshal
     from builder.recipe import load_recipe, to_apptainer_json
-    from builder.recipe.validate import build_problems
+    from builder.sources.checks import recipe_problems
 
     try:
         recipe = load_recipe(path, build_args)
@@ -78,7 +78,7 @@ def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa
     if not args.quiet:
         for warning in recipe.warnings:
             print(warning.render("warning"), file=sys.stderr)
-    problems = build_problems(recipe)
+    problems = recipe_problems(recipe)
     for problem in problems:
         print(problem.render(), file=sys.stderr)
     if args.json:

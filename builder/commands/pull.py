@@ -1,9 +1,10 @@
 """``sbuild pull [TARGET] URI`` and ``sbuild push IMAGE oras://REF``.
 
 pull: ``docker://``, ``oci:``, ``oci-archive:``, ``docker-archive:``, ``docker-daemon:``
-are fetched into a rootfs (``builder.sources.oci.fetch_to_rootfs``), given the base
-environment and docker metadata, and written as TARGET (``.sif`` by default as Apptainer,
-``--sandbox`` for a directory; the format follows the name as in ``sbuild build``).
+are fetched into a bundle by the OCI source (``builder.sources.oci.agent.fill_from_image``:
+rootfs, base environment, docker metadata) and written as TARGET by a build's own last
+step, ``builder.steps.write_bundle``: ``.sif`` by default as Apptainer, ``--sandbox`` for
+a directory; the format follows the name as in ``sbuild build``.
 ``oras://`` downloads the SIF as it is. ``library://`` and ``shub://`` download the image
 (verified, through the blob cache: ``builder.sources.library`` / ``builder.sources.shub``)
 and copy it to TARGET when TARGET's format is the image's own (a SIF to ``.sif``, a
@@ -20,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from base.fsutil import remove_tree
 from builder.commands import add_output_flags
 
 __all__ = ["register", "pull_image", "place_image", "prompt_login", "layer_progress"]
@@ -81,14 +79,14 @@ def prompt_login(stdin=None, ask_password=None):
     return Credentials(user, password)
 
 
-def _options(args: argparse.Namespace):
-    from builder.sources.oci import FetchOptions, parse_platform
+def _options(args: argparse.Namespace, library: str | None = None):
+    """The command's ``FetchOptions``, built once (``--docker-login`` asks here)."""
+    from builder.options import FetchOptions
 
     login = prompt_login() if args.docker_login else None
-    return FetchOptions(platform=parse_platform(args.arch) if args.arch else None, nohttps=args.nohttps,
-                        authfile=Path(args.authfile) if args.authfile else None, login=login,
-                        disable_cache=args.disable_cache, tmpdir=Path(args.tmpdir) if args.tmpdir else None,
-                        ca_bundle=args.ca_bundle)
+    return FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile, login=login,
+                        disable_cache=args.disable_cache, tmpdir=args.tmpdir, ca_bundle=args.ca_bundle,
+                        library=library)
 
 
 def _default_target(uri: str) -> str:
@@ -99,22 +97,22 @@ def _default_target(uri: str) -> str:
 
 
 def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False, progress=None) -> None:
-    """Fetch ``uri`` into a temporary rootfs and write it as ``target`` in ``fmt``."""
-    from builder.images import write_image
-    from builder.sources.oci import fetch_to_rootfs, oci_config_json, write_docker_metadata
-    from builder.steps.baseenv import write_base_env
+    """Fetch ``uri`` into a bundle and write it as ``target`` in ``fmt``: the pieces of a
+    build (``Bundle``, the OCI source's ``fill_from_image``, ``write_bundle``), without the
+    recipe's steps. ``options`` is a ``builder.options.FetchOptions``. As before, a pull
+    packs with the default ``PackOptions`` (SOURCE_DATE_EPOCH and SBUILD_PACKER are build
+    settings)."""
+    from builder.bundle import Bundle
+    from builder.options import BuildPlan
+    from builder.sources.oci.agent import fill_from_image, pull_options
+    from builder.steps import write_bundle
 
-    work = Path(tempfile.mkdtemp(prefix="sbuild-pull-", dir=options.tmpdir or None))
+    bundle = Bundle.create(options.tmpdir)
     try:
-        rootfs = work / "rootfs"
-        rootfs.mkdir(mode=0o755)
-        image = fetch_to_rootfs(uri, rootfs, options, progress)
-        write_base_env(rootfs, overwrite=True)
-        write_docker_metadata(rootfs, image)
-        write_image(rootfs, target, fmt, force=force, move=True,
-                    json_objects={"oci-config.json": oci_config_json(image)} if fmt == "sif" else None)
+        fill_from_image(bundle, uri, pull_options(options), progress)
+        write_bundle(bundle, BuildPlan(Path(target), fmt, force=force))
     finally:
-        remove_tree(work)
+        bundle.remove()
 
 
 def layer_progress(stream=None):
@@ -153,31 +151,17 @@ def layer_progress(stream=None):
     return update
 
 
-def _copy_atomic(src: Path, target: Path, force: bool) -> None:
-    from base.errors import ImageError
-
-    if os.path.lexists(target) and not force:
-        raise ImageError(f"{target} already exists", path=str(target), hint="use --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def place_image(image: Path, target: Path, fmt: str, *, force: bool = False) -> None:
     """Write a downloaded image as ``target``: copied when already in ``fmt``, else converted
     (a sandbox is unpacked). Atomic: a failure leaves no TARGET."""
     from builder.images import convert_image, extract_image, probe
+    from builder.images.convert import copy_image
 
     kind = probe(image).kind
     if fmt == "sandbox":
         extract_image(image, target, force=force)
     elif kind == fmt:
-        _copy_atomic(image, target, force)
+        copy_image(image, target, force=force)
     else:
         convert_image(image, target, fmt, force=force)
 
@@ -189,24 +173,23 @@ def _image_progress(args: argparse.Namespace, name: str):
     return lambda _what, done, total: sink(f"image:{name}", done, total)
 
 
-def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, fmt: str) -> None:
+def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, options, fmt: str) -> None:
     """``library://`` and ``shub://``: download (cached, verified), then place as TARGET."""
     from base.errors import UsageError
     from builder.sources import library, shub
     from builder.sources.download import cache_for
 
-    extra = {"ca_bundle": args.ca_bundle} if args.ca_bundle else {}
     if os.path.lexists(target) and not args.force:
         raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
     if uri.startswith("library:"):
         ref = library.parse_library_ref(uri)
-        options = library.options_for(args, **extra)
-        with cache_for(options.download) as cache:
-            image = library.fetch_library(ref, options, cache, _image_progress(args, ref.name))
+        loptions = library.options_for(options)
+        with cache_for(loptions.download) as cache:
+            image = library.fetch_library(ref, loptions, cache, _image_progress(args, ref.name))
             place_image(image, target, fmt, force=args.force)
         return
     sref = shub.parse_shub_ref(uri)
-    soptions = shub.options_for(args, **extra)
+    soptions = shub.options_for(options)
     with cache_for(soptions.download) as cache:
         cached = shub.fetch_shub(sref, soptions, cache, _image_progress(args, sref.name))
         with shub.open_image(cached, soptions.download.tmpdir) as image:
@@ -221,15 +204,16 @@ def _pull(args: argparse.Namespace) -> int:
         raise UsageError("pull takes [TARGET] URI")
     uri = args.args[-1]
     target = Path(args.args[0] if len(args.args) == 2 else _default_target(uri))
-    options = _options(args)
+    options = _options(args, args.library)
     if uri.startswith("oras://"):
+        from builder.sources.oci.agent import pull_options
         from builder.sources.oci.oras import pull_oras
 
         if target.exists() and not args.force:
             raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
-        pull_oras(uri, target, options, None if args.quiet else layer_progress())
+        pull_oras(uri, target, pull_options(options), None if args.quiet else layer_progress())
     elif uri.startswith(("library:", "shub:")):
-        _pull_sif_source(uri, target, args, format_for_target(target, sandbox=args.sandbox))
+        _pull_sif_source(uri, target, args, options, format_for_target(target, sandbox=args.sandbox))
     else:
         if "://" not in uri and ":" not in uri:
             uri = "docker://" + uri
@@ -243,11 +227,12 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     from base.errors import UsageError
+    from builder.sources.oci.agent import pull_options
     from builder.sources.oci.oras import push_oras
 
     if not args.ref.startswith("oras://"):
         raise UsageError(f"cannot push to {args.ref!r}: only oras:// is supported")
-    digest = push_oras(Path(args.image), args.ref, _options(args), chunk=args.chunk_size)
+    digest = push_oras(Path(args.image), args.ref, pull_options(_options(args)), chunk=args.chunk_size)
     if not args.quiet:
         print(f"pushed {args.image} to {args.ref} ({digest})")
     return 0

@@ -3,6 +3,7 @@
 - ``write_image(rootfs, target, fmt, …)``: the last build step. ``fmt`` is one of
   ``FORMATS``; ``format_for_target`` picks it from the target name as DESIGN.md says.
 - ``extract_image(image, dest, …)``: any image or sandbox → a new sandbox directory.
+- ``copy_image(image, target, …)``: an image already in the wanted format, copied.
 - ``convert_image(source, target, fmt, …)``: sandbox → simg/sif/squashfs/ext3,
   image → sandbox, and between .simg, SIF and raw squashfs. Between squashfs-based
   formats the filesystem bytes are copied as they are (no unpack, no repack) unless
@@ -19,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from builder.images.reader import open_tree
 from builder.images.squashfs import PackOptions, unpack
 
 __all__ = ["FORMATS", "ImageResult", "format_for_target", "write_image", "extract_image",
-           "convert_image", "create_overlay", "file_digest"]
+           "convert_image", "copy_image", "create_overlay", "file_digest"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -238,6 +240,15 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
         return write_image(rootfs, target, fmt, deffile=deffile or _deffile_of(rootfs),
                            json_objects=carried or None, options=options, force=force,
                            fix_perms=fix_perms)
+
+
+def copy_image(image: Path, target: Path, *, force: bool = False) -> ImageResult:
+    """Copy an image file, already in the wanted format, to ``target`` (mode 0755)."""
+    target = Path(target)
+    with _atomic(target, force) as tmp:
+        shutil.copyfile(image, tmp)
+        os.chmod(tmp, 0o755)
+    return ImageResult(target, probe(target).kind, target.stat().st_size)
 
 
 def _deffile_of(rootfs: Path) -> bytes:

@@ -105,6 +105,7 @@ class Stage:
     custom_data: dict[str, str] | None
     app_order: list[str]
     warnings: list[Diagnostic] = field(default_factory=list)
+    path: str = "<recipe>"  # the recipe file (or the URI a one-stage recipe was made from)
 
     @property
     def name(self) -> str:
@@ -114,6 +115,15 @@ class Stage:
     @property
     def bootstrap(self) -> str:
         return (self.header or {}).get("bootstrap", "")
+
+    @property
+    def line(self) -> int:
+        """The line the stage's header starts on (its first header entry), else its first line."""
+        return self.header_entries[0].line if self.header_entries else self.first_line
+
+    def locate(self, message: str, *, key: str | None = None, hint: str | None = None) -> Diagnostic:
+        """``message`` at ``path:line:1``: the line of header ``key``, or where the header starts."""
+        return Diagnostic(self.path, self.header_line(key) if key else self.line, 1, message, hint=hint)
 
     def header_line(self, key: str) -> int:
         """The line of the last ``key:`` entry (the one that counts), or the stage's first line."""

@@ -124,7 +124,7 @@ def _populate(
     stage = Stage(
         raw=text, first_line=first_line, tokens=tokens, header=header, header_entries=entries,
         sections=sections, scripts=standard, labels=parse_labels(standard["labels"].script),
-        files=files, custom_data=custom or None, app_order=app_order, warnings=warnings,
+        files=files, custom_data=custom or None, app_order=app_order, warnings=warnings, path=path,
     )
     if _is_empty(stage):
         raise EmptyStage(first_line)

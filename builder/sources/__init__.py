@@ -1,28 +1,42 @@
 """Bootstrap agents: the one table from a ``Bootstrap:`` value to the source that fills a rootfs.
 
-Each supported agent has a module ``builder/sources/<agent>.py`` (OCI transports share
-``builder/sources/oci/``). ``AGENTS`` also records the header keys an agent requires, so
-that ``sbuild check`` rejects a recipe a build would reject, before anything is fetched.
-Agents Apptainer knows but sbuild does not build yet are listed with ``supported=False``
-and a clear message; an unknown value suggests the closest valid name.
+Each supported agent is a ``Source`` subclass (``builder.sources.contract``) in
+``builder/sources/<agent>.py`` (the OCI transports in ``builder/sources/oci/agent.py``),
+named here as ``module:Class`` and imported only when a build needs it (``Agent.load``),
+so that loading the table stays cheap. ``AGENTS`` also records the header keys an agent
+requires; ``builder.sources.checks`` is the one place that checks them (and support, and
+unknown names, with the closest valid one), so that ``sbuild check`` rejects a recipe a
+build would reject, before anything is fetched. Agents Apptainer knows but sbuild does
+not build yet are listed with ``supported=False``.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
-__all__ = ["Agent", "AGENTS", "lookup_agent"]
+from builder.sources.contract import Source, header_error
+
+__all__ = ["Agent", "AGENTS", "Source", "header_error", "lookup_agent"]
 
 
 @dataclass(frozen=True)
 class Agent:
     name: str
-    module: str  # where the source lives, imported when a build needs it
+    source: str  # "module:Class" of its Source, imported when a build needs it ("" when unsupported)
     required: tuple[str, ...] = ()  # header keys (lower-case) a build cannot do without
     supported: bool = True
 
+    def load(self) -> type[Source]:
+        """The agent's ``Source`` class (imports its module)."""
+        module, _, name = self.source.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, Source)):
+            raise TypeError(f"{self.source} is not a Source")
+        return cls
 
-_OCI = "builder.sources.oci"
+
+_OCI = "builder.sources.oci.agent:OCISource"
 
 AGENTS: dict[str, Agent] = {
     a.name: a
@@ -32,13 +46,13 @@ AGENTS: dict[str, Agent] = {
         Agent("docker-daemon", _OCI, ("from",)),
         Agent("oci", _OCI, ("from",)),
         Agent("oci-archive", _OCI, ("from",)),
-        Agent("oras", _OCI, ("from",)),
-        Agent("library", "builder.sources.library", ("from",)),
-        Agent("shub", "builder.sources.shub", ("from",)),
-        Agent("localimage", "builder.sources.localimage", ("from",)),
-        Agent("scratch", "builder.sources.scratch"),
-        Agent("busybox", "builder.sources.busybox", ("mirrorurl",)),
-        Agent("debootstrap", "builder.sources.debootstrap", ("mirrorurl", "osversion")),
+        Agent("oras", "builder.sources.oci.agent:OrasSource", ("from",)),
+        Agent("library", "builder.sources.library:LibrarySource", ("from",)),
+        Agent("shub", "builder.sources.shub:ShubSource", ("from",)),
+        Agent("localimage", "builder.sources.localimage:LocalImageSource", ("from",)),
+        Agent("scratch", "builder.sources.scratch:ScratchSource"),
+        Agent("busybox", "builder.sources.busybox:BusyboxSource", ("mirrorurl",)),
+        Agent("debootstrap", "builder.sources.debootstrap:DebootstrapSource", ("mirrorurl", "osversion")),
         Agent("yum", "", ("mirrorurl",), supported=False),
         Agent("dnf", "", ("mirrorurl",), supported=False),
         Agent("zypper", "", (), supported=False),

@@ -16,25 +16,25 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from builder.bundle import Bundle
 from base.errors import BuildError
+from builder.bundle import Bundle
+from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.steps.baseenv import write_base_env
-from builder.steps.paths import write_file
-from builder.steps.options import FetchOptions
+from builder.rootfs import write_base_env, write_file
+from builder.sources.contract import Source
 
-__all__ = ["fetch"]
+__all__ = ["BusyboxSource"]
 
 log = logging.getLogger("sbuild.sources")
 
 
-def _download(url: str, dest: Path, opts: FetchOptions) -> None:
+def _download(url: str, dest: Path, options: FetchOptions) -> None:
     parsed = urllib.parse.urlparse(url)
     try:
         if parsed.scheme == "file" or not parsed.scheme:
             shutil.copyfile(urllib.parse.unquote(parsed.path if parsed.scheme else url), dest)
         elif parsed.scheme in ("http", "https"):
-            if parsed.scheme == "http" and not opts.nohttps:
+            if parsed.scheme == "http" and not options.nohttps:
                 log.warning("fetching busybox over plain http: %s", url)
             with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
                 shutil.copyfileobj(resp, out)
@@ -57,19 +57,20 @@ def _applets(binary: Path) -> list[str]:
     return [a for a in proc.stdout.split() if a and "/" not in a and a != "busybox"]
 
 
-def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
-    url = (stage.header or {}).get("mirrorurl", "")
-    if not url:
-        raise BuildError("busybox: the recipe has no MirrorURL", hint="add MirrorURL: file:///bin/busybox")
-    bindir = bundle.rootfs / "bin"
-    bindir.mkdir(mode=0o755, exist_ok=True)
-    binary = bindir / "busybox"
-    _download(url, binary, opts)
-    os.chmod(binary, 0o755)
-    for applet in _applets(binary):
-        link = bindir / applet
-        if not os.path.lexists(link):
-            os.symlink("busybox", link)
-    write_base_env(bundle.rootfs, overwrite=True)
-    write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-    bundle.bootstrapped = True
+class BusyboxSource(Source):
+    """``MirrorURL`` (required: ``builder.sources.checks``) names the binary."""
+
+    def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
+        url = (stage.header or {})["mirrorurl"]
+        bindir = bundle.rootfs / "bin"
+        bindir.mkdir(mode=0o755, exist_ok=True)
+        binary = bindir / "busybox"
+        _download(url, binary, options)
+        os.chmod(binary, 0o755)
+        for applet in _applets(binary):
+            link = bindir / applet
+            if not os.path.lexists(link):
+                os.symlink("busybox", link)
+        write_base_env(bundle.rootfs, overwrite=True)
+        write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
+        bundle.bootstrapped = True

@@ -3,7 +3,7 @@
 Header keys: ``OSVersion`` (suite, required), ``MirrorURL`` (required), ``Include``
 (extra packages, comma or space separated). Runs ``debootstrap --variant=minbase`` into the
 bundle: as root directly; rootless inside the build's subuid-mapped user namespace and a
-new mount namespace (``builder.steps.userns.call_in_userns``) with ``container=lxc``, which
+new mount namespace (``builder.steps.userns.call_in_userns``, the runtime helper) with ``container=lxc``, which
 makes debootstrap skip its mknod test and bind /dev instead (local-test-infra.md §5:
 the equivalent of ``unshare --map-root-user --map-auto -m``). Files then belong to
 subordinate ids on the host. Rootless without a subordinate id range is refused: dpkg
@@ -16,15 +16,14 @@ import logging
 import os
 import shutil
 
-from builder.bundle import Bundle
 from base.errors import BuildError, CapabilityError
+from builder.bundle import Bundle
+from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.steps.baseenv import write_base_env
-from builder.steps.paths import write_file
-from builder.steps.options import FetchOptions
-from builder.steps.scripts import run_captured
+from builder.rootfs import run_captured, write_base_env, write_file
+from builder.sources.contract import Source
 
-__all__ = ["fetch", "debootstrap_argv"]
+__all__ = ["DebootstrapSource", "debootstrap_argv"]
 
 log = logging.getLogger("sbuild.sources")
 _DEB_ARCH = {"amd64": "amd64", "arm64": "arm64", "386": "i386", "arm": "armhf", "ppc64le": "ppc64el",
@@ -34,9 +33,9 @@ _PASS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "
 
 
 def debootstrap_argv(header: dict[str, str], rootfs: str, arch: str | None) -> list[str]:
-    suite, mirror = header.get("osversion", "").strip(), header.get("mirrorurl", "").strip()
-    if not suite or not mirror:
-        raise BuildError("debootstrap: OSVersion and MirrorURL are required")
+    """The debootstrap command line; ``OSVersion`` and ``MirrorURL`` are required keys
+    (checked before the build: ``builder.sources.checks``)."""
+    suite, mirror = header["osversion"], header["mirrorurl"]
     argv = ["debootstrap", "--variant=minbase"]
     include = [p for p in header.get("include", "").replace(",", " ").split() if p]
     if include:
@@ -57,26 +56,27 @@ def _run(argv: list[str], env: dict[str, str] | None) -> tuple[int, list[str]]:
     return run_captured(argv, env=env, cwd=None, output=lambda line: log.debug("debootstrap: %s", line))
 
 
-def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
-    exe = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
-    if not exe:
-        raise CapabilityError("debootstrap not found", hint="apt-get install debootstrap")
-    argv = debootstrap_argv(stage.header or {}, str(bundle.rootfs), opts.arch)
-    argv[0] = exe
-    if os.geteuid() == 0:
-        status, tail = _run(argv, None)
-    elif opts.identity == "subuid":
-        from builder.steps.userns import call_in_userns
+class DebootstrapSource(Source):
+    def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
+        exe = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
+        if not exe:
+            raise CapabilityError("debootstrap not found", hint="apt-get install debootstrap")
+        argv = debootstrap_argv(stage.header or {}, str(bundle.rootfs), options.arch)
+        argv[0] = exe
+        if os.geteuid() == 0:
+            status, tail = _run(argv, None)
+        elif options.identity == "subuid":
+            from builder.steps.userns import call_in_userns
 
-        status, tail = call_in_userns(_run, argv, _rootless_env())
-    else:
-        raise CapabilityError("a rootless debootstrap build needs subordinate ids (dpkg changes file owners)",
-                              hint="install uidmap and add a range, e.g. usermod --add-subuids 100000-165535 "
-                                   "--add-subgids 100000-165535 $USER")
-    if status != 0:
-        raise BuildError(f"debootstrap {stage.header.get('osversion')} failed with exit code {status}",
-                         exit_code=status, output_tail=tail,
-                         hint="check MirrorURL and OSVersion, and that the mirror is reachable")
-    write_base_env(bundle.rootfs, overwrite=True)
-    write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-    bundle.bootstrapped = True
+            status, tail = call_in_userns(_run, argv, _rootless_env())
+        else:
+            raise CapabilityError("a rootless debootstrap build needs subordinate ids (dpkg changes file owners)",
+                                  hint="install uidmap and add a range, e.g. usermod --add-subuids 100000-165535 "
+                                       "--add-subgids 100000-165535 $USER")
+        if status != 0:
+            raise BuildError(f"debootstrap {stage.header.get('osversion')} failed with exit code {status}",
+                             exit_code=status, output_tail=tail,
+                             hint="check MirrorURL and OSVersion, and that the mirror is reachable")
+        write_base_env(bundle.rootfs, overwrite=True)
+        write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
+        bundle.bootstrapped = True

@@ -38,13 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from base.env import apptainer_env
-from base.errors import CapabilityError, Diagnostic, ImageError, RecipeError
+from base.errors import CapabilityError, ImageError
+from builder.bundle import Bundle
+from builder.options import FetchOptions
+from builder.recipe import Stage
+from builder.rootfs import write_base_env
+from builder.sources.contract import Source, header_error
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
 from builder.sources.libraryapi import ARCH_TAGS_API, LibraryClient, discover, newer_or_equal, oci_pull
 from builder.sources.oci.errors import AuthError, DigestError, ReferenceError_, RegistryError, redact
 
 __all__ = ["LibraryRef", "LibraryOptions", "parse_library_ref", "library_url", "library_token",
-           "fetch_library", "fetch", "DEFAULT_LIBRARY", "LibraryNotFound"]
+           "fetch_library", "options_for", "LibrarySource", "DEFAULT_LIBRARY", "LibraryNotFound"]
 
 log = logging.getLogger("sbuild.sources.library")
 
@@ -249,36 +254,32 @@ def _download(client: LibraryClient, ref: LibraryRef, arch: str, image, cache, w
                  progress=progress)
 
 
-def options_for(opts, header: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None,
-                **download) -> LibraryOptions:
-    """LibraryOptions from the pipeline's ``FetchOptions`` (or the pull command's) and a header."""
-    header = header or {}
-    library = (header.get("library") or "").strip() or getattr(opts, "library", None)
-    tmpdir = getattr(opts, "tmpdir", None)
-    dl = DownloadOptions(disable_cache=bool(getattr(opts, "disable_cache", False)),
-                         tmpdir=Path(tmpdir) if tmpdir else None, environ=environ, **download)
-    return LibraryOptions(library=library, arch=getattr(opts, "arch", None),
-                          nohttps=bool(getattr(opts, "nohttps", False)) or env_nohttps(dl.env()), download=dl)
+def options_for(options: FetchOptions, header: Mapping[str, str] | None = None) -> LibraryOptions:
+    """LibraryOptions from the build's or the pull command's ``FetchOptions`` and a header."""
+    library = ((header or {}).get("library") or "").strip() or options.library
+    dl = DownloadOptions(disable_cache=options.disable_cache, ca_bundle=options.ca_bundle,
+                         tmpdir=Path(options.tmpdir) if options.tmpdir else None)
+    return LibraryOptions(library=library, arch=options.arch,
+                          nohttps=options.nohttps or env_nohttps(dl.env()), download=dl)
 
 
-def fetch(bundle, stage, opts) -> None:
+class LibrarySource(Source):
     """The pipeline's agent: download the SIF, unpack it, keep its base environment."""
-    from builder.images import extract_image
-    from builder.steps.baseenv import write_base_env
 
-    header = stage.header or {}
-    source = (header.get("from") or "").strip()
-    if not source:
-        raise RecipeError(Diagnostic(getattr(stage, "path", "recipe"), getattr(stage, "line", 1), 1,
-                                     "Bootstrap: library needs a From: header",
-                                     hint="From: entity/collection/container[:tag]"))
-    if (header.get("fingerprints") or "").split("#", 1)[0].strip():
-        raise CapabilityError("library: Fingerprints: needs SIF signature verification, which sbuild does not do yet",
-                              hint="remove Fingerprints: to build without verifying the signature")
-    ref = parse_library_ref(source)
-    options = options_for(opts, header)
-    with cache_for(options.download) as cache:
-        image = fetch_library(ref, options, cache, getattr(opts, "transfer", None))
-        extract_image(image, bundle.rootfs, force=True, fix_perms=getattr(opts, "fix_perms", False))
-    write_base_env(bundle.rootfs, overwrite=False)
-    bundle.bootstrapped = True
+    def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
+        from builder.images import extract_image
+
+        header = stage.header or {}
+        if (header.get("fingerprints") or "").split("#", 1)[0].strip():
+            raise CapabilityError("library: Fingerprints: needs SIF signature verification, which sbuild does not "
+                                  "do yet", hint="remove Fingerprints: to build without verifying the signature")
+        try:
+            ref = parse_library_ref(header["from"])
+        except ReferenceError_ as e:
+            raise header_error(stage, "from", e) from e
+        library = options_for(options, header)
+        with cache_for(library.download) as cache:
+            image = fetch_library(ref, library, cache, options.transfer)
+            extract_image(image, bundle.rootfs, force=True, fix_perms=options.fix_perms)
+        write_base_env(bundle.rootfs, overwrite=False)
+        bundle.bootstrapped = True

@@ -18,29 +18,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from builder.bundle import Bundle
 from base.errors import BuildError
+from builder.bundle import Bundle
 from builder.images import extract_image
+from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.steps.baseenv import write_base_env
-from builder.steps.options import FetchOptions
+from builder.rootfs import write_base_env
+from builder.sources.contract import Source
 
-__all__ = ["fetch"]
+__all__ = ["LocalImageSource"]
 
 
-def fetch(bundle: Bundle, stage: Stage, opts: FetchOptions) -> None:
-    source = (stage.header or {}).get("from", "").strip()
-    if not source:
-        raise BuildError("localimage: the recipe has no From:", hint="add From: path/to/image.sif")
-    path = Path(source.removeprefix("localimage://")).expanduser()
-    if not path.exists():
-        raise BuildError(f"localimage: {path} does not exist", hint="From: must name an image or sandbox directory")
-    os.rmdir(bundle.rootfs)
-    if path.is_dir() and opts.identity == "subuid":
-        from builder.steps.userns import call_in_userns
+class LocalImageSource(Source):
+    """``From`` (required: ``builder.sources.checks``) names the image or sandbox."""
 
-        call_in_userns(extract_image, path, bundle.rootfs, fix_perms=opts.fix_perms)
-    else:
-        extract_image(path, bundle.rootfs, fix_perms=opts.fix_perms)
-    write_base_env(bundle.rootfs, overwrite=False)
-    bundle.bootstrapped = True
+    def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
+        source = (stage.header or {})["from"]
+        path = Path(source.removeprefix("localimage://")).expanduser()
+        if not path.exists():
+            raise BuildError(f"localimage: {path} does not exist",
+                             hint="From: must name an image or sandbox directory")
+        os.rmdir(bundle.rootfs)
+        if path.is_dir() and options.identity == "subuid":
+            from builder.steps.userns import call_in_userns
+
+            call_in_userns(extract_image, path, bundle.rootfs, fix_perms=options.fix_perms)
+        else:
+            extract_image(path, bundle.rootfs, fix_perms=options.fix_perms)
+        write_base_env(bundle.rootfs, overwrite=False)
+        bundle.bootstrapped = True

@@ -33,13 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from base.errors import Diagnostic, RecipeError
 from base.fsutil import remove_tree
+from builder.bundle import Bundle
+from builder.options import FetchOptions
+from builder.recipe import Stage
+from builder.rootfs import write_base_env
+from builder.sources.contract import Source, header_error
 from builder.sources.download import DownloadOptions, Expect, Http, cache_for, env_nohttps, store
 from builder.sources.oci.cache import REFS_DIR
 from builder.sources.oci.errors import AuthError, ReferenceError_, RegistryError
 
-__all__ = ["ShubRef", "ShubOptions", "parse_shub_ref", "shub_api_url", "fetch_shub", "open_image", "fetch",
+__all__ = ["ShubRef", "ShubOptions", "parse_shub_ref", "shub_api_url", "fetch_shub", "open_image", "options_for",
+           "ShubSource",
            "DEFAULT_REGISTRY"]
 
 log = logging.getLogger("sbuild.sources.shub")
@@ -186,28 +191,27 @@ def open_image(path: Path, tmpdir: Path | None = None) -> Iterator[Path]:
         remove_tree(work)
 
 
-def options_for(opts, environ=None, **download) -> ShubOptions:
-    tmpdir = getattr(opts, "tmpdir", None)
-    dl = DownloadOptions(disable_cache=bool(getattr(opts, "disable_cache", False)),
-                         tmpdir=Path(tmpdir) if tmpdir else None, environ=environ, **download)
-    return ShubOptions(nohttps=bool(getattr(opts, "nohttps", False)) or env_nohttps(dl.env()), download=dl)
+def options_for(options: FetchOptions) -> ShubOptions:
+    """ShubOptions from the build's or the pull command's ``FetchOptions``."""
+    dl = DownloadOptions(disable_cache=options.disable_cache, ca_bundle=options.ca_bundle,
+                         tmpdir=Path(options.tmpdir) if options.tmpdir else None)
+    return ShubOptions(nohttps=options.nohttps or env_nohttps(dl.env()), download=dl)
 
 
-def fetch(bundle, stage, opts) -> None:
+class ShubSource(Source):
     """The pipeline's agent: download the image, unpack it as a local image (base env kept)."""
-    from builder.images import extract_image
-    from builder.steps.baseenv import write_base_env
 
-    header = stage.header or {}
-    source = (header.get("from") or "").strip()
-    if not source:
-        raise RecipeError(Diagnostic(getattr(stage, "path", "recipe"), getattr(stage, "line", 1), 1,
-                                     "Bootstrap: shub needs a From: header", hint="From: user/container[:tag]"))
-    ref = parse_shub_ref(source)
-    options = options_for(opts)
-    with cache_for(options.download) as cache:
-        cached = fetch_shub(ref, options, cache, getattr(opts, "transfer", None))
-        with open_image(cached, options.download.tmpdir) as image:
-            extract_image(image, bundle.rootfs, force=True, fix_perms=getattr(opts, "fix_perms", False))
-    write_base_env(bundle.rootfs, overwrite=False)
-    bundle.bootstrapped = True
+    def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
+        from builder.images import extract_image
+
+        try:
+            ref = parse_shub_ref((stage.header or {})["from"])
+        except ReferenceError_ as e:
+            raise header_error(stage, "from", e) from e
+        shub = options_for(options)
+        with cache_for(shub.download) as cache:
+            cached = fetch_shub(ref, shub, cache, options.transfer)
+            with open_image(cached, shub.download.tmpdir) as image:
+                extract_image(image, bundle.rootfs, force=True, fix_perms=options.fix_perms)
+        write_base_env(bundle.rootfs, overwrite=False)
+        bundle.bootstrapped = True

@@ -2,19 +2,17 @@
 
 Public API:
     build_recipe(recipe, plan, *, progress, version) -> BuildResult
-    BuildPlan(target, format, fetch=FetchOptions(), steps=StepOptions(), pack=PackOptions(),
-              force, tmpdir, keep_bundle)
-    FetchOptions, StepOptions                      frozen option groups
-    write_base_env(rootfs, overwrite=...)          the /.singularity.d skeleton (agents)
-    handle_shebang(script, args) -> str            Apptainer's runscript/test shebang rule
-    inside(rootfs, path) -> Path                   securejoin-style resolution
+    stage_steps(run, stage, *, last) -> [(label, step)]   what a stage will run
+    write_bundle(bundle, plan, *, deffile) -> ImageResult  TARGET from a bundle (build, pull)
+    convert_source(source, plan) -> ImageResult            TARGET from an image or sandbox
+    remove_bundle(bundle, plan), in_build_userns(plan, fn, ...)
+    handle_shebang(script, args) -> str                    Apptainer's runscript/test shebang rule
+The options (``BuildPlan``, ``FetchOptions``, ``StepOptions``) are in ``builder.options``.
 """
 
-from builder.steps.baseenv import write_base_env
 from builder.steps.metadata import handle_shebang
-from builder.steps.options import BuildPlan, FetchOptions, StepOptions
-from builder.steps.paths import inside
-from builder.steps.pipeline import BuildResult, build_recipe
+from builder.steps.pipeline import BuildResult, BuildRun, Step, build_recipe, stage_steps
+from builder.steps.write import convert_source, in_build_userns, remove_bundle, write_bundle
 
-__all__ = ["BuildPlan", "BuildResult", "FetchOptions", "StepOptions", "build_recipe", "handle_shebang",
-           "inside", "write_base_env"]
+__all__ = ["BuildResult", "BuildRun", "Step", "build_recipe", "convert_source", "handle_shebang",
+           "in_build_userns", "remove_bundle", "stage_steps", "write_bundle"]

@@ -25,8 +25,7 @@ from builder.bundle import Bundle
 from base.errors import BuildError
 from base.gojson import marshal_indent
 from builder.recipe import Stage
-from builder.steps.paths import write_file
-from builder.steps.paths import inside
+from builder.rootfs import inside, write_file
 
 __all__ = ["write_apps", "install_blocks", "app_body", "appfiles_pairs"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from builder.bundle import Bundle
 from builder.recipe import Stage
+from builder.options import StepOptions
+from builder.rootfs import Tail, inside
 from builder.steps.apps import install_blocks
-from builder.steps.options import StepOptions
-from builder.steps.paths import inside
-from builder.steps.scripts import Tail, interpreter_argv, section_failure
+from builder.steps.scripts import interpreter_argv, section_failure
 
 __all__ = ["run_post", "run_test", "post_script"]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from builder.bundle import Bundle
 from base.errors import BuildError
 from builder.recipe import FileTransfer, Stage
-from builder.steps.options import StepOptions
-from builder.steps.paths import inside
+from builder.options import StepOptions
+from builder.rootfs import inside
 
 __all__ = ["copy_host_files", "copy_stage_files", "stage_of"]
 

@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 
 from base.gojson import marshal_indent
-from builder.steps.paths import inside, write_file
+from builder.rootfs import inside, write_file
 
 __all__ = ["write_labels", "read_label_file", "go_arch", "build_date"]
 

@@ -2,7 +2,10 @@
 runscript.help, labels.json, the recipe copy (with bootstrap_history), 90-environment.sh,
 startscript, runscript, test. Each item is gated by ``--section``.
 
-Also the shebang rule (``handle_shebang``) and the agent's default runscript.
+Also the shebang rule (``handle_shebang``). It reads its options from the plan:
+``--section`` (``plan.steps``), ``--force`` (``plan.force``), ``--arch``
+(``plan.fetch.arch``) and ``SOURCE_DATE_EPOCH`` (``plan.pack``), and the automatic base
+labels an agent put on the Bundle (``bundle.base_labels``).
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import logging
 import os
 
 from builder.bundle import Bundle
+from builder.options import BuildPlan
 from builder.recipe import Stage
-from builder.steps.labels import read_label_file, write_labels
-from builder.steps.options import StepOptions
-from builder.steps.paths import inside, write_file
+from builder.rootfs import inside, write_file
+from builder.steps.labels import write_labels
 
 __all__ = ["write_metadata", "handle_shebang", "write_file"]
 
@@ -32,12 +35,12 @@ def handle_shebang(script: str, args: str) -> str:
     return shebang + "\n\n" + script + "\n"
 
 
-def _help(bundle: Bundle, stage: Stage, opts: StepOptions) -> None:
+def _help(bundle: Bundle, stage: Stage, force: bool) -> None:
     body = stage.scripts.get("help")
     if not body or not body.script.strip():
         return
     path = inside(bundle.rootfs, ".singularity.d/runscript.help")
-    if path.exists() and not opts.force:
+    if path.exists() and not force:
         log.warning("%s exists and is not overwritten (use --force)", "/.singularity.d/runscript.help")
         return
     write_file(path, body.script + "\n", 0o644)
@@ -72,21 +75,17 @@ def _script(bundle: Bundle, stage: Stage, name: str) -> None:
     write_file(inside(bundle.rootfs, f".singularity.d/{name}"), handle_shebang(body.script, body.args), 0o755)
 
 
-def _agent_labels(bundle: Bundle) -> dict[str, str]:
-    """Labels an agent left beside the rootfs (``oci-labels.json``: the OCI base name/digest)."""
-    return read_label_file(bundle.scratch("oci-labels.json"))
-
-
-def write_metadata(bundle: Bundle, stage: Stage, full_raw: bytes, opts: StepOptions, *, version: str) -> None:
+def write_metadata(bundle: Bundle, stage: Stage, full_raw: bytes, plan: BuildPlan, *, version: str) -> None:
     """Write /.singularity.d metadata for ``stage`` into the bundle (spec §B.1 step 9)."""
+    opts = plan.steps
     if opts.allows("help"):
-        _help(bundle, stage, opts)
+        _help(bundle, stage, plan.force)
     if opts.allows("labels"):
         has_help = bool(stage.scripts.get("help") and stage.scripts["help"].script.strip())
         write_labels(bundle.rootfs, labels=stage.labels, header=stage.header, has_help=has_help,
-                     bootstrapped=bundle.bootstrapped, force=opts.force,
-                     source_date_epoch=opts.source_date_epoch, arch=opts.arch, version=version,
-                     auto_labels=_agent_labels(bundle) if bundle.bootstrapped else None)
+                     bootstrapped=bundle.bootstrapped, force=plan.force,
+                     source_date_epoch=plan.pack.source_date_epoch, arch=plan.fetch.arch, version=version,
+                     auto_labels=bundle.base_labels if bundle.bootstrapped else None)
     _deffile(bundle, full_raw)
     if opts.allows("environment"):
         _environment(bundle, stage)

@@ -11,20 +11,18 @@ Failures raise ``BuildError`` naming the section, its line, exit code and output
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import subprocess
 
 from builder.bundle import Bundle
 from base.errors import BuildError
+from builder.options import StepOptions
 from builder.recipe import Stage
-from builder.steps.options import StepOptions
+from builder.rootfs.command import run_captured
 
-__all__ = ["interpreter_argv", "run_host_script", "run_setup", "host_script", "run_captured", "section_failure", "TAIL_LINES", "Tail"]
+__all__ = ["interpreter_argv", "run_host_script", "host_script", "section_failure"]
 
 log = logging.getLogger("sbuild.build")
-TAIL_LINES = 20
 _ENV_FILE = "/.singularity.d/env/91-environment.sh"
 
 
@@ -41,20 +39,6 @@ def interpreter_argv(name: str, args: str, script_path: str) -> list[str]:
     return argv + params + [script_path]
 
 
-class Tail:
-    """Keeps the last lines of a stream while echoing them to a sink."""
-
-    def __init__(self, sink=None, size: int = TAIL_LINES) -> None:  # noqa: ANN001
-        self.lines: collections.deque[str] = collections.deque(maxlen=size)
-        self.sink = sink
-
-    def feed(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        self.lines.append(line)
-        if self.sink is not None:
-            self.sink(line)
-
-
 def section_failure(stage: Stage, name: str, exit_code: int, tail: list[str], bundle: Bundle | None) -> BuildError:
     section = stage.section(name)
     line = section.line if section else stage.first_line
@@ -69,11 +53,6 @@ def host_script(stage: Stage, name: str, opts: StepOptions) -> str:
     if not body or not body.script.strip() or not opts.allows(name):
         return ""
     return body.script
-
-
-def run_setup(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
-    """Run ``%setup`` on the host (spec §B.2)."""
-    run_host_script(bundle, stage, "setup", opts, output=output)
 
 
 def run_host_script(bundle: Bundle, stage: Stage, name: str, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
@@ -93,18 +72,3 @@ def run_host_script(bundle: Bundle, stage: Stage, name: str, opts: StepOptions, 
     status, tail = run_captured(argv, env=env, cwd=opts.cwd, output=output)
     if status != 0:
         raise section_failure(stage, name, status, tail, bundle)
-
-
-def run_captured(argv: list[str], *, env, cwd, output=None) -> tuple[int, list[str]]:  # noqa: ANN001
-    """Run ``argv``, streaming its merged output to ``output`` (a line sink), keeping the tail."""
-    tail = Tail(output)
-    try:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    except OSError as e:
-        raise BuildError(f"starting {argv[0]}: {e.strerror}") from e
-    assert proc.stdout is not None
-    with proc.stdout:
-        for raw in proc.stdout:
-            tail.feed(raw)
-    return proc.wait(), list(tail.lines)

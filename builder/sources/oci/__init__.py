@@ -28,7 +28,8 @@ Public API (stable; the build pipeline calls these):
     and ``/.singularity.d/labels.json`` (image labels) and empties ``/etc/hosts`` and
     ``/etc/resolv.conf``, as Apptainer does for docker bases (spec §C). The pipeline adds
     ``base_labels(image_config)`` to the automatic labels and stores
-    ``oci_config_json(image_config)`` as the SIF ``oci-config.json`` object.
+    ``oci_config_json(image_config)`` as the SIF ``oci-config.json`` object (both put on
+    the Bundle by the pipeline's agent, ``agent.OCISource``).
 
 Lower-level pieces: ``LayerApplier`` (apply layer tars), ``BlobCache``,
 ``RegistryClient``, ``parse_reference``, ``pull_oras``/``push_oras`` (``oras.py``).
@@ -47,16 +48,10 @@ from builder.sources.oci.platform import Platform, host_platform, parse_platform
 from builder.sources.oci.reference import Reference, from_header, parse_reference
 
 __all__ = [
-    "fetch", "fetch_to_rootfs", "FetchOptions", "ImageConfig", "write_docker_metadata",
+    "fetch_to_rootfs", "FetchOptions", "ImageConfig", "write_docker_metadata",
     "base_labels", "oci_config_json", "env_script", "runscript", "labels_json",
     "Credentials", "BlobCache", "default_cache_dir", "RegistryClient", "LayerApplier",
     "Platform", "parse_platform", "host_platform", "Reference", "parse_reference", "from_header",
     "RegistryError", "AuthError", "DigestError", "LayerError", "PlatformError", "ReferenceError_",
 ]
 
-
-def fetch(bundle, stage, opts) -> None:
-    """Pipeline agent entry point for docker/oci transports (see ``agent.py``)."""
-    from builder.sources.oci.agent import fetch as _fetch
-
-    _fetch(bundle, stage, opts)

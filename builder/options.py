@@ -1,12 +1,17 @@
-"""Frozen build options, split by concern (DESIGN.md: never one god object).
+"""Frozen build options, one object per concern (DESIGN.md: never one god object).
 
-- ``FetchOptions``: how an agent fills the rootfs.
-- ``StepOptions``: how the recipe's sections run and what the metadata step writes.
-- packing options are ``builder.images.PackOptions``.
-``BuildPlan`` groups them with the target for ``builder.steps.build_recipe``.
+- ``FetchOptions``: how an agent fills the rootfs (``builder.sources``), and how this
+  build writes files: ``identity``, ``tmpdir``, ``arch`` and ``fix_perms`` live here, and
+  the pipeline reads them here too (bundles, the user namespace, the SIF architecture).
+- ``StepOptions``: how the recipe's sections run (``builder.steps``).
+- ``builder.images.PackOptions``: how TARGET is packed; it holds ``SOURCE_DATE_EPOCH``,
+  which the metadata step reads there too.
+- ``BuildPlan``: the target, its format, ``--force`` (TARGET and %labels), ``--update``,
+  ``--no-cleanup``, and the three groups above.
 
-``identity`` (``host``/``subuid``/``root``, see ``builder.steps.userns``) is decided once
-per build and copied into the groups that need it.
+Each value has exactly one home and is built once per command (``builder.commands.build``).
+``identity`` (``host``/``subuid``/``root``, see ``builder.steps.userns``) is decided
+once per build; ``StepOptions.userns`` is the runtime's spelling of it for %post/%test.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ SECTION_NAMES = ("pre", "setup", "files", "environment", "runscript", "startscri
 
 @dataclass(frozen=True)
 class FetchOptions:
-    arch: str | None = None
+    arch: str | None = None  # --arch: the platform to pull, and the architecture labels name
     nohttps: bool = False
     authfile: str | None = None
     disable_cache: bool = False
-    fix_perms: bool = False
-    tmpdir: str | None = None
-    identity: str = "host"  # host | subuid | root: how the agent must write the rootfs
+    fix_perms: bool = False  # owner rwx on dirs, rw on files: for unpacked images and TARGET
+    tmpdir: str | None = None  # where bundles and downloads go (None: the system default)
+    identity: str = "host"  # host | subuid | root: how the build writes files
     login: object | None = None  # --docker-login credentials, asked for before the build starts
     library: str | None = None  # --library: the library for library:// refs without a host
+    ca_bundle: str | None = None  # CA certificates for registries and libraries (pull --ca-bundle)
     transfer: Callable[[str, int, int], None] | None = field(default=None, compare=False)  # download progress
 
 
@@ -42,11 +48,8 @@ class FetchOptions:
 class StepOptions:
     sections: frozenset[str] | None = None  # None: all
     notest: bool = False
-    force: bool = False
     binds: tuple[str, ...] = ()
     userns: str = "auto"  # runtime.run_in_sandbox's userns for %post/%test (--fakeroot)
-    source_date_epoch: int | None = None
-    arch: str | None = None
     cwd: str = field(default_factory=os.getcwd)
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), compare=False)
 
@@ -61,8 +64,10 @@ class BuildPlan:
     fetch: FetchOptions = FetchOptions()
     steps: StepOptions = StepOptions()
     pack: PackOptions = PackOptions()
-    force: bool = False
-    tmpdir: str | None = None
+    force: bool = False  # --force: overwrite TARGET; %labels override the base image's
     keep_bundle: bool = False
     update: bool = False  # --update: the last stage starts from the existing sandbox TARGET
-    identity: str = "host"  # host | subuid | root (builder.steps.userns.build_identity)
+
+    @property
+    def identity(self) -> str:
+        return self.fetch.identity

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from builder.steps.paths import inside, write_file
+from builder.rootfs.paths import inside, write_file
 
 __all__ = ["write_base_env", "BASE_FILES"]
 

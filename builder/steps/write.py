@@ -1,0 +1,95 @@
+"""The pieces a build, a conversion and ``sbuild pull`` share: TARGET and the bundles.
+
+- ``write_bundle(bundle, plan, deffile=...)``: the last step of a build (and of a pull):
+  room for the image first (``checks.check_room``), then ``builder.images.write_image``
+  with the bundle's ``image_config`` as the SIF ``oci-config.json`` object.
+- ``convert_source(source, plan)``: an image or sandbox as TARGET
+  (``builder.images.convert_image``), after the same room check for a sandbox and, as an
+  unprivileged user, a check that every file can be read (mksquashfs would skip it).
+- ``remove_bundle(bundle, plan)`` and ``in_build_userns(plan, fn, ...)``.
+
+With ``identity == "subuid"`` (a rootless build with subordinate ids, or ``--fakeroot``
+for a conversion) these run inside the build's user namespace (``builder.steps.userns``)
+and pack every file as root (root there, the user outside). A packer that fails for
+lack of space gets a hint that says where.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from base.errors import BuildError, CapabilityError, SbuildError
+from builder.bundle import Bundle
+from builder.images import ImageResult, PackOptions, convert_image, write_image
+from builder.images.convert import OCI_CONFIG
+from builder.options import BuildPlan
+from builder.steps import checks
+from builder.steps.userns import call_in_userns
+
+__all__ = ["write_bundle", "convert_source", "remove_bundle", "in_build_userns"]
+
+log = logging.getLogger("sbuild.build")
+T = TypeVar("T")
+
+
+def in_build_userns(plan: BuildPlan, fn: Callable[..., T], /, *args, **kwargs) -> T:  # noqa: ANN002, ANN003
+    """``fn`` in the build's user namespace when files may belong to subordinate ids."""
+    if plan.identity == "subuid":
+        return call_in_userns(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
+def _pack_options(plan: BuildPlan) -> PackOptions:
+    if plan.identity == "subuid" and plan.pack.all_root is None:
+        return dataclasses.replace(plan.pack, all_root=True)  # root inside the namespace, unprivileged outside
+    return plan.pack
+
+
+def _packing(plan: BuildPlan, fn: Callable[..., ImageResult], /, *args, **kwargs) -> ImageResult:  # noqa: ANN002, ANN003
+    try:
+        return in_build_userns(plan, fn, *args, options=_pack_options(plan), **kwargs)
+    except BuildError as e:
+        hint = checks.no_space_hint(plan.target, e.output_tail)
+        if hint and not e.hint:
+            e.hint = hint
+        raise
+
+
+def write_bundle(bundle: Bundle, plan: BuildPlan, *, deffile: bytes = b"") -> ImageResult:
+    """Write the bundle's rootfs as ``plan.target`` (atomic: a failure leaves no TARGET)."""
+    checks.check_room(bundle.rootfs, plan.target, plan.format)
+    objects = {OCI_CONFIG: bundle.image_config} if bundle.image_config else None
+    return _packing(plan, write_image, bundle.rootfs, plan.target, plan.format, deffile=deffile,
+                    json_objects=objects, force=plan.force or plan.update, fix_perms=plan.fetch.fix_perms,
+                    move=not plan.keep_bundle, arch=plan.fetch.arch)
+
+
+def convert_source(source: Path, plan: BuildPlan) -> ImageResult:
+    """Convert the image or sandbox ``source`` to ``plan.target`` in ``plan.format``."""
+    if source.is_dir():
+        checks.check_room(source, plan.target, plan.format)
+    log.info("converting %s to %s (%s)", source, plan.target, plan.format)
+    if plan.identity != "subuid" and os.geteuid() != 0 and source.is_dir():
+        unreadable = checks.first_unreadable(source)
+        if unreadable:
+            raise CapabilityError(f"converting {source}: {unreadable} is not readable by this user",
+                                  hint="files of a rootless build belong to your subordinate ids: add --fakeroot "
+                                       "to convert inside your user namespace")
+    return _packing(plan, convert_image, source, plan.target, plan.format, fix_perms=plan.fetch.fix_perms,
+                    force=plan.force)
+
+
+def remove_bundle(bundle: Bundle, plan: BuildPlan) -> None:
+    """Delete ``bundle``, inside the build's user namespace when its files may need it."""
+    if plan.identity == "subuid":
+        try:
+            call_in_userns(bundle.remove)
+            return
+        except SbuildError as e:
+            log.debug("removing %s in the user namespace: %s", bundle.work, e)
+    bundle.remove()
