@@ -30,6 +30,7 @@ fails the second test, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,9 @@ def _targets(node: ast.ImportFrom, module: str, path: Path) -> Iterator[str]:
         yield sub if sub in MODULES else source
 
 
+@functools.cache
 def _edges() -> list[Edge]:
+    """Every import of ours in the product packages (read once per session)."""
     edges = []
     for module, path in MODULES.items():
         tree = ast.parse(path.read_text(), filename=str(path))
