@@ -307,6 +307,7 @@ def _materialise(root: Path, spec: dict, made: list[Path]) -> None:
 
 
 if given is not None:
+    @pytest.mark.slow
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(spec=st.dictionaries(_name, _node, max_size=8))
     def test_any_tree_extracts_to_itself(spec: dict, tmp_path: Path) -> None:

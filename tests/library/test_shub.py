@@ -129,6 +129,7 @@ def test_gzipped_ext3_image_from_old_builds(sbuild, shub, tmp_path, env):
     assert target.read_bytes()[32:41] == b"SIF_MAGIC"
 
 
+@pytest.mark.slow
 def test_archive_hint_for_the_default_registry(sbuild, tmp_path, env, monkeypatch):
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # no network: fail fast through a dead proxy
     monkeypatch.setenv("no_proxy", "")

@@ -65,6 +65,7 @@ def labels_of(image: Path, env) -> dict:
     return found
 
 
+@pytest.mark.slow
 def test_run_evaluates_entrypoint_and_cmd_like_apptainer(runnable, tmp_path, env):
     image = tmp_path / "both.sif"
     r = cli("build", "--nohttps", "--arch", "amd64", recipe(tmp_path, f"""
