@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +51,10 @@ def sbuild():
     return run
 
 
-# ---- BEGIN unprivileged_user (runtime issue) ------------------------------------------------
-# A real unprivileged account for tests that must run without root (rootless runtime and
-# builds). Created once per session when missing, with an /etc/subuid and /etc/subgid range.
+# The unprivileged account for tests that must run without root (rootless runtime and builds):
+# created once per session when missing, with an /etc/subuid and /etc/subgid range, and checked
+# once for access to this checkout (see _checkout_unreadable); ``nobody`` is the
+# same check for tests that run as uid 65534.
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,58 @@ def _ensure_subids(path: str, name: str, start: int, count: int) -> tuple[int, i
     return start, count
 
 
+def _closed_parent(path: Path) -> Path | None:
+    """The first directory from ``/`` down to ``path`` that others cannot traverse (no o+x)."""
+    for d in [*reversed(path.parents), path]:
+        if not d.stat().st_mode & 0o001:
+            return d
+    return None
+
+
+def _checkout_unreadable(who: str, argv: list[str]) -> str | None:
+    """Why ``who`` (run through the ``argv`` prefix) cannot use this checkout, or None.
+
+    Checks once what the unprivileged tests do: run this checkout's Python, import sbuild
+    from it and read a recipe. A checkout cloned under /root or below any 0700 directory
+    would otherwise fail each of them with ``Permission denied``.
+    """
+    import subprocess
+
+    pythons = dict.fromkeys([sys.executable, str(ROOT / ".venv" / "bin" / "python")])
+    probe = f"import builder.cli, runtime.api; open({str(RECIPES / 'hello.def')!r}).close()"
+    for python in (p for p in pythons if Path(p).exists()):
+        r = subprocess.run([*argv, python, "-c", probe], capture_output=True, text=True, cwd="/", timeout=60)
+        if r.returncode != 0:
+            detail = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            closed = _closed_parent(ROOT)
+            where = f" ({closed} is mode {closed.stat().st_mode & 0o777:04o})" if closed else ""
+            return (f"the unprivileged user {who} cannot use this checkout {ROOT}{where}: {python}: {detail}; "
+                    "clone into a world-readable directory, e.g. /work or /srv, or chmod o+x its parents")
+    return None
+
+
+@pytest.fixture(scope="session")
+def nobody() -> tuple[int, int]:
+    """``(uid, gid)`` of ``nobody`` (65534) for tests that run sbuild as a user with no
+    account of its own; skips, saying why, without root or setpriv or when nobody cannot use
+    this checkout."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to switch to an unprivileged user")
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i", f"PATH={os.environ['PATH']}"]
+    problem = _checkout_unreadable("nobody (65534)", argv)
+    if problem:
+        pytest.skip(problem)
+    return 65534, 65534
+
+
 @pytest.fixture(scope="session")
 def unprivileged_user() -> UnprivilegedUser:
     """The user ``sbtester`` (created when missing, with subordinate ids 200000-265535).
 
-    Skips, saying why, when the tests do not run as root or the tools are missing.
+    Skips, saying why, when the tests do not run as root, the tools are missing, or the user
+    cannot read this checkout or run its Python (and how to fix that).
     """
     import pwd
     import shutil
@@ -137,5 +186,8 @@ def unprivileged_user() -> UnprivilegedUser:
         os.chown(home, entry.pw_uid, entry.pw_gid)
     sub = _ensure_subids("/etc/subuid", name, 200000, 65536)
     _ensure_subids("/etc/subgid", name, 200000, 65536)
-    return UnprivilegedUser(name, entry.pw_uid, entry.pw_gid, home, sub)
-# ---- END unprivileged_user ------------------------------------------------------------------
+    user = UnprivilegedUser(name, entry.pw_uid, entry.pw_gid, home, sub)
+    problem = _checkout_unreadable(name, user.argv("env", *[f"{k}={v}" for k, v in user.env().items()]))
+    if problem:
+        pytest.skip(problem)
+    return user

@@ -48,6 +48,7 @@ def test_unprivileged_user_builds_hello_and_runs_it(unprivileged_user, userdir):
     assert not [p for p in userdir.iterdir() if p.name.startswith(".out.simg")]
 
 
+@pytest.mark.slow
 def test_rootless_post_is_root_with_subordinate_ids_and_update_keeps_them(unprivileged_user, userdir):
     if unprivileged_user.subuid is None:
         pytest.skip("the test user has no /etc/subuid range")

@@ -25,10 +25,8 @@ EPOCH = PackOptions(source_date_epoch=1700000000)
 
 
 @pytest.fixture
-def shared_tmp():
+def shared_tmp(nobody):
     """A directory the unprivileged user 'nobody' can use (pytest's tmp_path is root-only)."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to switch to an unprivileged user")
     d = Path(tempfile.mkdtemp(prefix="sbuild-test-", dir="/tmp"))
     d.chmod(0o1777)
     yield d

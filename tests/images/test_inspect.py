@@ -134,10 +134,8 @@ def test_broken_images(tmp_path: Path, sbuild, inspector: Path, damage: str) -> 
     assert len(r.err.strip().splitlines()) <= 2
 
 
-def test_as_unprivileged_user(tmp_path: Path, inspector: Path) -> None:
+def test_as_unprivileged_user(tmp_path: Path, inspector: Path, nobody) -> None:
     setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or not setpriv:
-        pytest.skip("needs root and setpriv to switch to an unprivileged user")
     import tempfile
 
     shared = Path(tempfile.mkdtemp(prefix="sbuild-test-", dir="/tmp"))

@@ -225,6 +225,7 @@ def test_failed_build_leaves_no_target(sbuild, library, tmp_path, env):
     assert not target.exists() and cache_files(env) == []
 
 
+@pytest.mark.slow
 def test_server_error_names_server_and_reference(sbuild, library, tmp_path, env):
     r = sbuild("pull", "--library", library.url, tmp_path / "x.sif", "library://test/hello/broken:1.0")
     assert r.status == 1 and "HTTP 500" in r.err and library.host in r.err
@@ -294,6 +295,7 @@ def test_fingerprints_are_refused_not_ignored(sbuild, library, tmp_path, env):
     assert r.status == 3 and "signature" in r.err and not (tmp_path / "o.sif").exists()
 
 
+@pytest.mark.slow
 def test_https_library_with_ca_bundle(sbuild, store, images, tmp_path, env):
     if shutil.which("openssl") is None:
         pytest.skip("needs openssl (apt-get install openssl)")

@@ -216,6 +216,7 @@ print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")]
 """
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_layer(tmp_path):
     import sys
 

@@ -91,6 +91,7 @@ def _tokens(word: str) -> list[str]:
     return sorted(set(sub._option_string_actions) | set(_WORDS))  # noqa: SLF001
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(ACTIONS)), st.data())
 def test_quick_parser_never_disagrees_with_argparse(word, data):
