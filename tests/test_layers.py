@@ -47,26 +47,9 @@ RUNTIME_PUBLIC = {"runtime", "runtime.api"}
 
 # (importer, imported) edges that break a rule today; the coordinator empties this after merging.
 KNOWN: set[tuple[str, str]] = {
-    # recipe model -> sources (the agent table): pipeline helper, item 1/2 (one place checks headers)
-    ("builder.recipe.validate", "builder.sources"),
-    # sources -> steps: pipeline helper, item 1 (typed Source contract, FetchOptions)
-    ("builder.sources.busybox", "builder.steps.baseenv"),
-    ("builder.sources.busybox", "builder.steps.options"),
-    ("builder.sources.busybox", "builder.steps.paths"),
-    ("builder.sources.debootstrap", "builder.steps.baseenv"),
-    ("builder.sources.debootstrap", "builder.steps.options"),
-    ("builder.sources.debootstrap", "builder.steps.paths"),
-    ("builder.sources.debootstrap", "builder.steps.scripts"),
+    # sources -> the build's user-namespace call: goes when the runtime makes it public API
     ("builder.sources.debootstrap", "builder.steps.userns"),
-    ("builder.sources.library", "builder.steps.baseenv"),
-    ("builder.sources.localimage", "builder.steps.baseenv"),
-    ("builder.sources.localimage", "builder.steps.options"),
     ("builder.sources.localimage", "builder.steps.userns"),
-    ("builder.sources.oci.agent", "builder.steps.baseenv"),
-    ("builder.sources.scratch", "builder.steps.baseenv"),
-    ("builder.sources.scratch", "builder.steps.options"),
-    ("builder.sources.scratch", "builder.steps.paths"),
-    ("builder.sources.shub", "builder.steps.baseenv"),
     # runtime -> CLI: runtime helper, item 2 (runtime's commands move into builder/commands)
     ("runtime.commands", "builder.commands"),
     # build's user-namespace call reaches into runtime internals: runtime helper, item 2
