@@ -158,3 +158,18 @@ def test_host_copy_keeps_holes(tmp_path):
     with open(out, "rb") as f:
         f.seek(1 << 29)
         assert f.read(4) == b"data"
+
+
+def test_a_link_loop_or_a_file_in_the_way_is_an_error_naming_the_path(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "opt").mkdir(parents=True)
+    (rootfs / "opt" / "loop").symlink_to("loop")
+    (rootfs / "opt" / "file").write_text("in the way")
+    (tmp_path / "loop").write_text("new")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(OSError, match="too many levels of symbolic links") as e:
+        copy_from_host(str(tmp_path / "loop"), rootfs, "/opt/")
+    assert e.value.filename2 == "/opt/loop"
+    with pytest.raises(OSError, match="cannot overwrite non-directory with directory"):
+        copy_from_host(str(tmp_path / "dir"), rootfs, "/opt/file")
+    assert (rootfs / "opt" / "file").read_text() == "in the way"
