@@ -289,6 +289,13 @@ class _Spool:
                                         digest=self.digest)
                 self._cond.wait(min(left, 1.0))
 
+    def pread(self, size: int, pos: int) -> bytes:
+        """Bytes of the blob at ``pos`` (under the lock: ``close`` cannot pull the fd away)."""
+        with self._cond:
+            if self.fh is None:
+                raise RegistryError(f"pulling {self.digest}: read after the pull ended", digest=self.digest)
+            return os.pread(self.fh.fileno(), size, pos)
+
     def close(self) -> None:
         with self._cond:
             if self.fh is not None:
@@ -313,7 +320,7 @@ class _SpoolReader:
         if avail == 0:
             return b""
         want = avail if size is None or size < 0 else min(size, avail)
-        data = os.pread(self._spool.fh.fileno(), want, self._pos)  # type: ignore[union-attr]
+        data = self._spool.pread(want, self._pos)
         if not data:
             raise RegistryError(f"pulling {self._spool.digest}: its file ends at {self._pos} bytes, "
                                 f"{avail} more were written", digest=self._spool.digest)
