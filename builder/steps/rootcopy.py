@@ -29,6 +29,7 @@ process's fd limit fails with EMFILE; xattrs of symlinks are not copied.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -351,8 +352,10 @@ def _destination(root: int, dst: str, name: str) -> tuple[_Dir, str]:
         os.close(parent.fd)
 
 
-def _open_root(rootfs: str) -> int:
-    return os.open(rootfs, _DIR & ~os.O_NOFOLLOW)
+def _open_root(stack: contextlib.ExitStack, rootfs: str | os.PathLike) -> int:
+    fd = os.open(os.fspath(rootfs), _DIR & ~os.O_NOFOLLOW)
+    stack.callback(os.close, fd)
+    return fd
 
 
 def copy_from_host(src: str, rootfs: str | os.PathLike, dst: str) -> str:
@@ -361,17 +364,12 @@ def copy_from_host(src: str, rootfs: str | os.PathLike, dst: str) -> str:
     Raises ``OSError`` on failure: ``filename`` the source, ``filename2`` (when known) the
     path in the rootfs.
     """
-    name = os.path.basename(src.rstrip("/")) or "."
-    root = _open_root(os.fspath(rootfs))
-    try:
-        into, last = _destination(root, dst, name)
-        try:
-            _Copier(root, archive=False).copy(None, src, src, into, last)
-            return into.child(last)
-        finally:
-            os.close(into.fd)
-    finally:
-        os.close(root)
+    with contextlib.ExitStack() as stack:
+        root = _open_root(stack, rootfs)
+        into, last = _destination(root, dst, os.path.basename(src.rstrip("/")) or ".")
+        stack.callback(os.close, into.fd)
+        _Copier(root, archive=False).copy(None, src, src, into, last)
+        return into.child(last)
 
 
 def copy_from_stage(src_root: str | os.PathLike, src: str, rootfs: str | os.PathLike, dst: str) -> str:
@@ -380,24 +378,14 @@ def copy_from_stage(src_root: str | os.PathLike, src: str, rootfs: str | os.Path
 
     Raises ``OSError`` on failure (``ENOENT`` when ``src`` is not in the source rootfs).
     """
-    sroot = _open_root(os.fspath(src_root))
-    try:
-        sdir, sname = _walk(sroot, src, create=False)
-        try:
-            if sname is not None and _lstat(sdir.fd, sname) is None:
-                raise OSError(errno.ENOENT, "not found in the source stage", src)
-            name = sname or "."
-            root = _open_root(os.fspath(rootfs))
-            try:
-                into, last = _destination(root, dst, os.path.basename(src.rstrip("/")) or name)
-                try:
-                    _Copier(root, archive=True).copy(sdir.fd, name, sdir.child(sname) if sname else src, into, last)
-                    return into.child(last)
-                finally:
-                    os.close(into.fd)
-            finally:
-                os.close(root)
-        finally:
-            os.close(sdir.fd)
-    finally:
-        os.close(sroot)
+    with contextlib.ExitStack() as stack:
+        sdir, sname = _walk(_open_root(stack, src_root), src, create=False)
+        stack.callback(os.close, sdir.fd)
+        if sname is not None and _lstat(sdir.fd, sname) is None:
+            raise OSError(errno.ENOENT, "not found in the source stage", src)
+        name = sname or "."
+        root = _open_root(stack, rootfs)
+        into, last = _destination(root, dst, os.path.basename(src.rstrip("/")) or name)
+        stack.callback(os.close, into.fd)
+        _Copier(root, archive=True).copy(sdir.fd, name, sdir.child(sname) if sname else src, into, last)
+        return into.child(last)
