@@ -136,7 +136,7 @@ def test_cache_clean_beside_a_pull_keeps_the_blobs_it_uses_and_does_not_wait(pul
     except subprocess.TimeoutExpired:
         pytest.fail("cache clean waited for the running pull")
     assert r.returncode == 0, r.stderr
-    assert "kept 2 blobs in use by running builds" in r.stdout, r.stdout
+    assert "kept 3 blobs in use by running builds" in r.stdout, r.stdout  # the config and layers 2, 3
     assert "kept the temporary files: downloads are running" in r.stdout
     assert all(b.exists() for b in blobs[1:])
     status, err = _finish(proc, gate)
@@ -145,7 +145,7 @@ def test_cache_clean_beside_a_pull_keeps_the_blobs_it_uses_and_does_not_wait(pul
     assert all(b.exists() for b in blobs)
     r = subprocess.run([SBUILD, "cache", "clean", "--cachedir", str(cache)], capture_output=True, text=True,
                        timeout=20)
-    assert "removed 3 blobs" in r.stdout and "kept" not in r.stdout, r.stdout
+    assert "removed 4 blobs" in r.stdout and "kept" not in r.stdout, r.stdout
     assert not any(b.exists() for b in blobs)
 
 
@@ -222,3 +222,31 @@ def test_a_layer_whose_download_never_starts_ends_in_a_clear_error(tmp_path):
         with spool.reader():
             pass
     assert time.monotonic() - t0 < 5
+
+
+def _clean(cache_root: Path) -> str:
+    r = subprocess.run([SBUILD, "cache", "clean", "--cachedir", str(cache_root)], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_blob_handed_out_by_path_stays_until_its_fetch_ends(tmp_path):
+    """library:// and shub:// read their image by path after the download lock is gone."""
+    import hashlib
+
+    from builder.sources.oci import FetchOptions
+    from builder.sources.oci.cache import cache_for
+
+    options = FetchOptions(cache_dir=tmp_path / "cache", environ={})
+    data = b"an image\n"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with cache_for(options) as cache:
+        with cache.lock(digest), cache.writer(digest, len(data)) as w:
+            w.write(data)
+            w.commit()
+        assert "kept 1 blobs in use" in _clean(cache.root) and cache.path(digest).exists()
+    with cache_for(options) as cache:
+        assert cache.get(digest) is not None
+        assert "kept 1 blobs in use" in _clean(cache.root) and cache.path(digest).exists()
+    assert "removed 1 blobs" in _clean(cache.root) and not cache.path(digest).exists()

@@ -15,7 +15,9 @@ Locks (all ``flock``, so a killed process drops its own):
   after ``stall`` seconds in which that temp file did not grow.
 - The blob file itself, shared, by every reader (``open`` on a hit, ``BlobWriter.reader``
   on the temp file before it is renamed into place): a blob in use never vanishes, and the
-  reader keeps reading its fd whatever happens to the name.
+  reader keeps reading its fd whatever happens to the name. A cache from ``cache_for``
+  also holds the blobs it handed out by path (``get``, or fetched under ``lock``) until
+  the fetch ends, for the callers that read them by path.
 - ``.cache.lock``, shared by downloads, exclusive for ``clean``'s sweep of ``tmp/``.
 
 ``clean`` never waits: it skips a blob being downloaded or read (and reports it), and
@@ -135,11 +137,24 @@ class BlobWriter:
 class BlobCache:
     """See the module docstring."""
 
-    def __init__(self, root: Path, stall: float = STALL) -> None:
+    def __init__(self, root: Path, stall: float = STALL, hold: bool = False) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
         self.stall = stall
         self._held: dict[str, int] = {}  # hex -> fd of a download lock this process holds
+        self._using: list[BinaryIO] | None = [] if hold else None  # hold: blobs handed out by path
+
+    def _use(self, digest: str) -> None:
+        """With ``hold``: keep the blob marked in use until ``release`` (its path was handed out)."""
+        if self._using is not None:
+            fh = self.open(digest)
+            if fh is not None:
+                self._using.append(fh)
+
+    def release(self) -> None:
+        """The blobs ``get`` and ``lock`` handed out are no longer in use."""
+        while self._using:
+            self._using.pop().close()
 
     def path(self, digest: str) -> Path:
         algo, hexpart = parse_digest(digest)
@@ -157,6 +172,7 @@ class BlobCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)
+        self._use(digest)
         return path
 
     def open(self, digest: str, size: int | None = None) -> BinaryIO | None:
@@ -199,6 +215,7 @@ class BlobCache:
                 yield
             finally:
                 self._held.pop(hexpart, None)
+                self._use(digest)  # what was fetched under the lock is about to be read by path
 
     def _announce(self, digest: str, tmp: str) -> None:
         """Name the temp file of a download in its lock file, for the waiters' progress."""
@@ -344,9 +361,14 @@ def _try_flock(path: Path, mode: int, create: bool = True) -> Iterator[bool]:
 @contextlib.contextmanager
 def cache_for(options) -> Iterator[BlobCache]:  # noqa: ANN001
     """The blob cache for a fetch (``options``: ``disable_cache``, ``cache_dir``, ``tmpdir``,
-    ``env()``), or a throw-away one under the temp dir with ``--disable-cache``."""
+    ``env()``), or a throw-away one under the temp dir with ``--disable-cache``. Blobs it
+    hands out by path (``get``, or fetched under ``lock``) stay in use until the end."""
     if not options.disable_cache:
-        yield BlobCache(options.cache_dir or default_cache_dir(options.env()))
+        cache = BlobCache(options.cache_dir or default_cache_dir(options.env()), hold=True)
+        try:
+            yield cache
+        finally:
+            cache.release()
         return
     tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
     try:
