@@ -241,15 +241,24 @@ class _Spool:
         self._cond = threading.Condition()
         self.digest, self._beat, self._stall = digest or "blob", beat or _Beat(), stall
         self.fh: BinaryIO | None = None
+        self._closed = False
         self.written = 0
         self.verified = False
         self.error: BaseException | None = None
 
     def start(self, fh: BinaryIO) -> None:
         with self._cond:
-            self.fh = fh
+            self._take(fh)
             self._beat.touch()
             self._cond.notify_all()
+
+    def _take(self, fh: BinaryIO | None) -> None:
+        if self.fh is not None and self.fh is not fh:
+            self.fh.close()
+        self.fh = fh
+        if self._closed and fh is not None:  # the pull ended before this download did
+            fh.close()
+            self.fh = None
 
     def advance(self, written: int) -> None:
         with self._cond:
@@ -261,11 +270,9 @@ class _Spool:
         """The downloader is waiting for a lock whose holder makes progress."""
         self._beat.touch()
 
-    def complete(self, fh: BinaryIO, size: int) -> None:
+    def complete(self, fh: BinaryIO | None, size: int) -> None:
         with self._cond:
-            if self.fh is not None and self.fh is not fh:
-                self.fh.close()
-            self.fh = fh
+            self._take(fh)
             self.written, self.verified = size, True
             self._beat.touch()
             self._cond.notify_all()
@@ -297,10 +304,15 @@ class _Spool:
             return os.pread(self.fh.fileno(), size, pos)
 
     def close(self) -> None:
+        """Release the blob; a later wait raises at once."""
         with self._cond:
+            self._closed = True
+            if self.error is None:
+                self.error = RegistryError(f"pulling {self.digest}: the pull has ended", digest=self.digest)
             if self.fh is not None:
                 self.fh.close()
                 self.fh = None
+            self._cond.notify_all()
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[BinaryIO]:
@@ -362,7 +374,7 @@ class _Downloader:
                 except DigestError as e:
                     raise DigestError(f"pulling {self.repo} from {self.client.host}: {e.message}",
                                       registry=self.client.host, digest=digest) from e
-            spool.complete(spool.fh, w.written)  # type: ignore[arg-type]
+            spool.complete(spool.fh, w.written)
 
     def _alive(self, digest: str, spool: _Spool) -> None:
         if self.cancel.is_set():
