@@ -1,8 +1,9 @@
 """``sbuild cache list`` and ``sbuild cache clean [--days N] [--dry-run]``: the blob cache.
 
 The cache lives in ``$APPTAINER_CACHEDIR``/``$SINGULARITY_CACHEDIR`` (``/sbuild`` below it)
-or ``$XDG_CACHE_HOME/sbuild``; ``--cachedir`` overrides. Cleaning takes the cache's
-exclusive lock, so it waits for running pulls instead of removing blobs under them.
+or ``$XDG_CACHE_HOME/sbuild``; ``--cachedir`` overrides. Cleaning never waits and never
+removes a blob a running build downloads or reads: it keeps those, says how many (each one
+with ``-v``), and leaves the temp files while downloads run.
 """
 
 from __future__ import annotations
@@ -65,10 +66,16 @@ def _clean(args: argparse.Namespace) -> int:
 
         raise UsageError("--days must not be negative")
     cache = _cache(args)
-    removed = cache.clean(days=args.days, dry_run=args.dry_run)
+    done = cache.clean(days=args.days, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     if args.verbose or args.dry_run:
-        for e in removed:
+        for e in done.removed:
             print(f"{verb} {e.digest} ({_size(e.size)})")
-    print(f"{verb} {len(removed)} blobs, {_size(sum(e.size for e in removed))}")
+        for e in done.in_use:
+            print(f"kept {e.digest} ({_size(e.size)}): in use by a running build")
+    print(f"{verb} {len(done.removed)} blobs, {_size(sum(e.size for e in done.removed))}")
+    if done.in_use:
+        print(f"kept {len(done.in_use)} blobs in use by running builds, {_size(sum(e.size for e in done.in_use))}")
+    if done.temp_kept:
+        print("kept the temporary files: downloads are running")
     return 0

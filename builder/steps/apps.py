@@ -6,7 +6,8 @@ variables); ``%appenv`` → ``scif/env/90-environment.sh`` (raw body); ``%apprun
 ``%appstart``, ``%apptest`` → ``scif/runscript``, ``scif/startscript``, ``scif/test``
 (``#!/bin/sh\\n\\n`` + body, no shebang or args handling); ``%apphelp`` →
 ``scif/runscript.help``; ``%applabels`` → ``scif/labels.json``; ``%appfiles`` copied from
-the host with ``cp -fLr``. Then ``/.singularity.d/env/94-appsbase.sh`` with each app's
+the host like ``cp -fLr`` (by ``builder.rootfs.copy``, never through a link out of the
+rootfs). Then ``/.singularity.d/env/94-appsbase.sh`` with each app's
 exports (an empty file without apps). ``install_blocks`` gives what is appended to
 ``%post``.
 
@@ -19,13 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 
 from builder.bundle import Bundle
 from base.errors import BuildError
 from base.gojson import marshal_indent
 from builder.recipe import Stage
-from builder.rootfs import inside, write_file
+from builder.rootfs import copy_from_host, inside, write_file
 
 __all__ = ["write_apps", "install_blocks", "app_body", "appfiles_pairs"]
 
@@ -124,13 +124,11 @@ def appfiles_pairs(body: str) -> list[tuple[str, str]]:
 def _copy_files(bundle: Bundle, stage: Stage, app: str, cwd: str) -> None:
     for src, dst in appfiles_pairs(app_body(stage, "appfiles", app)):
         host_src = src if os.path.isabs(src) else os.path.join(cwd, src)
-        target = inside(bundle.rootfs, f"/scif/apps/{app}/{dst}")
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        proc = subprocess.run(["cp", "-fLr", "--", host_src, str(target)], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, errors="replace")
-        if proc.returncode != 0:
-            raise BuildError(f"%appfiles {app}: copying {src} to {dst}: {proc.stderr.strip() or 'cp failed'}",
-                             section="appfiles", exit_code=proc.returncode)
+        try:
+            copy_from_host(host_src, bundle.rootfs, f"/scif/apps/{app}/{dst}".rstrip("/"))
+        except OSError as e:
+            raise BuildError(f"%appfiles {app}: copying {src} to {dst}: {e.strerror or e}",
+                             section="appfiles") from e
 
 
 def _write_app(bundle: Bundle, stage: Stage, app: str, cwd: str) -> str:

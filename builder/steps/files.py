@@ -2,12 +2,15 @@
 
 Host copy: the source is relative to the build's working directory; globs (``**`` too)
 expand, quoted names are literal; the destination (default: the source path) is resolved
-inside the rootfs like securejoin, missing parents are created, then ``cp -fLr`` copies,
-dereferencing every symlink as Apptainer does. Stage copy: the source is globbed and
-resolved inside the source stage's rootfs (an absolute symlink stays inside it), only the
-top-level symlink is dereferenced, and the tree is copied with ``cp -a``.
+inside the rootfs like securejoin, missing parents are created, and the source is copied
+like ``cp -fLr``, dereferencing every host symlink as Apptainer does. Stage copy: the source
+is globbed and resolved inside the source stage's rootfs (an absolute symlink stays inside
+it), only the top-level symlink is dereferenced, and the tree is copied like ``cp -a``.
 
-Limit: a symlink *inside* an existing destination directory is followed by cp.
+The copies are ``builder.rootfs.copy``'s: every path written, down to the last file of
+a recursive copy, is resolved inside the rootfs through ``O_NOFOLLOW`` directory fds, so a
+symlink a base image planted (on the destination, a parent, or inside an existing tree)
+is followed as if the rootfs were ``/`` and never to the host.
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ import glob
 import logging
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
 from builder.bundle import Bundle
 from base.errors import BuildError
 from builder.recipe import FileTransfer, Stage
 from builder.options import StepOptions
-from builder.rootfs import inside
+from builder.rootfs import copy_from_host, copy_from_stage, inside
 
 __all__ = ["copy_host_files", "copy_stage_files", "stage_of"]
 
@@ -54,20 +56,15 @@ def _expand(source: str, cwd: str) -> list[str]:
     return [word if os.path.isabs(word) else os.path.join(cwd, word)]
 
 
-def _dest(rootfs: Path, dst: str) -> Path:
-    resolved = inside(rootfs, dst)
-    if dst.endswith("/"):
-        resolved.mkdir(mode=0o755, parents=True, exist_ok=True)
+def _failed(e: OSError, src: str, line: int) -> BuildError:
+    """``%files line N: copying SRC to /in/the/rootfs: why``."""
+    if e.filename2:
+        what = f"{e.filename} to {e.filename2}"
+    elif e.filename and e.filename != src:
+        what = f"{src}: {e.filename}"
     else:
-        resolved.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    return resolved
-
-
-def _cp(argv: list[str], what: str, line: int) -> None:
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
-    if proc.returncode != 0:
-        raise BuildError(f"%files line {line}: copying {what}: {proc.stderr.strip() or 'cp failed'}",
-                         section="files", exit_code=proc.returncode, line=line)
+        what = src
+    return BuildError(f"%files line {line}: copying {what}: {e.strerror or e}", section="files", line=line)
 
 
 def _host_copy(bundle: Bundle, item: FileTransfer, cwd: str) -> None:
@@ -79,9 +76,11 @@ def _host_copy(bundle: Bundle, item: FileTransfer, cwd: str) -> None:
             raise BuildError(f"%files line {item.line}: {src} does not exist", section="files", line=item.line)
         rel_src = os.path.relpath(src, cwd) if not os.path.isabs(item.source.strip("'\"")) else src
         dst = item.destination or rel_src
-        target = _dest(bundle.rootfs, dst)
         log.debug("%%files: %s -> %s", src, dst)
-        _cp(["cp", "-fLr", "--", src, str(target) + ("/" if dst.endswith("/") else "")], src, item.line)
+        try:
+            copy_from_host(src, bundle.rootfs, dst)
+        except OSError as e:
+            raise _failed(e, src, item.line) from e
 
 
 def copy_host_files(bundle: Bundle, stage: Stage, opts: StepOptions) -> None:
@@ -120,9 +119,7 @@ def _stage_copy(bundle: Bundle, item: FileTransfer, src_root: Path) -> None:
                          section="files", line=item.line)
     for name in names:
         rel = "/" + os.path.relpath(base / name, src_root)
-        src = inside(src_root, rel)  # only this top-level symlink is dereferenced, inside the rootfs
-        dst = item.destination or rel
-        target = _dest(bundle.rootfs, dst)
-        if target.is_dir() and not target.is_symlink():
-            target = target / name
-        _cp(["cp", "-a", "-T", "--", str(src), str(target)], item.source, item.line)
+        try:  # only this top-level symlink is dereferenced, inside the source rootfs
+            copy_from_stage(src_root, rel, bundle.rootfs, item.destination or rel)
+        except OSError as e:
+            raise _failed(e, rel, item.line) from e

@@ -33,6 +33,7 @@ from builder.sources.oci.puller import (FetchOptions, Progress, _Downloader, _Sp
 from builder.sources.oci.client import INDEX_TYPES
 from builder.sources.oci.platform import select_manifest
 from builder.sources.oci.reference import parse_reference
+from builder.sources.oci.stream import CHUNK
 
 __all__ = ["pull_oras", "push_oras", "SIF_LAYER", "SIF_LAYER_LEGACY", "SIF_CONFIG"]
 
@@ -69,13 +70,13 @@ def pull_oras(ref: str, dest: Path, options: FetchOptions, progress: Progress | 
     layer = layers[0]
     dest = Path(dest)
     with cache_for(options) as cache:
-        spool = _Spool()
+        spool = _Spool(layer["digest"])
         _Downloader(client, reference.repository, cache, progress, threading.Event()).run(
             layer["digest"], layer.get("size"), spool)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
         try:
-            shutil.copyfile(cache.path(layer["digest"]), tmp)
+            with spool.reader() as blob, os.fdopen(fd, "wb") as out:  # the blob's fd: a clean cannot take it
+                shutil.copyfileobj(blob, out, CHUNK)
             if not _is_sif(Path(tmp))[0]:
                 raise ImageError(f"oras://{reference}: the artifact is not a SIF image")
             os.chmod(tmp, 0o755)

@@ -36,7 +36,7 @@ from builder.sources.oci.errors import DigestError, RegistryError, ReferenceErro
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform, host_platform, select_manifest
 from builder.sources.oci.reference import Reference, parse_reference
-from builder.sources.oci.stream import CHUNK, LayerPump
+from builder.sources.oci.stream import CHUNK, STALL, LayerPump
 
 __all__ = ["FetchOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
            "registry_client"]
@@ -128,7 +128,7 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
         raise RegistryError(f"manifest {ref}: indexes nested too deeply", registry=ref.registry)
     cfg_desc = doc.get("config") or {}
     downloader = _Downloader(client, ref.repository, cache, None, threading.Event())
-    spool = _Spool()
+    spool = _Spool(cfg_desc["digest"])
     downloader.run(cfg_desc["digest"], cfg_desc.get("size"), spool)
     with spool.reader() as fh:
         config = b"".join(iter(lambda: fh.read(CHUNK), b""))
@@ -145,14 +145,19 @@ def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobC
     layers = _tar_layers(resolved.manifest)
     cancel = threading.Event()
     downloader = _Downloader(client, ref.repository, cache, progress, cancel)
-    spools = [_Spool() for _ in layers]
-    with ThreadPoolExecutor(max_workers=max(1, options.parallel), thread_name_prefix="sbuild-pull") as pool:
-        for (_, desc), spool in zip(layers, spools):
-            pool.submit(downloader.run_safely, desc["digest"], desc.get("size"), spool)
-        try:
-            apply_layers(resolved, rootfs, options, lambda i: spools[i].reader())
-        finally:
-            cancel.set()
+    beat = _Beat()
+    spools = [_Spool(desc["digest"], beat) for _, desc in layers]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, options.parallel), thread_name_prefix="sbuild-pull") as pool:
+            for (_, desc), spool in zip(layers, spools):
+                pool.submit(downloader.run_safely, desc["digest"], desc.get("size"), spool)
+            try:
+                apply_layers(resolved, rootfs, options, lambda i: spools[i].reader())
+            finally:
+                cancel.set()
+    finally:
+        for spool in spools:  # blobs no reader reached are released too
+            spool.close()
     return _image_config(resolved)
 
 
@@ -215,30 +220,62 @@ def _json(data: bytes, what: str) -> dict:
     return doc
 
 
-class _Spool:
-    """A blob being written to the cache, readable (up to what is written) while it grows."""
+class _Beat:
+    """When a pull last made progress (any of its blobs), shared by its spools."""
 
     def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    def touch(self) -> None:
+        self.at = time.monotonic()
+
+
+class _Spool:
+    """A blob being written to the cache, readable (up to what is written) while it grows.
+
+    It is read through the fd the downloader opened (``BlobWriter.reader``, or
+    ``BlobCache.open`` on a hit), so neither the rename into the cache nor a ``cache clean``
+    can take it away; ``wait`` gives up after ``stall`` seconds in which no blob of the pull
+    made progress."""
+
+    def __init__(self, digest: str = "", beat: _Beat | None = None, stall: float = STALL) -> None:
         self._cond = threading.Condition()
-        self.path: Path | None = None
+        self.digest, self._beat, self._stall = digest or "blob", beat or _Beat(), stall
+        self.fh: BinaryIO | None = None
+        self._closed = False
         self.written = 0
         self.verified = False
         self.error: BaseException | None = None
 
-    def start(self, path: Path) -> None:
+    def start(self, fh: BinaryIO) -> None:
         with self._cond:
-            self.path = path
+            self._take(fh)
+            self._beat.touch()
             self._cond.notify_all()
+
+    def _take(self, fh: BinaryIO | None) -> None:
+        if self.fh is not None and self.fh is not fh:
+            self.fh.close()
+        self.fh = fh
+        if self._closed and fh is not None:  # the pull ended before this download did
+            fh.close()
+            self.fh = None
 
     def advance(self, written: int) -> None:
         with self._cond:
             self.written = written
+            self._beat.touch()
             self._cond.notify_all()
 
-    def complete(self, path: Path, size: int) -> None:
+    def alive(self) -> None:
+        """The downloader is waiting for a lock whose holder makes progress."""
+        self._beat.touch()
+
+    def complete(self, fh: BinaryIO | None, size: int) -> None:
         with self._cond:
-            self.path = path
+            self._take(fh)
             self.written, self.verified = size, True
+            self._beat.touch()
             self._cond.notify_all()
 
     def fail(self, error: BaseException) -> None:
@@ -252,38 +289,54 @@ class _Spool:
             while True:
                 if self.error is not None:
                     raise self.error
-                if self.path is not None and (self.written > pos or self.verified):
+                if self.fh is not None and (self.written > pos or self.verified):
                     return self.written - pos
-                self._cond.wait()
+                left = self._beat.at + self._stall - time.monotonic()
+                if left <= 0:
+                    raise RegistryError(f"pulling {self.digest}: no progress for {self._stall:.0f} s",
+                                        digest=self.digest)
+                self._cond.wait(min(left, 1.0))
 
-    def _open(self):
-        while True:
-            self.wait(0)
-            with self._cond:
-                path = self.path
-            try:
-                return open(path, "rb", buffering=0)  # type: ignore[arg-type]
-            except FileNotFoundError:  # renamed into the cache meanwhile
-                with self._cond:
-                    while self.path == path and self.error is None:
-                        self._cond.wait()
+    def pread(self, size: int, pos: int) -> bytes:
+        """Bytes of the blob at ``pos`` (under the lock: ``close`` cannot pull the fd away)."""
+        with self._cond:
+            if self.fh is None:
+                raise RegistryError(f"pulling {self.digest}: read after the pull ended", digest=self.digest)
+            return os.pread(self.fh.fileno(), size, pos)
+
+    def close(self) -> None:
+        """Release the blob; a later wait raises at once."""
+        with self._cond:
+            self._closed = True
+            if self.error is None:
+                self.error = RegistryError(f"pulling {self.digest}: the pull has ended", digest=self.digest)
+            if self.fh is not None:
+                self.fh.close()
+                self.fh = None
+            self._cond.notify_all()
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[BinaryIO]:
-        with self._open() as fh:
-            yield _SpoolReader(self, fh)  # type: ignore[misc]
+        self.wait(0)
+        try:
+            yield _SpoolReader(self)  # type: ignore[misc]
+        finally:
+            self.close()
 
 
 class _SpoolReader:
-    def __init__(self, spool: _Spool, fh) -> None:
-        self._spool, self._fh, self._pos = spool, fh, 0
+    def __init__(self, spool: _Spool) -> None:
+        self._spool, self._pos = spool, 0
 
     def read(self, size: int = -1) -> bytes:
         avail = self._spool.wait(self._pos)
         if avail == 0:
             return b""
         want = avail if size is None or size < 0 else min(size, avail)
-        data = self._fh.read(want)
+        data = self._spool.pread(want, self._pos)
+        if not data:
+            raise RegistryError(f"pulling {self._spool.digest}: its file ends at {self._pos} bytes, "
+                                f"{avail} more were written", digest=self._spool.digest)
         self._pos += len(data)
         return data
 
@@ -306,22 +359,28 @@ class _Downloader:
             spool.fail(e)
 
     def run(self, digest: str, size: int | None, spool: _Spool) -> None:
-        with self.cache.lock(digest):
-            hit = self.cache.get(digest, size)
+        with self.cache.lock(digest, alive=lambda: self._alive(digest, spool)):
+            hit = self.cache.open(digest, size)
             if hit is not None:
-                spool.complete(hit, hit.stat().st_size)
+                got = os.fstat(hit.fileno()).st_size
+                spool.complete(hit, got)
                 if self.progress:
-                    self.progress(digest, hit.stat().st_size, hit.stat().st_size)
+                    self.progress(digest, got, got)
                 return
             with self.cache.writer(digest, size) as w:
-                spool.start(w.path)
+                spool.start(w.reader())
                 try:
                     self._download(digest, size, w, spool)
-                    final = w.commit()
+                    w.commit()
                 except DigestError as e:
                     raise DigestError(f"pulling {self.repo} from {self.client.host}: {e.message}",
                                       registry=self.client.host, digest=digest) from e
-            spool.complete(final, w.written)
+            spool.complete(spool.fh, w.written)
+
+    def _alive(self, digest: str, spool: _Spool) -> None:
+        if self.cancel.is_set():
+            raise RegistryError(f"pulling blob {digest}: cancelled", digest=digest)
+        spool.alive()
 
     def _download(self, digest: str, size: int | None, w, spool: _Spool) -> None:
         for attempt in range(self.attempts):

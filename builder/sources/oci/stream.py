@@ -13,6 +13,10 @@ applier on another core), handing chunks through a bounded queue per layer (at m
 is being applied. ``pump.reader(i)`` is the tar stream of layer *i*; ``digest()`` is
 its digest (the diff_id; sha256 unless told otherwise) once read to the end. Errors in the thread (a failed download,
 corrupt data) are raised by ``read`` in the caller's thread.
+
+No wait is unbounded: ``STALL`` is how long a pull may go without progress (no byte
+downloaded, no lock freed) before the waiting side gives up with an error naming what it
+waited for. A reader whose pump thread ended without a word raises at once.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ try:  # zlib-ng inflates about twice as fast as zlib, with the same output; opti
 except ImportError:  # pragma: no cover - depends on the environment
     _zlib = zlib  # type: ignore[assignment]
 
-__all__ = ["HashingReader", "decompressed", "parse_digest", "CHUNK", "LayerPump"]
+__all__ = ["HashingReader", "decompressed", "parse_digest", "CHUNK", "LayerPump", "STALL"]
 
 CHUNK = 1 << 20
+STALL = 300.0  # seconds without progress before a wait gives up (above the HTTP read timeout)
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 _DEPTH = 8
@@ -195,7 +200,7 @@ class LayerPump:
                     q.get_nowait()
 
     def reader(self, index: int) -> "_PumpReader":
-        return _PumpReader(self._queues[index])
+        return _PumpReader(self._queues[index], self._thread, f"layer {index + 1}")
 
     def _run(self) -> None:
         for index, media in enumerate(self._media):
@@ -227,10 +232,20 @@ class LayerPump:
 class _PumpReader:
     """``read(n)`` over one layer's queue; ``drain()`` then ``digest()`` at the end."""
 
-    def __init__(self, q: queue.Queue) -> None:
-        self._q = q
+    def __init__(self, q: queue.Queue, thread: threading.Thread, what: str) -> None:
+        self._q, self._thread, self._what = q, thread, what
         self._rest = b""
         self._end: _End | None = None
+
+    def _next(self) -> object:
+        """The next item. While we wait the queue is empty, so the pump is decompressing or
+        waiting for bytes, and that wait ends (``STALL``); if the pump is gone, raise now."""
+        while True:
+            try:
+                return self._q.get(timeout=0.5)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._q.empty():
+                    raise LayerError(f"decompressing {self._what}: the decompressing thread stopped") from None
 
     def read(self, size: int = -1) -> bytes:
         if self._rest:
@@ -238,7 +253,7 @@ class _PumpReader:
         elif self._end is not None:
             return b""
         else:
-            item = self._q.get()
+            item = self._next()
             if isinstance(item, BaseException):
                 self._end = _End("", 0)
                 raise item
