@@ -88,7 +88,8 @@ def reference(n: int, cwd: str) -> None:
 
 def in_process(simg: Path, n: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from runtime.session import RunOptions, run_action
+    from runtime.api import run_action
+    from runtime.description import RunOptions
 
     opts = RunOptions()
     times = []

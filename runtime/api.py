@@ -1,4 +1,9 @@
-"""The runtime's Python API for the build pipeline: run ``%post`` and ``%test`` in a sandbox.
+"""The runtime's entry points: ``run_action`` (the commands) and ``run_in_sandbox`` (the build).
+
+``run_action`` walks the launch order of ``runtime/__init__.py``: ``runtime.plan`` resolves
+the options into the launch's records, ``runtime.process`` starts the container (whose init
+assembles the root with ``runtime.layers`` and ``runtime.mounts``) and waits for it, and a
+setup failure the container reported becomes the sbuild error it names.
 
 ``run_in_sandbox`` is ``apptainer --build-config exec`` (spec §B.4) as a function call:
 no home, no default binds, no /dev/pts, ``--cleanenv`` semantics by default, the sandbox
@@ -13,17 +18,64 @@ when the caller is killed). Identity, by caller:
   user on the host; other ids land in the subordinate range.
 - unprivileged, ``userns="root"`` (or ``"auto"`` without ranges): a single-id map, the user
   appears as root; files can be created, but chown to other ids fails (EINVAL).
+
+This module is on ``sbuild exec``'s path: it imports nothing beyond what the launch needs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
 
-from runtime.spec import Bind
+from base.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
+from runtime import process
+from runtime.description import Bind, RunOptions
+from runtime.plan import parse_bind, plan
 
-__all__ = ["run_in_sandbox"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from runtime.prefetch import Prefetched
+
+__all__ = ["run_action", "run_in_sandbox"]
+
+
+def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
+               forward: bool = False, detach: bool = False, join: int | None = None,
+               here: bool = False, prefetched: Prefetched | None = None) -> int | process.Launched:
+    """Run ``action`` in ``image``; return its exit status (``detach``: the Launched).
+
+    ``forward``: pass the signals the caller gets on to the container. ``here``: the caller
+    exists only to run this (the CLI): it creates the namespaces itself and stays in them
+    (``runtime.process``), one process less. ``prefetched``: the image's squashfs as
+    ``runtime.prefetch`` mounted it (``here`` only, root), to use as the lower; closed here."""
+    try:
+        root, proc, ident = plan(image, action, args, opts, join=join is not None,
+                                 prefetched=prefetched if here else None)
+        launched = process.start(root, proc, ident, detach=detach, join=join, block_signals=forward,
+                                 here=here and join is None)
+        if detach:
+            process.wait(launched)  # L exits as soon as the instance's init is forked
+            if launched.error:
+                _raise(launched.error)
+            return launched
+        code = process.wait(launched, forward=forward)
+        if launched.error:
+            _raise(launched.error)
+        return code
+    finally:
+        if prefetched is not None:
+            os.close(prefetched.fd)  # the container attached its own copy (or failed)
+
+
+_KINDS: dict[str, type[SbuildError]] = {
+    "RunError": RunError, "ImageError": ImageError, "CapabilityError": CapabilityError, "UsageError": UsageError,
+}
+
+
+def _raise(error: tuple[str, str]) -> None:
+    kind, message = error
+    raise _KINDS.get(kind, RunError)(message)
 
 
 def run_in_sandbox(
@@ -51,10 +103,7 @@ def run_in_sandbox(
     killed by signal N returns 128+N. Raises ``RunError`` / ``CapabilityError`` /
     ``UsageError`` / ``ImageError`` when the container cannot be set up.
     """
-    from base.errors import ImageError
-    from runtime.session import RunOptions, parse_bind, run_action
-
-    if not Path(rootfs).is_dir():
+    if not os.path.isdir(rootfs):
         raise ImageError(f"running in {rootfs}: not a sandbox directory", path=str(rootfs))
     parsed: list[Bind] = []
     for b in binds:

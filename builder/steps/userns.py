@@ -14,7 +14,7 @@ and %test (``identity_userns``).
 
 ``call_in_userns(fn, *args)`` runs ``fn`` in a forked child that has entered a new user
 namespace mapped like the runtime's ``subuid`` identity (the runtime's own code path:
-``runtime.session.choose_identity`` and the launcher's newuidmap/newgidmap step) plus a new
+``runtime.identity.choose_identity`` and the launcher's newuidmap/newgidmap step) plus a new
 mount namespace, then returns ``fn``'s result (pickled back) or re-raises its SbuildError.
 The build uses it where files owned by subordinate ids must be read, written or removed
 from the host: debootstrap, copying between stages, packing the image, removing bundles.
@@ -47,10 +47,9 @@ def build_identity(fakeroot: bool = False, *, euid: int | None = None) -> str:
         if fakeroot:
             log.info("--fakeroot: already root, building as root")
         return "host"
-    from runtime.session import choose_identity
-    from runtime.spec import host_user
+    from runtime.identity import choose_identity
 
-    mode = choose_identity("auto", host_user()).mode
+    mode = choose_identity("auto").mode
     if mode == "root":
         log.info("no subordinate id range in /etc/subuid for this user: using a root-mapped namespace "
                  "(packages that chown to other users will fail)")
@@ -63,10 +62,9 @@ def identity_userns(identity: str) -> str:
 
 
 def _ident():  # noqa: ANN202
-    from runtime.session import choose_identity
-    from runtime.spec import host_user
+    from runtime.identity import choose_identity
 
-    return choose_identity("subuid", host_user())
+    return choose_identity("subuid")
 
 
 def _child(fn: Callable[..., Any], args: tuple, kwargs: dict, status_w: int, sync_r: int, parent: int) -> None:
@@ -111,7 +109,7 @@ def _rebuild(name: str, message: str, state: dict) -> SbuildError:
 
 def call_in_userns(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` in a new subuid-mapped user namespace and mount namespace."""
-    from runtime.launch import kill_and_reap, set_subuid_maps
+    from runtime.process import kill_and_reap, set_subuid_maps
 
     ident = _ident()  # CapabilityError (what to install or add) when there is no range
     status_r, status_w = os.pipe2(os.O_CLOEXEC)

@@ -1,4 +1,4 @@
-"""Start a container process and wait for it: the process tree and its namespaces.
+"""The process step: start a container process and wait for it (the process tree, its namespaces).
 
     caller ──fork──▶ L (launcher): [unshare user ns, write maps] unshare mount+PID ns
                       └─fork──▶ C (PID 1): assemble the root, pivot_root, then init
@@ -30,9 +30,9 @@ from __future__ import annotations
 import os
 
 from runtime import _sys
-from runtime.assemble import assemble, enter
-from runtime.rootfs import RootPlan, SetupFailure
-from runtime.spec import IdentitySpec, ProcessSpec
+from runtime.layers import SetupFailure
+from runtime.description import IdentitySpec, ProcessSpec, RootPlan
+from runtime.mounts import assemble, enter
 
 try:  # the C module behind ``signal``: the same calls, without the enum wrappers (~6 ms of imports)
     import _signal as signal

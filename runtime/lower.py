@@ -1,4 +1,4 @@
-"""Turn an image into something the launcher can mount, for a given identity.
+"""Part of the plan: the image as the container's lower layer, for a given identity.
 
 As root (no user namespace) squashfs and ext3 filesystems are loop-mounted in place, at their
 offset inside the file. In a user namespace the kernel will not mount them, so a squashfs
@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 
 from base.errors import CapabilityError, ImageError
-from runtime.paths import cache_dir, runtime_dir
-from runtime.spec import record
+from runtime.paths import cache_dir
+from runtime.description import record
 
-__all__ = ["Source", "probe", "source_for", "cache_dir", "runtime_dir", "fuse_usable"]
+__all__ = ["Lower", "probe", "lower_for", "fuse_usable"]
 
 
 @record
-class Source:
+class Lower:
+    """How the container's init mounts the image (``RootPlan.fstype``, ``image``, ``offset``, ``size``)."""
+
     fstype: str  # dir | squashfs | ext3 | squashfuse
     path: str
     offset: int = 0
@@ -36,26 +38,26 @@ def probe(path: str):
     return shared_probe(path)
 
 
-def source_for(image: str, *, userns: bool, writable: bool) -> Source:
+def lower_for(image: str, *, userns: bool, writable: bool) -> Lower:
     if os.path.isdir(image):  # a sandbox: no need to load the image reader
-        return Source("dir", os.path.abspath(image), kind="sandbox")
+        return Lower("dir", os.path.abspath(image), kind="sandbox")
     info = probe(image)
     kind, fstype = info.kind, info.fstype
     if kind == "sandbox":
-        return Source("dir", os.path.abspath(image), kind=kind)
+        return Lower("dir", os.path.abspath(image), kind=kind)
     if writable and fstype == "squashfs":
         raise ImageError(f"opening {image} writable: a squashfs image is read-only",
                          path=image, hint="use --writable-tmpfs or --overlay, or build a sandbox")
     if not userns:
-        return Source(fstype, os.path.abspath(image), info.fs_offset, info.fs_size, kind)
+        return Lower(fstype, os.path.abspath(image), info.fs_offset, info.fs_size, kind)
     if fstype != "squashfs":
         raise CapabilityError(f"using {image} unprivileged: an {fstype} image needs root to mount",
                               hint="run as root, or convert it: sbuild build --sandbox DIR " + image)
     if writable:
         raise ImageError(f"opening {image} writable: a squashfs image is read-only", path=image)
     if fuse_usable():
-        return Source("squashfuse", os.path.abspath(image), info.fs_offset, info.fs_size, kind)
-    return Source("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)
+        return Lower("squashfuse", os.path.abspath(image), info.fs_offset, info.fs_size, kind)
+    return Lower("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)
 
 
 def fuse_usable() -> bool:

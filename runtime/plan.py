@@ -1,0 +1,162 @@
+"""The plan step: resolve ``RunOptions`` into the launch's records, against host and image.
+
+``plan(image, action, args, opts)`` decides the identity (``runtime.identity``), the home
+directory and working directory, the environment and the action script
+(``runtime.actions``), how the image becomes the lower layer (``runtime.lower``, or the
+mount ``runtime.prefetch`` made) and the overlays, and returns the ``RootPlan`` and
+``ProcessSpec`` (``runtime.description``) that the container's init and the process
+step read. It probes files and creates the session mount point; it enters no namespace.
+"""
+
+from __future__ import annotations
+
+import os
+
+from base.errors import CapabilityError, ImageError, UsageError
+from runtime import actions
+from runtime.identity import choose_identity, host_user
+from runtime.description import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, RootPlan, RunOptions
+from runtime.paths import runtime_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.prefetch import Prefetched
+
+__all__ = ["plan", "parse_bind"]
+
+_NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
+
+
+def parse_bind(spec: str) -> list[Bind]:
+    """``SRC[:DST[:ro|rw]]``, several separated by commas."""
+    out = []
+    for item in filter(None, spec.split(",")):
+        parts = item.split(":")
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise UsageError(f"bad --bind {item!r}: expected SRC[:DST[:ro|rw]]")
+        src = parts[0]
+        readonly = len(parts) == 3 and parts[2] == "ro"
+        dst = parts[1] if len(parts) > 1 else src
+        if len(parts) == 2 and parts[1] in ("ro", "rw"):
+            dst, readonly = src, parts[1] == "ro"
+        if not dst.startswith("/"):
+            raise UsageError(f"bad --bind {item!r}: the destination must be an absolute path")
+        out.append(Bind(os.path.abspath(src), os.path.normpath(dst), readonly))
+    return out
+
+
+def _overlay(spec: str, userns: bool) -> OverlaySpec:
+    path, readonly = spec, False
+    if spec.endswith(":ro") or spec.endswith(":rw"):
+        path, readonly = spec[:-3], spec.endswith(":ro")
+    path = os.path.abspath(path)
+    from runtime.lower import probe
+
+    info = probe(path)
+    if info.kind == "sandbox":
+        return OverlaySpec(path, readonly, "dir")
+    if info.fstype != "ext3":
+        raise ImageError(f"using {spec} as an overlay: not a directory or an ext3 image", path=path)
+    if userns:
+        raise CapabilityError(f"using {spec} as an overlay unprivileged: ext3 images need root to mount",
+                              hint="use a directory overlay (--overlay DIR) or run as root")
+    return OverlaySpec(path, readonly, "ext3", info.fs_offset, info.fs_size)
+
+
+def _check_binds(binds: tuple[Bind, ...]) -> None:
+    for b in binds:
+        if not os.path.exists(b.src):
+            raise UsageError(f"binding {b.src}: no such file or directory on the host")
+
+
+def _passwd(user: HostUser, ident: IdentitySpec, home: str) -> tuple[str, str] | None:
+    if ident.inside_uid == 0:
+        return None
+    pw = f"{user.name}:x:{user.uid}:{user.gid}:{user.gecos}:{home}:{user.shell}"
+    groups = user.groups if ident.mode == "host" else user.groups[:1]
+    gr = "\n".join(f"{name}:x:{gid}:{user.name}" for gid, name in groups) or f"{user.name}:x:{user.gid}:"
+    return pw, gr
+
+
+def _home(opts: RunOptions, user: HostUser, ident: IdentitySpec) -> tuple[str | None, str, bool]:
+    """``(host source or None for an empty dir, container home, whether to mount it)``.
+
+    ``--home SRC[:DST]`` binds SRC at DST; otherwise the user's home is bound at the same
+    path, or at /root when the user is mapped to root (like Apptainer's --fakeroot); with
+    ``--contain`` an empty directory is used; ``--no-home`` and build mode mount nothing.
+    """
+    if opts.home:
+        src, _, dst = opts.home.partition(":")
+        src = os.path.abspath(src)
+        return src, dst or src, not opts.build_config
+    inside = "/root" if ident.inside_uid == 0 else user.home
+    if opts.no_home or opts.build_config:
+        return None, inside, False
+    return (None if opts.contain else user.home), inside, True
+
+
+def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
+    """``(cwd inside, host dir to bind at the same path or None)``."""
+    if opts.pwd:
+        return opts.pwd, None
+    if opts.build_config:
+        return "/", None
+    if opts.contain:
+        return home or "/", None
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return home or "/", None
+    covered = [p for p in ((home if not opts.no_home else None), "/tmp", "/var/tmp") if p]
+    if cwd in _NO_CWD_BIND or cwd.startswith(("/proc/", "/sys/", "/dev/")):
+        return cwd, None
+    if any(cwd == p or cwd.startswith(p.rstrip("/") + "/") for p in covered):
+        return cwd, None
+    return cwd, cwd
+
+
+def plan(image: str, action: str, args: list[str], opts: RunOptions, *, join: bool = False,
+         prefetched: Prefetched | None = None) -> tuple[RootPlan | None, ProcessSpec, IdentitySpec]:
+    """``(root plan, process, identity)`` for running ``action`` in ``image``; no root plan
+    when joining an instance (``join``: its filesystem exists already). ``prefetched``: the
+    image's squashfs as ``runtime.prefetch`` mounted it, used as the lower layer."""
+    user = host_user()
+    host_env = dict(os.environ if opts.host_env is None else opts.host_env)
+    ident = choose_identity(opts.userns, user)
+    home_src, home_in, mount_home = _home(opts, user, ident)
+    cwd, bind_cwd = _cwd(opts, home_in)
+    env = actions.container_env(host_env, action=action, image=image, home=home_in or "/",
+                                cleanenv=opts.cleanenv, shell=opts.shell or "/bin/sh", app=opts.app)
+    argv, fallback = actions.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
+                                         shell=opts.shell or "/bin/sh")
+    proc = ProcessSpec(argv, tuple(env.items()), cwd, fallback, *opts.stdio)
+    if join:
+        return None, proc, ident
+    _check_binds(opts.binds)
+    if opts.home and home_src and not os.path.isdir(home_src):
+        raise UsageError(f"binding home {home_src}: no such directory on the host")
+    fstype, path, offset, size = _source(image, ident, opts, prefetched)
+    overlays = tuple(_overlay(o, ident.userns) for o in opts.overlays)
+    if sum(not o.readonly for o in overlays) > 1:
+        raise UsageError("only one writable --overlay is allowed; add :ro to the others")
+    mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
+                       home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
+    lower = prefetched.fd if prefetched is not None and fstype == "squashfs" else None
+    root = RootPlan(os.path.join(runtime_dir(), "mnt"), path, fstype, offset, size, mounts,
+                    ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
+    os.makedirs(root.session, 0o700, exist_ok=True)
+    return root, proc, ident
+
+
+def _source(image: str, ident: IdentitySpec, opts: RunOptions,
+            prefetched: Prefetched | None) -> tuple[str, str, int, int]:
+    """``(fstype, path, offset, size)`` of the image (``runtime.lower.lower_for``; a
+    sandbox, or a squashfs ``runtime.prefetch`` already found, without importing it)."""
+    if prefetched is not None and not ident.userns and not opts.writable:
+        return "squashfs", os.path.abspath(image), prefetched.offset, prefetched.size
+    if os.path.isdir(image):
+        return "dir", os.path.abspath(image), 0, 0
+    from runtime.lower import lower_for
+
+    src = lower_for(image, userns=ident.userns, writable=opts.writable)
+    return src.fstype, src.path, src.offset, src.size
