@@ -3,7 +3,7 @@
 ``run_action`` walks the launch order of ``runtime/__init__.py``: ``runtime.plan`` resolves
 the options into the launch's records, ``runtime.process`` starts the container (whose init
 assembles the root with ``runtime.layers`` and ``runtime.mounts``) and waits for it, and a
-setup failure the container reported becomes the sbuild error it names.
+setup failure the container reported is raised as the sbuild error it names.
 
 ``run_in_sandbox`` is ``apptainer --build-config exec`` (spec §B.4) as a function call:
 no home, no default binds, no /dev/pts, ``--cleanenv`` semantics by default, the sandbox
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-from base.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
+from base.errors import ImageError
 from runtime import process
 from runtime.description import Bind, RunOptions
 from runtime.plan import parse_bind, plan
@@ -54,28 +54,13 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
                                  prefetched=prefetched if here else None)
         launched = process.start(root, proc, ident, detach=detach, join=join, block_signals=forward,
                                  here=here and join is None)
-        if detach:
-            process.wait(launched)  # L exits as soon as the instance's init is forked
-            if launched.error:
-                _raise(launched.error)
-            return launched
-        code = process.wait(launched, forward=forward)
+        code = process.wait(launched, forward=forward and not detach)  # (detach: L exits once init is forked)
         if launched.error:
-            _raise(launched.error)
-        return code
+            raise launched.error
+        return launched if detach else code
     finally:
         if prefetched is not None:
             os.close(prefetched.fd)  # the container attached its own copy (or failed)
-
-
-_KINDS: dict[str, type[SbuildError]] = {
-    "RunError": RunError, "ImageError": ImageError, "CapabilityError": CapabilityError, "UsageError": UsageError,
-}
-
-
-def _raise(error: tuple[str, str]) -> None:
-    kind, message = error
-    raise _KINDS.get(kind, RunError)(message)
 
 
 def run_in_sandbox(

@@ -30,23 +30,15 @@ class Check:
 
 
 def _in_child(fn) -> tuple[bool, str]:
-    """Run ``fn`` in a forked child (it may unshare); ``(ok, message)``."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            fn()
-            msg, code = b"ok", 0
-        except Exception as e:  # noqa: BLE001 - report, never raise from the probe
-            msg, code = str(e).encode()[:300], 1
-        os.write(w, msg)
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        msg = f.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0, msg
+    """Run ``fn`` in a forked child (it may unshare: ``runtime.child``); ``(ok, message)``."""
+    from base.errors import SbuildError
+    from runtime.child import call_in_child
+
+    try:
+        reported, _, status = call_in_child(fn, describe=lambda e: ("CapabilityError", str(e)[:300], None))
+    except SbuildError as e:  # what the probe raised: report it, never raise from the probe
+        return False, str(e)
+    return (True, "ok") if reported else (False, f"the probe died (exit status {status})")
 
 
 def _userns_overlay() -> None:
