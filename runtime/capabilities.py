@@ -101,7 +101,7 @@ def squashfuse() -> Check:
 
 
 def subordinate_ids() -> Check:
-    from runtime.identity import host_user, subid_range
+    from runtime.plan import host_user, subid_range
 
     root = os.geteuid() == 0
     user = host_user()

@@ -46,7 +46,8 @@ def describe(e: BaseException, context: str = "setting up the container") -> tup
     if isinstance(kind, str):
         return kind, str(e), None
     if isinstance(e, OSError):
-        return "RunError", (f"{context}: {(e.strerror or str(e)).lower()}" + (f": {e.filename}" if e.filename else "")), None
+        where = f": {e.filename}" if e.filename else ""
+        return "RunError", f"{context}: {(e.strerror or str(e)).lower()}{where}", None
     return "RunError", f"{context}: {type(e).__name__}: {e}", None
 
 

@@ -5,7 +5,7 @@ the order):
 
 - ``RunOptions``: what is asked, in the user's terms (``--bind``, ``--home SRC:DST``,
   ``--overlay PATH[:ro]``, ``userns``). The commands (``builder.commands.run``) and the API
-  (``runtime.api.run_in_sandbox``) build it.
+  (``runtime.run_in_sandbox``) build it.
 - ``IdentitySpec`` (which user namespace), ``MountSpec`` (what the filesystem is made of),
   ``ProcessSpec`` (what runs, with which environment): ``runtime.plan`` resolves the
   options into them against the host and the image.
@@ -114,7 +114,7 @@ class RunOptions:
     no_home: bool = False
     app: str | None = None
     shell: str | None = None
-    userns: str = "self"  # self | root | subuid | auto (see runtime.identity.choose_identity)
+    userns: str = "self"  # self | root | subuid | auto (see runtime.plan.choose_identity)
     build_config: bool = False
     stdio: tuple[int | None, int | None, int | None] = (None, None, None)
     host_env: Mapping[str, str] | None = None

@@ -116,7 +116,7 @@ def find(name: str) -> Instance:
 
 def start(image: str, name: str, args: list[str], opts) -> Instance:
     """Start ``image`` as instance ``name``; return once its startscript was exec'd."""
-    from runtime.api import run_action
+    from runtime import run_action
 
     _check_name(name)
     listing()  # drop stale entries, including a dead one of this name

@@ -1,10 +1,11 @@
 """Entering namespaces: a user namespace and its maps, the PID and mount namespaces, an instance's.
 
-The container's launcher (``runtime.process``) and ``call_in_userns`` both enter a user
-namespace the same way: a one-id map written by the process itself, or, for the
-``subuid`` identity, the user mapped to root and ids 1..N to its subordinate ranges by
-newuidmap/newgidmap, run by the parent (``runtime.child``'s ``U``/``G`` hand-shake: a
-process cannot map ranges into its own namespace).
+The container's launcher (``runtime.process``) and ``call_in_userns`` enter a ``subuid``
+user namespace the same way: the user mapped to root and ids 1..N to its subordinate
+ranges by newuidmap/newgidmap, run by the parent (``runtime.child``'s ``U``/``G``
+hand-shake: a process cannot map ranges into its own namespace). The common launch's
+one-id map (``runtime.process._unshare``) and an instance's namespaces (``join``) need no
+parent's help. Not on ``sbuild exec``'s common path: imported for subuid maps and joins.
 
 ``call_in_userns(fn, *args)`` runs ``fn`` in a forked child that has entered a new user
 namespace mapped like the ``subuid`` identity, as root in it, and a new mount namespace,
@@ -27,15 +28,7 @@ if TYPE_CHECKING:
     from runtime.child import End
     from runtime.description import IdentitySpec
 
-__all__ = ["unshare", "enter_subuid_userns", "set_subuid_maps", "join", "call_in_userns"]
-
-
-def unshare(ident: IdentitySpec, mount: bool = True) -> None:
-    """Create the user namespace (with a one-id map), then the PID (and mount) namespaces."""
-    if ident.userns:
-        _sys.unshare(_sys.CLONE_NEWUSER)
-        _sys.map_single_id(ident.inside_uid, ident.inside_gid, ident.uid, ident.gid)
-    _sys.unshare(_sys.CLONE_NEWPID | (_sys.CLONE_NEWNS if mount else 0))
+__all__ = ["enter_subuid_userns", "set_subuid_maps", "join", "call_in_userns"]
 
 
 def enter_subuid_userns(end: End) -> None:
@@ -98,7 +91,7 @@ def _describe(e: BaseException) -> tuple[str, str, dict | None]:
 def call_in_userns(fn: Callable, /, *args, **kwargs):
     """``fn(*args, **kwargs)`` in a new subuid-mapped user namespace and mount namespace."""
     from base.errors import CapabilityError
-    from runtime.identity import choose_identity
+    from runtime.plan import choose_identity
 
     ident = choose_identity("subuid")  # CapabilityError (what to install or add) when there is no range
     reported, value, status = call_in_child(fn, args, kwargs, enter=_enter_as_root, describe=_describe,

@@ -1,11 +1,16 @@
 """The plan step: resolve ``RunOptions`` into the launch's records, against host and image.
 
-``plan(image, action, args, opts)`` decides the identity (``runtime.identity``), the home
+``plan(image, action, args, opts)`` decides the identity (``choose_identity``), the home
 directory and working directory, the environment and the action script
 (``runtime.actions``), how the image becomes the lower layer (``runtime.lower``, or the
 mount ``runtime.prefetch`` made) and the overlays, and returns the ``RootPlan`` and
 ``ProcessSpec`` (``runtime.description``) that the container's init and the process
 step read. It probes files and creates the session mount point; it enters no namespace.
+
+``choose_identity(mode, user)`` turns the ``userns`` choice (``self``, ``root``,
+``subuid``, ``auto``) into an ``IdentitySpec`` for this host: as root, no namespace;
+unprivileged, a one-id map or, with ``subuid``, the user's /etc/subuid and /etc/subgid
+ranges mapped by newuidmap/newgidmap (the build asks it too: ``runtime.choose_identity``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import os
 
 from base.errors import CapabilityError, ImageError, UsageError
 from runtime import actions
-from runtime.identity import choose_identity, host_user
 from runtime.description import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, RootPlan, RunOptions
 from runtime.paths import runtime_dir
 
@@ -22,9 +26,77 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.prefetch import Prefetched
 
-__all__ = ["plan", "parse_bind"]
+__all__ = ["plan", "parse_bind", "choose_identity", "host_user", "subid_range"]
 
 _NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
+
+
+def host_user() -> HostUser:
+    """The calling user as /etc/passwd (or the environment) describes them."""
+    import pwd
+
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        entry = pwd.getpwuid(uid)
+        name, home, shell, gecos = entry.pw_name, entry.pw_dir, entry.pw_shell, entry.pw_gecos
+    except KeyError:
+        name, home, shell, gecos = os.environ.get("USER", f"u{uid}"), os.environ.get("HOME", "/"), "/bin/sh", ""
+    groups = []
+    try:
+        import grp
+
+        for g in dict.fromkeys([gid, *os.getgroups()]):
+            try:
+                groups.append((g, grp.getgrgid(g).gr_name))
+            except KeyError:
+                pass
+    except ImportError:  # pragma: no cover
+        pass
+    return HostUser(uid, gid, name, home, shell or "/bin/sh", gecos, tuple(groups))
+
+
+def subid_range(file: str, user: HostUser) -> tuple[int, int] | None:
+    """``(start, count)`` of ``user``'s range in /etc/subuid or /etc/subgid, or None."""
+    try:
+        with open(file) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in (user.name, str(user.uid)):
+                    return int(parts[1]), int(parts[2])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def choose_identity(mode: str, user: HostUser | None = None) -> IdentitySpec:
+    """Which user namespace to use (``user``: the host user, looked up when None).
+
+    As root: none, whatever ``mode`` says (root needs no mapping). Unprivileged:
+    ``self`` maps the user to itself (one id; what ``exec``/``run``/``shell`` use);
+    ``root`` maps the user to root (one id: files can be created but not chowned);
+    ``subuid`` maps the user to root and 1..N to its /etc/subuid and /etc/subgid ranges via
+    newuidmap/newgidmap (what package managers need); ``auto`` is ``subuid`` when the user has
+    both ranges and newuidmap/newgidmap exist, else ``root``.
+    """
+    user = host_user() if user is None else user
+    if user.uid == 0:
+        return IdentitySpec("host", 0, user.gid)
+    if mode in ("subuid", "auto"):
+        su, sg = subid_range("/etc/subuid", user), subid_range("/etc/subgid", user)
+        from shutil import which
+
+        tools = which("newuidmap") and which("newgidmap")
+        if su and sg and tools:
+            return IdentitySpec("subuid", user.uid, user.gid, su, sg)
+        if mode == "subuid":
+            raise CapabilityError(f"mapping subordinate ids for {user.name}: "
+                                  + ("newuidmap/newgidmap not found" if not tools else "no range in /etc/subuid or /etc/subgid"),
+                                  hint="install uidmap and add a range, e.g. usermod --add-subuids 100000-165535 "
+                                       f"--add-subgids 100000-165535 {user.name}")
+        mode = "root"
+    if mode not in ("self", "root"):
+        raise UsageError(f"unknown user namespace mode {mode!r}")
+    return IdentitySpec(mode, user.uid, user.gid)
 
 
 def parse_bind(spec: str) -> list[Bind]:

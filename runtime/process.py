@@ -1,4 +1,4 @@
-"""The process step: start a container process and wait for it (the process tree, its namespaces).
+"""The process step: start the container's process tree and wait for it.
 
     caller ──fork──▶ L (launcher): [unshare user ns, write maps] unshare mount+PID ns
                       └─fork──▶ C (PID 1): assemble the root, pivot_root, then init
@@ -15,7 +15,8 @@ namespace). Instances, joins and subordinate-id maps (newuidmap runs from outsid
 
 The status pipe of ``runtime.child`` carries ``P<pid>`` (where to forward signals) and
 ``E<kind> <message>`` (a setup error) back to the caller; its EOF means the command was
-exec'd. The namespaces are entered as ``runtime.namespaces`` does it.
+exec'd. A subuid map, or joining an instance, goes through ``runtime.namespaces`` (imported
+then only: the common launch creates its namespaces with ``_unshare``).
 L and C die with their parent (``PR_SET_PDEATHSIG``), and the kernel kills every process
 of a PID namespace when its PID 1 exits, so killing the caller, even with SIGKILL, ends
 everything; the mounts then vanish with the namespace and loop devices free themselves
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import os
 
-from runtime import _sys, namespaces
+from runtime import _sys
 from runtime.child import Child, End, describe, error_from, fork, kill_and_reap, reap
 from runtime.description import IdentitySpec, ProcessSpec, RootPlan
 from runtime.mounts import assemble, enter
@@ -181,6 +182,20 @@ def _init(child: int, instance: bool) -> int:
                     return code
 
 
+def _unshare(ident: IdentitySpec, mount: bool = True) -> None:
+    """Create the user namespace (with a one-id map), then the PID (and mount) namespaces."""
+    if ident.userns:
+        _sys.unshare(_sys.CLONE_NEWUSER)
+        _sys.map_single_id(ident.inside_uid, ident.inside_gid, ident.uid, ident.gid)
+    _sys.unshare(_sys.CLONE_NEWPID | (_sys.CLONE_NEWNS if mount else 0))
+
+
+def _set_maps(pid: int, ident: IdentitySpec) -> None:
+    from runtime.namespaces import set_subuid_maps
+
+    set_subuid_maps(pid, ident)
+
+
 def _launcher(end: End, plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, caller: int,
               detach: bool, join: int | None) -> None:
     """L: create the namespaces, fork C (or join an instance and fork G)."""
@@ -193,7 +208,9 @@ def _launcher(end: End, plan: RootPlan | None, proc: ProcessSpec, ident: Identit
     else:
         _sys.set_pdeathsig(signal.SIGKILL, caller)
     if join is not None:
-        namespaces.join(join)
+        from runtime.namespaces import join as join_namespaces
+
+        join_namespaces(join)
         g = os.fork()
         if g == 0:
             _child(end, proc, ident)
@@ -201,10 +218,12 @@ def _launcher(end: End, plan: RootPlan | None, proc: ProcessSpec, ident: Identit
         os.close(end.status)
         os._exit(reap(g))
     if ident.mode == "subuid":
-        namespaces.enter_subuid_userns(end)
+        from runtime.namespaces import enter_subuid_userns
+
+        enter_subuid_userns(end)
         _sys.unshare(_sys.CLONE_NEWNS | _sys.CLONE_NEWPID)
     else:
-        namespaces.unshare(ident)
+        _unshare(ident)
     c = os.fork()
     if c == 0:
         _container(end, plan, proc, ident, detach)
@@ -255,7 +274,7 @@ def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
         _launcher(end, plan, proc, ident, caller, detach, join)
 
     try:
-        child = fork(body, before=(lambda: namespaces.unshare(ident, mount=False)) if here else None)
+        child = fork(body, before=(lambda: _unshare(ident, mount=False)) if here else None)
     except BaseException as e:
         if block_signals:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAITED)
@@ -264,7 +283,7 @@ def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
         raise
     launched = Launched(child.pid, child.pid)
     try:
-        for tag, payload in child.records(lambda pid: namespaces.set_subuid_maps(pid, ident)):
+        for tag, payload in child.records(lambda pid: _set_maps(pid, ident)):
             if tag == "P":
                 launched.target = int(payload)
             elif tag == "E" and launched.error is None:

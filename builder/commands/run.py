@@ -1,7 +1,7 @@
 """The ``exec``, ``run``, ``shell`` and ``test`` commands: the CLI step of a launch.
 
 They turn the command line into ``runtime.description.RunOptions`` and call
-``runtime.api.run_action`` (the launch order is in ``runtime/__init__.py``). Flags follow
+``runtime.run_action`` (the launch order is in ``runtime/__init__.py``). Flags follow
 Apptainer's names; ``builder.commands.instance`` shares them. This module imports only the
 standard library at load time (it is loaded before site-packages are on sys.path) and the
 handler imports the runtime when it runs, so that ``sbuild exec`` starts fast.
@@ -194,7 +194,7 @@ def _action(args: argparse.Namespace) -> int:
         from runtime.prefetch import prefetch
 
         prefetched = prefetch(args.image, writable=args.writable)
-    from runtime.api import run_action
+    from runtime import run_action
 
     argv = list(args.args)
     if args.action == "exec":
