@@ -88,7 +88,8 @@ def reference(n: int, cwd: str) -> None:
 
 def in_process(simg: Path, n: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from runtime.session import RunOptions, run_action
+    from runtime import run_action
+    from runtime.description import RunOptions
 
     opts = RunOptions()
     times = []
@@ -117,7 +118,7 @@ def main() -> int:
     base.chmod(0o755)
     try:
         img = build(base)
-        subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "builder"), str(ROOT / "runtime")],
+        subprocess.run([PYTHON, "-m", "compileall", "-q", *(str(ROOT / d) for d in ("base", "builder", "runtime"))],
                        check=True, stdout=subprocess.DEVNULL)
         print(f"machine load (1/5/15 min): {_load()}; {args.n} interleaved runs each\n")
         compare("root, exec /bin/true over .simg",

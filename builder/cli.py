@@ -40,12 +40,12 @@ COMMANDS: dict[str, str] = {
     "pull": "builder.commands.pull",
     "push": "builder.commands.pull",
     "cache": "builder.commands.cache",
-    "exec": "runtime.commands",
-    "run": "runtime.commands",
-    "shell": "runtime.commands",
-    "test": "runtime.commands",
-    "instance": "runtime.commands",
-    "doctor": "runtime.commands",
+    "exec": "builder.commands.run",
+    "run": "builder.commands.run",
+    "shell": "builder.commands.run",
+    "test": "builder.commands.run",
+    "instance": "builder.commands.instance",
+    "doctor": "builder.commands.doctor",
 }
 # commands whose module has ``parse_quick(argv) -> namespace | None`` and imports only the
 # standard library (it runs before site-packages are on sys.path)

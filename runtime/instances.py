@@ -1,6 +1,6 @@
 """Named background instances: start, list, stop, and the state that finds them again.
 
-An instance is a container whose PID 1 (the init ``runtime.launch`` forks) stays alive after
+An instance is a container whose PID 1 (the init ``runtime.process`` forks) stays alive after
 its ``%startscript`` ends, so the namespaces live on; ``instance://NAME`` joins them with
 setns. State is one JSON file per instance under ``<runtime dir>/instances/`` (the user's own,
 mode 0700), created exclusively so that two starts cannot take one name; entries whose PID is
@@ -41,7 +41,7 @@ class Instance:
 
 
 def _dir() -> str:
-    from runtime.session import runtime_dir
+    from runtime.paths import runtime_dir
 
     path = os.path.join(runtime_dir(), "instances")
     os.makedirs(path, 0o700, exist_ok=True)
@@ -116,7 +116,7 @@ def find(name: str) -> Instance:
 
 def start(image: str, name: str, args: list[str], opts) -> Instance:
     """Start ``image`` as instance ``name``; return once its startscript was exec'd."""
-    from runtime.session import run_action
+    from runtime import run_action
 
     _check_name(name)
     listing()  # drop stale entries, including a dead one of this name

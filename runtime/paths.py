@@ -16,7 +16,7 @@ __all__ = ["runtime_dir", "cache_dir", "resolve", "SymlinkLoop"]
 
 
 class SymlinkLoop(Exception):
-    """Too many symlinks on the way (``runtime.rootfs.resolve`` reports it)."""
+    """Too many symlinks on the way (``runtime.layers.resolve`` reports it)."""
 
 
 def runtime_dir() -> str:

@@ -127,7 +127,7 @@ def _checkout_unreadable(who: str, argv: list[str]) -> str | None:
     import subprocess
 
     pythons = dict.fromkeys([sys.executable, str(ROOT / ".venv" / "bin" / "python")])
-    probe = f"import builder.cli, runtime.api; open({str(RECIPES / 'hello.def')!r}).close()"
+    probe = f"import builder.cli, runtime; open({str(RECIPES / 'hello.def')!r}).close()"
     for python in (p for p in pythons if Path(p).exists()):
         r = subprocess.run([*argv, python, "-c", probe], capture_output=True, text=True, cwd="/", timeout=60)
         if r.returncode != 0:

@@ -8,7 +8,9 @@ register just that one (start-up cost), or ignore it.
 
 from __future__ import annotations
 
-import argparse
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # not imported: ``sbuild exec`` loads this package and must not pay for argparse
+    import argparse
 
 __all__ = ["add_output_flags"]
 

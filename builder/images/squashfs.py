@@ -13,11 +13,9 @@ with all cores. With ``source_date_epoch`` set, mksquashfs (4.5+) gets
 newer file times to it, and its output is otherwise reproducible by default, so the
 same tree gives the same bytes.
 
-``unpack`` runs unsquashfs at an offset into a new directory; rootless it skips ``dev/``
-(device nodes cannot be made) and extracts user xattrs only, as Apptainer does. When
-unsquashfs is missing it falls back to PySquashfsImage (slower, same tree).
-``open_image`` opens a squashfs at an offset with PySquashfsImage for reading files
-without extracting (lz4 images included: PySquashfsImage's own lz4 support is broken).
+``unpack`` (unsquashfs, or PySquashfsImage without it) and ``open_image`` (read files
+without extracting) are ``base.squashfs``'s, re-exported here: the runtime's extraction
+cache uses the same extractor and may not import this module.
 
 Limits: a non-gzip compressor needs the host's mksquashfs to support it (and
 ``zstandard``/``lz4``/``python-lzo`` for the PySquashfsImage fallback).
@@ -35,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from base.errors import BuildError, CapabilityError, ImageError
+from base.squashfs import open_image, unpack
+from base.squashfs import output_tail as _tail
 
 __all__ = ["PackOptions", "PACKERS", "uses_mksquashfs", "pack", "unpack", "open_image", "Runner", "split_mksquashfs_args",
            "require_mksquashfs"]
@@ -197,106 +197,6 @@ def pack(rootfs: Path, out: Path, opts: PackOptions = PackOptions(), *, offset: 
     for line in _tail(proc, 5):
         log.debug("mksquashfs: %s", line)
     return os.stat(out).st_size - offset
-
-
-def _tail(proc: subprocess.CompletedProcess, n: int = 20) -> list[str]:
-    text = (proc.stdout or "") + (proc.stderr or "")
-    return [l for l in text.splitlines() if l.strip()][-n:]
-
-
-def _user_xattrs_ok(directory: Path) -> bool:
-    probe = directory / f".sbuild-xattr-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        os.setxattr(probe, "user.sbuild", b"1")
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.unlink(missing_ok=True)
-
-
-def unpack(image: Path, dest: Path, *, offset: int = 0, rootless: bool | None = None,
-           use_unsquashfs: bool = True, runner: Runner = subprocess.run) -> None:
-    """Extract the squashfs at ``offset`` in ``image`` into ``dest``, which must not exist.
-    ``use_unsquashfs=False`` forces the PySquashfsImage path (used when unsquashfs is missing)."""
-    rootless = os.geteuid() != 0 if rootless is None else rootless
-    if Path(dest).exists():
-        raise ImageError(f"unpacking into {dest}: already exists", path=str(dest))
-    tool = shutil.which("unsquashfs") or shutil.which("unsquashfs", path="/usr/sbin:/usr/bin")
-    if tool is None or not use_unsquashfs:
-        log.info("unsquashfs not found, extracting with PySquashfsImage (slower)")
-        _py_unpack(image, dest, offset=offset, rootless=rootless)
-        return
-    cmd = [tool, "-no-progress", "-quiet", "-d", str(dest)]
-    if offset:
-        cmd += ["-offset", str(offset)]
-    if rootless:  # device nodes cannot be made: skip dev/ and make it empty afterwards
-        cmd.append("-user-xattrs" if _user_xattrs_ok(Path(dest).parent) else "-no-xattrs")
-        cmd += ["-excludes", str(image), "dev"]
-    else:
-        cmd.append(str(image))
-    log.debug("running %s", " ".join(cmd))
-    proc = runner(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ImageError(f"unpacking {image} with unsquashfs: exit status {proc.returncode}: "
-                         + " / ".join(_tail(proc, 3)), path=str(image))
-    if rootless:
-        (Path(dest) / "dev").mkdir(mode=0o755, exist_ok=True)
-
-
-def open_image(path: Path, offset: int = 0):
-    """A PySquashfsImage.SquashFsImage for the squashfs at ``offset`` (caller closes it)."""
-    try:
-        import PySquashfsImage
-    except ImportError as e:  # a dependency of sbuild; only missing in a broken install
-        raise CapabilityError("PySquashfsImage is not installed",
-                              hint="pip install PySquashfsImage") from e
-    _fix_lz4(PySquashfsImage)
-    try:
-        return PySquashfsImage.SquashFsImage.from_file(str(path), offset=offset)
-    except ModuleNotFoundError as e:
-        raise CapabilityError(f"reading {path}: the squashfs compressor needs the python module "
-                              f"{e.name!r}", hint=f"pip install {e.name}") from e
-    except Exception as e:
-        raise ImageError(f"reading squashfs in {path}: {type(e).__name__}: {e}", path=str(path)) from e
-
-
-def _fix_lz4(mod) -> None:
-    """PySquashfsImage decodes lz4 as frames; squashfs stores raw lz4 blocks."""
-    from PySquashfsImage import compressor
-    from PySquashfsImage.const import Compression
-
-    current = compressor.compressors.get(Compression.LZ4)
-    if current is None or getattr(current, "_sbuild_fixed", False):
-        return
-
-    class _Lz4Block(compressor.Compressor):
-        name = "lz4"
-        _sbuild_fixed = True
-
-        def __init__(self) -> None:
-            import lz4.block
-
-            self._lib = lz4.block
-
-        def uncompress(self, src, size, outsize):
-            return self._lib.decompress(src, uncompressed_size=outsize)
-
-    compressor.compressors[Compression.LZ4] = _Lz4Block
-    mod.compressors[Compression.LZ4] = _Lz4Block
-
-
-def _py_unpack(image: Path, dest: Path, *, offset: int, rootless: bool) -> None:
-    from PySquashfsImage.extract import extract_dir
-
-    with open_image(image, offset) as im:
-        try:
-            extract_dir(im.root, str(dest), quiet=True)
-        except OSError as e:
-            raise ImageError(f"unpacking {image} with PySquashfsImage: {e}", path=str(image)) from e
-    if rootless:
-        (Path(dest) / "dev").mkdir(mode=0o755, exist_ok=True)
 
 
 def run_checked(cmd: Sequence[str], what: str, runner: Runner = subprocess.run) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 Header keys: ``OSVersion`` (suite, required), ``MirrorURL`` (required), ``Include``
 (extra packages, comma or space separated). Runs ``debootstrap --variant=minbase`` into the
 bundle: as root directly; rootless inside the build's subuid-mapped user namespace and a
-new mount namespace (``builder.steps.userns.call_in_userns``, the runtime helper) with ``container=lxc``, which
+new mount namespace (``runtime.call_in_userns``) with ``container=lxc``, which
 makes debootstrap skip its mknod test and bind /dev instead (local-test-infra.md §5:
 the equivalent of ``unshare --map-root-user --map-auto -m``). Files then belong to
 subordinate ids on the host. Rootless without a subordinate id range is refused: dpkg
@@ -66,7 +66,7 @@ class DebootstrapSource(Source):
         if os.geteuid() == 0:
             status, tail = _run(argv, None)
         elif options.identity == "subuid":
-            from builder.steps.userns import call_in_userns
+            from runtime import call_in_userns
 
             status, tail = call_in_userns(_run, argv, _rootless_env())
         else:

@@ -40,7 +40,7 @@ class LocalImageSource(Source):
                              hint="From: must name an image or sandbox directory")
         os.rmdir(bundle.rootfs)
         if path.is_dir() and options.identity == "subuid":
-            from builder.steps.userns import call_in_userns
+            from runtime import call_in_userns
 
             call_in_userns(extract_image, path, bundle.rootfs, fix_perms=options.fix_perms)
         else:

@@ -10,34 +10,23 @@
   ``_APPTAINER_FAKEFAKEROOT``); files can be written, not chowned to other ids.
 
 The identity is also the ``userns`` choice passed to ``runtime.run_in_sandbox`` for %post
-and %test (``identity_userns``).
-
-``call_in_userns(fn, *args)`` runs ``fn`` in a forked child that has entered a new user
-namespace mapped like the runtime's ``subuid`` identity (the runtime's own code path:
-``runtime.session.choose_identity`` and the launcher's newuidmap/newgidmap step) plus a new
-mount namespace, then returns ``fn``'s result (pickled back) or re-raises its SbuildError.
-The build uses it where files owned by subordinate ids must be read, written or removed
-from the host: debootstrap, copying between stages, packing the image, removing bundles.
-Limit: ``fn``'s log messages stay in the child when the parent's logging is not a file.
+and %test (``identity_userns``). ``call_in_userns(fn, *args)`` is the runtime's
+(``runtime.call_in_userns``): ``fn`` runs in a subuid-mapped user namespace, where files
+owned by subordinate ids can be read, written or removed (debootstrap, copying between
+stages, packing the image, removing bundles). Only the runtime's public API is used here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
-import signal
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-from base import errors
-from base.errors import CapabilityError, SbuildError
+import runtime
 
 __all__ = ["build_identity", "identity_userns", "call_in_userns", "IDENTITIES"]
 
 log = logging.getLogger("sbuild.build")
 IDENTITIES = ("host", "subuid", "root")
-T = TypeVar("T")
 
 
 def build_identity(fakeroot: bool = False, *, euid: int | None = None) -> str:
@@ -47,10 +36,7 @@ def build_identity(fakeroot: bool = False, *, euid: int | None = None) -> str:
         if fakeroot:
             log.info("--fakeroot: already root, building as root")
         return "host"
-    from runtime.session import choose_identity
-    from runtime.spec import host_user
-
-    mode = choose_identity("auto", host_user()).mode
+    mode = runtime.choose_identity("auto").mode
     if mode == "root":
         log.info("no subordinate id range in /etc/subuid for this user: using a root-mapped namespace "
                  "(packages that chown to other users will fail)")
@@ -62,90 +48,7 @@ def identity_userns(identity: str) -> str:
     return {"subuid": "subuid", "root": "root"}.get(identity, "auto")
 
 
-def _ident():  # noqa: ANN202
-    from runtime.session import choose_identity
-    from runtime.spec import host_user
-
-    return choose_identity("subuid", host_user())
-
-
-def _child(fn: Callable[..., Any], args: tuple, kwargs: dict, status_w: int, sync_r: int, parent: int) -> None:
-    from runtime import _sys
-
-    result: tuple
-    try:
-        _sys.set_pdeathsig(signal.SIGKILL, parent)
-        _sys.unshare(_sys.CLONE_NEWUSER)
-        os.write(status_w, b"U")
-        if os.read(sync_r, 1) != b"G":
-            os._exit(255)
-        os.setgroups([])
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-        _sys.unshare(_sys.CLONE_NEWNS)
-        _sys.mount(None, "/", None, _sys.MS_REC | _sys.MS_PRIVATE)
-        result = ("ok", fn(*args, **kwargs))
-    except SbuildError as e:
-        result = ("error", type(e).__name__, str(e), dict(vars(e)))
-    except BaseException as e:  # noqa: BLE001 - carried to the parent and raised there
-        result = ("bug", f"{type(e).__name__}: {e}")
-    try:
-        data = pickle.dumps(result)
-    except Exception as e:  # noqa: BLE001
-        data = pickle.dumps(("bug", f"result of {getattr(fn, '__name__', fn)} cannot be passed back: {e}"))
-    view = memoryview(data)
-    while view:
-        view = view[os.write(status_w, view):]
-    os._exit(0)
-
-
-def _rebuild(name: str, message: str, state: dict) -> SbuildError:
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, SbuildError)):
-        cls = SbuildError
-    err = cls.__new__(cls)
-    Exception.__init__(err, message)
-    err.__dict__.update(state)
-    return err
-
-
-def call_in_userns(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` in a new subuid-mapped user namespace and mount namespace."""
-    from runtime.launch import kill_and_reap, set_subuid_maps
-
-    ident = _ident()  # CapabilityError (what to install or add) when there is no range
-    status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(status_r)
-        os.close(sync_w)
-        _child(fn, args, kwargs, status_w, sync_r, parent)
-    os.close(status_w)
-    os.close(sync_r)
-    try:
-        with os.fdopen(status_r, "rb") as fh:
-            first = fh.read(1)
-            if first == b"U":
-                set_subuid_maps(pid, ident)
-                os.write(sync_w, b"G")
-                first = b""
-            data = first + fh.read()
-    except BaseException:
-        kill_and_reap(pid)
-        raise
-    finally:
-        os.close(sync_w)
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        raise CapabilityError(f"entering a user namespace for {getattr(fn, '__name__', 'a build step')} failed "
-                              f"(exit status {os.waitstatus_to_exitcode(status)})",
-                              hint="check that unprivileged user namespaces are enabled (sbuild doctor)")
-    result = pickle.loads(data)  # noqa: S301 - our own child wrote it
-    if result[0] == "ok":
-        return result[1]
-    if result[0] == "error":
-        raise _rebuild(*result[1:])
-    raise SbuildError(f"in the build's user namespace: {result[1]}")
-
+def call_in_userns(fn, /, *args, **kwargs):  # noqa: ANN001, ANN201 - fn's own types
+    """``fn(*args, **kwargs)`` in a new subuid-mapped user namespace and mount namespace
+    (``runtime.call_in_userns``)."""
+    return runtime.call_in_userns(fn, *args, **kwargs)

@@ -1,6 +1,6 @@
 """The actions' quick command-line parser agrees with argparse, and the launcher works.
 
-``runtime.commands.parse_quick`` parses ``exec``/``run``/``shell``/``test`` without argparse
+``builder.commands.run.parse_quick`` parses ``exec``/``run``/``shell``/``test`` without argparse
 (start-up latency). Whenever it returns a namespace, argparse must produce the same one;
 whatever argparse rejects or handles itself (help, abbreviations, joined short flags), the
 quick parser must leave to it (None). ``builder.cli.write_launcher`` writes the ``-S``
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder.cli import build_parser, write_launcher
-from runtime.commands import ACTIONS, parse_quick
+from builder.commands.run import ACTIONS, parse_quick
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -113,7 +113,7 @@ def test_ctrl_c_on_exec_under_a_terminal(profile, images, rt):
 
 
 _READ_AHEAD = """
-import _thread, os, runtime.stage as s
+import _thread, os, runtime.prefetch as s
 done = _thread.allocate_lock()
 done.acquire()
 def mask():
@@ -124,15 +124,15 @@ def prefetch(fd, started):
     print("thread", mask(), flush=True)
     os.close(fd)
     done.release()
-s._prefetch = prefetch
-print("staged", s.stage({image!r}) is not None, flush=True)
+s._read_ahead = prefetch
+print("staged", s.prefetch({image!r}) is not None, flush=True)
 done.acquire()
 print("main", mask(), flush=True)
 """
 
 
 def test_read_ahead_thread_takes_no_signal_meant_for_the_cli(profile, images):
-    # runtime.stage reads the image's /bin/sh ahead on a thread of the CLI process, which
+    # runtime.prefetch reads the image's /bin/sh ahead on a thread of the CLI process, which
     # then waits for the container's SIGCHLD and forwards SIGTERM & co: a signal that landed
     # on that thread would be lost (a hang) or kill the CLI
     if profile.name != "root":
@@ -149,7 +149,7 @@ def test_read_ahead_thread_takes_no_signal_meant_for_the_cli(profile, images):
 _LOCATE = """
 import json
 from builder.images.probe import probe
-from runtime.stage import _squashfs_at
+from runtime.prefetch import _squashfs_at
 out = dict()
 for kind, path in json.loads(PATHS).items():
     info = probe(path) if kind != "truncated" else None
@@ -159,7 +159,7 @@ print(json.dumps(out))
 
 
 def test_read_ahead_finds_the_squashfs_where_the_image_reader_does(profile, images, tmp_path):
-    # runtime.stage reads .simg and raw squashfs headers itself (builder.images.probe costs
+    # runtime.prefetch reads .simg and raw squashfs headers itself (builder.images.probe costs
     # ~1 ms to import before the read-ahead can start): it must agree with the probe, and
     # leave everything else (SIF, ext3, a truncated image) to it
     import json
@@ -193,7 +193,7 @@ main(owns_process=True)
 
 @pytest.mark.parametrize("name", ["fsmount_bdev", "move_mount"])
 def test_without_the_new_mount_api_the_container_mounts_the_image_itself(profile, images, name):
-    # runtime.stage mounts the squashfs ahead with fsopen/fsmount (Linux 5.2+) and the
+    # runtime.prefetch mounts the squashfs ahead with fsopen/fsmount (Linux 5.2+) and the
     # container attaches it with move_mount; where either fails (an older kernel, a seccomp
     # filter), the launch must go on as before the stage existed
     if profile.name != "root":

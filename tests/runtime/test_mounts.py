@@ -145,7 +145,7 @@ def test_fakeroot_maps_the_user_to_root(profile, images):
 @pytest.mark.parametrize("kind", ["simg", "sandbox"])
 def test_our_own_mounts_are_hidden_from_a_bind_of_their_parent(profile, images, kind):
     # the session tmpfs (which, as root, holds the image mounted ahead by the CLI,
-    # runtime.stage) lives under the runtime directory; a recursive bind of it must not show it
+    # runtime.prefetch) lives under the runtime directory; a recursive bind of it must not show it
     rundir = "/run/sbuild" if profile.name == "root" else f"/tmp/sbuild-{profile.uid}"
     parent = rundir.rsplit("/", 1)[0]
     r = profile.sbuild("exec", "--bind", f"{parent}:{parent}", images[kind], "sh", "-c",

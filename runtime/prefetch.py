@@ -1,9 +1,9 @@
-"""The CLI's head start on a squashfs image: mount it early and read its /bin/sh ahead.
+"""Before the plan (root, squashfs): mount the image early and read its /bin/sh ahead.
 
 Every action execs the image's /bin/sh (the action script's shell), and from a freshly
 mounted squashfs that costs the kernel ~13 ms of decompression, on one core, at the end of
 the launch. As root, in the CLI process (``here`` mode: it ends with the container),
-``stage`` runs before the rest of the runtime is imported: it mounts the image's squashfs
+``prefetch`` runs before the rest of the runtime is imported: it mounts the image's squashfs
 as a detached mount (the new mount API: ``fsmount`` returns an fd, nothing is attached to
 any mount namespace, nothing to clean up) and starts a thread that has the kernel read
 /bin/sh into the page cache (``posix_fadvise``, which holds no lock of ours), while the
@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["stage", "Staged"]
+__all__ = ["prefetch", "Prefetched"]
 
 _SIMG_MARK = b" run-singularity"
 
 
-class Staged:
-    """What ``stage`` mounted: ``fd`` of the detached mount (close-on-exec; the container's
+class Prefetched:
+    """What ``prefetch`` mounted: ``fd`` of the detached mount (close-on-exec; the container's
     init inherits a copy and attaches it, ``run_action`` closes this one when the run is
     over) and where the squashfs lies in the image file (``offset``, ``size``), which
     ``run_action`` then need not probe again."""
@@ -82,7 +82,7 @@ def _locate(image: str) -> tuple[int, int] | None:
     return (info.fs_offset, info.fs_size) if info.fstype == "squashfs" else None
 
 
-def stage(image: str, *, writable: bool = False) -> Staged | None:
+def prefetch(image: str, *, writable: bool = False) -> Prefetched | None:
     """Mount ``image``'s squashfs detached and prefetch its /bin/sh; None when this does not
     apply or did not work out."""
     if os.getuid() != 0 or writable or os.path.isdir(image):
@@ -103,7 +103,7 @@ def stage(image: str, *, writable: bool = False) -> Staged | None:
     try:
         shell = _sys.open_in_root(mnt, "/bin/sh", os.O_RDONLY)
     except OSError:  # no /bin/sh (the command is exec'd without the action script)
-        return Staged(mnt, *where)
+        return Prefetched(mnt, *where)
     import _signal
     import _thread
 
@@ -113,14 +113,14 @@ def stage(image: str, *, writable: bool = False) -> Staged | None:
     started = _thread.allocate_lock()
     started.acquire()
     try:
-        _thread.start_new_thread(_prefetch, (shell, started))
+        _thread.start_new_thread(_read_ahead, (shell, started))
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     started.acquire()  # hand the GIL over now: the thread would wait up to 5 ms for it
-    return Staged(mnt, *where)
+    return Prefetched(mnt, *where)
 
 
-def _prefetch(fd: int, started) -> None:  # noqa: ANN001
+def _read_ahead(fd: int, started) -> None:  # noqa: ANN001
     started.release()
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # decompresses it, without the GIL

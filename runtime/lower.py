@@ -1,10 +1,10 @@
-"""Turn an image into something the launcher can mount, for a given identity.
+"""Part of the plan: the image as the container's lower layer, for a given identity.
 
 As root (no user namespace) squashfs and ext3 filesystems are loop-mounted in place, at their
 offset inside the file. In a user namespace the kernel will not mount them, so a squashfs
 is mounted with squashfuse when /dev/fuse is usable, otherwise extracted once into a cache
-directory keyed by the digest of its bytes (``unsquashfs``, or PySquashfsImage when
-unsquashfs is missing) and reused; the cache index maps a file's
+directory keyed by the digest of its bytes (``base.squashfs.unpack``: unsquashfs, or
+PySquashfsImage when unsquashfs is missing) and reused; the cache index maps a file's
 (device, inode, size, mtime) to that digest so that the digest is computed once per file.
 Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor here).
 """
@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 
 from base.errors import CapabilityError, ImageError
-from runtime.paths import cache_dir, runtime_dir
-from runtime.spec import record
+from runtime.paths import cache_dir
+from runtime.description import record
 
-__all__ = ["Source", "probe", "source_for", "cache_dir", "runtime_dir", "fuse_usable"]
+__all__ = ["Lower", "probe", "lower_for", "fuse_usable"]
 
 
 @record
-class Source:
+class Lower:
+    """How the container's init mounts the image (``RootPlan.fstype``, ``image``, ``offset``, ``size``)."""
+
     fstype: str  # dir | squashfs | ext3 | squashfuse
     path: str
     offset: int = 0
@@ -36,26 +38,26 @@ def probe(path: str):
     return shared_probe(path)
 
 
-def source_for(image: str, *, userns: bool, writable: bool) -> Source:
+def lower_for(image: str, *, userns: bool, writable: bool) -> Lower:
     if os.path.isdir(image):  # a sandbox: no need to load the image reader
-        return Source("dir", os.path.abspath(image), kind="sandbox")
+        return Lower("dir", os.path.abspath(image), kind="sandbox")
     info = probe(image)
     kind, fstype = info.kind, info.fstype
     if kind == "sandbox":
-        return Source("dir", os.path.abspath(image), kind=kind)
+        return Lower("dir", os.path.abspath(image), kind=kind)
     if writable and fstype == "squashfs":
         raise ImageError(f"opening {image} writable: a squashfs image is read-only",
                          path=image, hint="use --writable-tmpfs or --overlay, or build a sandbox")
     if not userns:
-        return Source(fstype, os.path.abspath(image), info.fs_offset, info.fs_size, kind)
+        return Lower(fstype, os.path.abspath(image), info.fs_offset, info.fs_size, kind)
     if fstype != "squashfs":
         raise CapabilityError(f"using {image} unprivileged: an {fstype} image needs root to mount",
                               hint="run as root, or convert it: sbuild build --sandbox DIR " + image)
     if writable:
         raise ImageError(f"opening {image} writable: a squashfs image is read-only", path=image)
     if fuse_usable():
-        return Source("squashfuse", os.path.abspath(image), info.fs_offset, info.fs_size, kind)
-    return Source("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)
+        return Lower("squashfuse", os.path.abspath(image), info.fs_offset, info.fs_size, kind)
+    return Lower("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)
 
 
 def fuse_usable() -> bool:
@@ -109,79 +111,21 @@ def _extracted(image: str, offset: int, size: int) -> str:
 
 
 def _extract(image: str, offset: int, target: str) -> None:
+    """Extract into ``target`` through a temporary directory beside it (``base.squashfs``,
+    the project's one extractor; unsquashfs is looked up on PATH only, as ever)."""
+    import logging
     import shutil
     import tempfile
 
     from base.fsutil import remove_tree
+    from base.squashfs import unpack
 
-    parent = os.path.dirname(target)
-    work = tempfile.mkdtemp(prefix=".extract-", dir=parent)
+    work = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(target))
     out = os.path.join(work, "rootfs")
-    import logging
-
     logging.getLogger("sbuild.runtime").info("extracting %s into the cache (once)", image)
     try:
-        if shutil.which("unsquashfs"):
-            import subprocess
-
-            r = subprocess.run(["unsquashfs", "-q", "-n", "-no-xattrs", "-ig", "-o", str(offset), "-d", out, image],
-                               capture_output=True, text=True)
-            if r.returncode != 0 and not os.path.isdir(out):
-                raise ImageError(f"extracting {image}: {r.stderr.strip().splitlines()[-1:] or r.returncode}",
-                                 path=image)
-        else:
-            _extract_python(image, offset, out)
+        unpack(image, out, offset=offset, rootless=True, use_unsquashfs=shutil.which("unsquashfs") is not None)
         os.chmod(out, 0o755)
         os.rename(out, target)
     finally:
         remove_tree(work)
-
-
-def _site_packages() -> None:
-    """PySquashfsImage is a third-party package: load site-packages if Python was started
-    without them (``-S``, as sbuild's launcher does; see ``builder.cli``)."""
-    import sys
-
-    if sys.flags.no_site:
-        import site
-
-        if site.ENABLE_USER_SITE is None:  # site.main() has not run yet
-            site.main()
-
-
-def _extract_python(image: str, offset: int, out: str) -> None:
-    _site_packages()
-    try:
-        from PySquashfsImage import SquashFsImage
-        from PySquashfsImage.extract import extract_dir
-    except ImportError as e:
-        raise CapabilityError("extracting a squashfs image: neither unsquashfs nor PySquashfsImage is available",
-                              hint="install squashfs-tools") from e
-    _patch_lz4()
-    try:
-        with SquashFsImage.from_file(image, offset=offset) as im:
-            extract_dir(im.root, out)  # creates ``out``
-    except (OSError, ValueError, RuntimeError, ModuleNotFoundError) as e:
-        raise ImageError(f"extracting {image}: {e}", path=image) from e
-
-
-def _patch_lz4() -> None:
-    """PySquashfsImage decodes lz4 as frames; squashfs stores raw blocks (local-test-infra §7)."""
-    try:
-        import lz4.block
-        import PySquashfsImage
-        from PySquashfsImage import compressor
-    except ImportError:
-        return
-
-    class _Lz4:
-        name = "lz4"
-
-        def uncompress(self, src, size, outsize):
-            return lz4.block.decompress(src, uncompressed_size=outsize)
-
-    for table in (getattr(PySquashfsImage, "compressors", None), getattr(compressor, "compressors", None)):
-        if isinstance(table, dict):
-            for k in list(table):
-                if getattr(k, "name", str(k)).upper().endswith("LZ4"):
-                    table[k] = _Lz4

@@ -1,4 +1,4 @@
-"""The container's environment and the action script, with Apptainer's semantics (spec §F).
+"""The actions step: the container's environment and action script, Apptainer's semantics (spec §F).
 
 The launched process is the image's ``/bin/sh`` running ``ACTION_SCRIPT``: it sources
 ``/.singularity.d/env/*.sh`` in lexical order, applies the user's ``--env`` and host
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.spec import DEFAULT_PATH
+from runtime.description import DEFAULT_PATH
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

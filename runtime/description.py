@@ -1,8 +1,19 @@
-"""The immutable options a launch is made from, split by concern, and the host user's identity.
+"""The launch description: every record a container launch is made of, in one place.
 
-``MountSpec`` says what the container's filesystem is made of, ``ProcessSpec`` what runs
-in it, ``IdentitySpec`` which user namespace (if any) it runs in. Everything here is plain
-data: building it touches no namespace.
+Three levels, each built once and read by the later steps (``runtime/__init__.py`` gives
+the order):
+
+- ``RunOptions``: what is asked, in the user's terms (``--bind``, ``--home SRC:DST``,
+  ``--overlay PATH[:ro]``, ``userns``). The commands (``builder.commands.run``) and the API
+  (``runtime.run_in_sandbox``) build it.
+- ``IdentitySpec`` (which user namespace), ``MountSpec`` (what the filesystem is made of),
+  ``ProcessSpec`` (what runs, with which environment): ``runtime.plan`` resolves the
+  options into them against the host and the image.
+- ``RootPlan``: the whole filesystem side (image, ``MountSpec``, identity, generated
+  passwd), read by ``runtime.layers`` and ``runtime.mounts`` in the container's init;
+  ``runtime.process`` takes it with the ``ProcessSpec``.
+
+Everything here is plain data: building it touches no namespace.
 
 These are ``@record`` classes (immutable tuples declared like dataclasses) rather than
 frozen dataclasses on purpose: they are defined on every ``sbuild exec``, a frozen dataclass
@@ -13,11 +24,13 @@ needs ``typing`` (~5 ms to import) and ``collections.namedtuple`` needs ``collec
 
 from __future__ import annotations
 
-import os
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
-    "record", "Bind", "OverlaySpec", "MountSpec", "ProcessSpec", "IdentitySpec", "HostUser", "host_user",
-    "DEFAULT_PATH",
+    "record", "Bind", "RunOptions", "OverlaySpec", "MountSpec", "ProcessSpec", "IdentitySpec", "HostUser",
+    "RootPlan", "DEFAULT_PATH",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -83,6 +96,28 @@ class Bind:
     src: str
     dst: str
     readonly: bool = False
+
+
+@record
+class RunOptions:
+    """What a launch is asked for (the command line's flags, or the API's arguments)."""
+
+    binds: tuple[Bind, ...] = ()
+    overlays: tuple[str, ...] = ()
+    writable: bool = False
+    writable_tmpfs: bool = False
+    contain: bool = False
+    cleanenv: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    pwd: str | None = None
+    home: str | None = None  # SRC[:DST]
+    no_home: bool = False
+    app: str | None = None
+    shell: str | None = None
+    userns: str = "self"  # self | root | subuid | auto (see runtime.plan.choose_identity)
+    build_config: bool = False
+    stdio: tuple[int | None, int | None, int | None] = (None, None, None)
+    host_env: Mapping[str, str] | None = None
 
 
 @record
@@ -161,25 +196,18 @@ class HostUser:
     groups: tuple[tuple[int, str], ...] = ()
 
 
-def host_user() -> HostUser:
-    """The calling user as /etc/passwd (or the environment) describes them."""
-    import pwd
+@record
+class RootPlan:
+    """The container's filesystem, resolved: what its init mounts (``runtime.layers``,
+    ``runtime.mounts``)."""
 
-    uid, gid = os.getuid(), os.getgid()
-    try:
-        entry = pwd.getpwuid(uid)
-        name, home, shell, gecos = entry.pw_name, entry.pw_dir, entry.pw_shell, entry.pw_gecos
-    except KeyError:
-        name, home, shell, gecos = os.environ.get("USER", f"u{uid}"), os.environ.get("HOME", "/"), "/bin/sh", ""
-    groups = []
-    try:
-        import grp
-
-        for g in dict.fromkeys([gid, *os.getgroups()]):
-            try:
-                groups.append((g, grp.getgrgid(g).gr_name))
-            except KeyError:
-                pass
-    except ImportError:  # pragma: no cover
-        pass
-    return HostUser(uid, gid, name, home, shell or "/bin/sh", gecos, tuple(groups))
+    session: str  # an existing host directory to mount the session tmpfs on
+    image: str  # path of the image file or sandbox dir
+    fstype: str  # dir | squashfs | ext3 | squashfuse
+    offset: int
+    size: int
+    mounts: MountSpec
+    identity: IdentitySpec
+    passwd: tuple[str, str] | None  # (passwd line, group lines) to add, or None
+    nosuid: bool
+    lower: int | None = None  # fd of the image's filesystem, mounted detached by the caller (runtime.prefetch)

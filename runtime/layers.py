@@ -1,4 +1,4 @@
-"""Assemble the container's root filesystem inside a fresh mount namespace.
+"""The mounts step, first half: the container's root filesystem, layer by layer.
 
 Runs in the namespace's first process, after ``unshare``: a tmpfs "session" directory holds
 the overlay's upper and work dirs and generated files; the image is the lower layer (a loop
@@ -15,9 +15,9 @@ import errno
 import os
 
 from runtime import _sys, paths
-from runtime.spec import IdentitySpec, MountSpec, record
+from runtime.description import RootPlan, record
 
-__all__ = ["RootPlan", "Target", "SetupFailure", "plan_targets", "remount_ro", "resolve"]
+__all__ = ["Target", "SetupFailure", "plan_targets", "remount_ro", "resolve"]
 
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -38,20 +38,6 @@ class Target:
     is_dir: bool = True
 
 
-@record
-class RootPlan:
-    session: str  # an existing host directory to mount the session tmpfs on
-    image: str  # path of the image file or sandbox dir
-    fstype: str  # dir | squashfs | ext3 | squashfuse
-    offset: int
-    size: int
-    mounts: MountSpec
-    identity: IdentitySpec
-    passwd: tuple[str, str] | None  # (passwd line, group lines) to add, or None
-    nosuid: bool
-    lower: int | None = None  # fd of the image's filesystem, mounted detached by the caller (runtime.stage)
-
-
 def _fail(what: str, e: OSError, kind: str = "RunError") -> SetupFailure:
     reason = os.strerror(e.errno) if e.errno else str(e)
     return SetupFailure(kind, f"setting up the container: {what}: {reason.lower()}")
@@ -69,7 +55,7 @@ def resolve(root: str, path: str) -> str:
         raise SetupFailure("RunError", f"setting up the container: too many symlinks at {path}") from None
 
 
-class _Builder:
+class _Root:
     def __init__(self, plan: RootPlan) -> None:
         self.plan = plan
         self.s = plan.session
@@ -122,12 +108,12 @@ class _Builder:
         target = self.root if not readonly else f"{self.s}/lower"
         if readonly:
             os.mkdir(target)
-        if p.lower is not None and readonly:  # mounted by the caller (runtime.stage): attach it
+        if p.lower is not None and readonly:  # mounted by the caller (runtime.prefetch): attach it
             try:
                 _sys.move_mount(p.lower, target)
                 self.lowers.append(target)
                 return
-            except OSError:  # (then mount the image here, as without the stage)
+            except OSError:  # (then mount the image here, as without the prefetch)
                 pass
         self._loop_mount(p.image, p.fstype, p.offset, p.size, target, readonly)
         self.lowers.append(target)

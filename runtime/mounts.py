@@ -1,7 +1,7 @@
-"""Host integration on top of the assembled root, then the switch into it.
+"""The mounts step, second half: host integration on top of the root, then the switch into it.
 
 ``assemble(plan)`` runs in the container's first process (PID 1 of its PID namespace, inside
-the new mount namespace): layers (``runtime.rootfs``), then /proc, /sys, a minimal /dev,
+the new mount namespace): layers (``runtime.layers``), then /proc, /sys, a minimal /dev,
 /tmp and /var/tmp, $HOME, the current directory, generated /etc/passwd and /etc/group, host
 /etc files and the user's binds; finally the root is remounted read-only unless something made
 it writable. ``enter(root)`` pivots into it and drops the host's mounts.
@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 
 from runtime import _sys
-from runtime.rootfs import RootPlan, SetupFailure, _Builder, _fail, plan_targets, remount_ro
+from runtime.description import RootPlan
+from runtime.layers import SetupFailure, _Root, _fail, plan_targets, remount_ro
 
 __all__ = ["assemble", "enter"]
 
@@ -29,7 +30,7 @@ def _home(plan: RootPlan) -> tuple[str | None, str | None]:
 
 def assemble(plan: RootPlan) -> str:
     """Build the container root under ``plan.session``; return its host path."""
-    b = _Builder(plan)
+    b = _Root(plan)
     m = plan.mounts
     b.session()
     b.base()
@@ -64,7 +65,7 @@ def assemble(plan: RootPlan) -> str:
     return b.root
 
 
-def _dev(b: _Builder, plan: RootPlan) -> None:
+def _dev(b: _Root, plan: RootPlan) -> None:
     dev = b.target("/dev")
     if dev is None:
         return
@@ -94,7 +95,7 @@ def _dev(b: _Builder, plan: RootPlan) -> None:
         raise _fail("populating /dev", e) from e
 
 
-def _proc_sys(b: _Builder, plan: RootPlan) -> None:
+def _proc_sys(b: _Root, plan: RootPlan) -> None:
     proc = b.target("/proc")
     if proc is not None:
         try:
@@ -112,14 +113,14 @@ def _proc_sys(b: _Builder, plan: RootPlan) -> None:
             raise _fail("mounting /sys", e) from e
 
 
-def _scratch(b: _Builder, name: str) -> str:
+def _scratch(b: _Root, name: str) -> str:
     path = f"{b.s}/files/{name}"
     os.makedirs(path, 0o1777 if "tmp" in name else 0o755, exist_ok=True)
     os.chmod(path, 0o1777 if "tmp" in name else 0o755)
     return path
 
 
-def _tmp_home_cwd(b: _Builder, plan: RootPlan, home_src: str | None, home_dst: str | None) -> None:
+def _tmp_home_cwd(b: _Root, plan: RootPlan, home_src: str | None, home_dst: str | None) -> None:
     m = plan.mounts
     if not m.build_config:
         for path in ("/tmp", "/var/tmp"):
@@ -172,7 +173,7 @@ def _write(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _merged_file(b: _Builder, path: str, extra: str) -> None:
+def _merged_file(b: _Root, path: str, extra: str) -> None:
     dst = b.target(path, is_dir=False)
     if dst is None:
         return
@@ -189,7 +190,7 @@ def _merged_file(b: _Builder, path: str, extra: str) -> None:
     b._bind(generated, dst)
 
 
-def _etc(b: _Builder, plan: RootPlan) -> None:
+def _etc(b: _Root, plan: RootPlan) -> None:
     if plan.passwd:
         _merged_file(b, "/etc/passwd", plan.passwd[0])
         _merged_file(b, "/etc/group", plan.passwd[1])

@@ -1,7 +1,10 @@
-"""The ``exec``, ``run``, ``shell``, ``test``, ``instance`` and ``doctor`` commands.
+"""The ``exec``, ``run``, ``shell`` and ``test`` commands: the CLI step of a launch.
 
-Flags follow Apptainer's names. This module imports nothing heavy at load time: the
-handlers import the runtime when they run, so that ``sbuild exec`` starts fast.
+They turn the command line into ``runtime.description.RunOptions`` and call
+``runtime.run_action`` (the launch order is in ``runtime/__init__.py``). Flags follow
+Apptainer's names; ``builder.commands.instance`` shares them. This module imports only the
+standard library at load time (it is loaded before site-packages are on sys.path) and the
+handler imports the runtime when it runs, so that ``sbuild exec`` starts fast.
 
 ``parse_quick(argv)`` parses an action's command line (``exec``/``run``/``shell``/``test``)
 without argparse, which with ``re`` costs ~10 ms to import: it accepts only what it can
@@ -19,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["register", "parse_quick", "ACTIONS"]
+__all__ = ["register", "parse_quick", "ACTIONS", "add_run_flags", "run_options"]
 
 ACTIONS = {"exec": "run a command in an image", "run": "run the image's runscript",
            "shell": "start a shell in an image", "test": "run the image's %test script"}
@@ -52,7 +55,8 @@ def _dest(strings: tuple[str, ...]) -> str:
     return strings[-1][2:].replace("-", "_")
 
 
-def _common(p: argparse.ArgumentParser, extra: tuple = ()) -> None:
+def add_run_flags(p: argparse.ArgumentParser, extra: tuple = ()) -> None:
+    """The output flags and the launch flags of ``_OPTIONS`` (and ``extra``) on ``p``."""
     from builder.commands import add_output_flags
 
     add_output_flags(p)
@@ -65,59 +69,19 @@ def _common(p: argparse.ArgumentParser, extra: tuple = ()) -> None:
 
 
 def register(subparsers, only: str | None = None) -> None:
-    """Add this module's commands; with ``only`` (a command word), just that one."""
+    """Add the action commands; with ``only`` (a command word), just that one."""
     import argparse
 
     for name, what in ACTIONS.items():
         if only not in (None, name):
             continue
         p = subparsers.add_parser(name, help=what.replace("%", "%%"), description=what)  # help is %-formatted
-        _common(p, (_SHELL,) if name == "shell" else ())
+        add_run_flags(p, (_SHELL,) if name == "shell" else ())
         p.add_argument("image", help="image file, sandbox directory or instance://NAME")
         if name == "exec":
             p.add_argument("command", help="command to run")
         p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
         p.set_defaults(handler=_action, action=name)
-    if only in (None, "instance"):
-        _register_instance(subparsers)
-    if only in (None, "doctor"):
-        from builder.commands import add_output_flags
-
-        p = subparsers.add_parser("doctor", help="report what this host can do",
-                                  description="report which runtime capabilities this host has")
-        add_output_flags(p)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(handler=_doctor)
-
-
-def _register_instance(subparsers) -> None:
-    import argparse
-
-    from builder.commands import add_output_flags
-
-    p = subparsers.add_parser("instance", help="manage background instances",
-                              description="start, list and stop named background instances")
-    sub = p.add_subparsers(dest="instance_command", metavar="SUBCOMMAND")
-    s = sub.add_parser("start", help="start an instance")
-    _common(s)
-    s.add_argument("image")
-    s.add_argument("name")
-    s.add_argument("args", nargs=argparse.REMAINDER)
-    s.set_defaults(handler=_instance_start)
-    s = sub.add_parser("list", help="list running instances")
-    add_output_flags(s)
-    s.add_argument("--json", action="store_true")
-    s.add_argument("name", nargs="?", help="only instances matching this name (glob)")
-    s.set_defaults(handler=_instance_list)
-    s = sub.add_parser("stop", help="stop instances")
-    add_output_flags(s)
-    s.add_argument("name", nargs="?")
-    s.add_argument("-a", "--all", action="store_true", help="stop every instance")
-    s.add_argument("-s", "--signal", default="TERM", help="signal to send (default TERM)")
-    s.add_argument("-t", "--timeout", type=float, default=10.0, help="seconds before SIGKILL (default 10)")
-    s.add_argument("-F", "--force", action="store_true", help="send SIGKILL at once")
-    s.set_defaults(handler=_instance_stop)
-    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
 def _ambiguous(token: str, strings) -> bool:
@@ -196,9 +160,11 @@ class _Namespace:
         return f"Namespace({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
 
-def _options(args: argparse.Namespace):
+def run_options(args: argparse.Namespace):
+    """The ``RunOptions`` the parsed flags ask for."""
     from base.errors import UsageError
-    from runtime.session import RunOptions, parse_bind
+    from runtime.description import RunOptions
+    from runtime.plan import parse_bind
 
     binds = tuple(b for spec in args.bind for b in parse_bind(spec))
     env = []
@@ -223,17 +189,17 @@ def _action(args: argparse.Namespace) -> int:
     # the CLI process only waits for the container: let it hold the namespaces itself, and
     # give a squashfs image a head start before the rest of the runtime is imported
     here = getattr(args, "owns_process", False)
-    staged = None
-    if here and not args.image.startswith("instance://") and os.getuid() == 0:  # (stage is root-only)
-        from runtime.stage import stage
+    prefetched = None
+    if here and not args.image.startswith("instance://") and os.getuid() == 0:  # (prefetch is root-only)
+        from runtime.prefetch import prefetch
 
-        staged = stage(args.image, writable=args.writable)
-    from runtime.session import run_action
+        prefetched = prefetch(args.image, writable=args.writable)
+    from runtime import run_action
 
     argv = list(args.args)
     if args.action == "exec":
         argv.insert(0, args.command)
-    opts = _options(args)
+    opts = run_options(args)
     image, join = args.image, None
     if image.startswith("instance://"):
         from runtime import instances
@@ -244,53 +210,4 @@ def _action(args: argparse.Namespace) -> int:
 
     sys.stdout.flush()
     sys.stderr.flush()
-    return run_action(image, args.action, argv, opts, forward=True, join=join, here=here, staged=staged)
-
-
-def _instance_start(args: argparse.Namespace) -> int:
-    from runtime import instances
-
-    entry = instances.start(args.image, args.name, list(args.args), _options(args))
-    print(f"instance started successfully: {entry.name} (pid {entry.pid})")
-    return 0
-
-
-def _instance_list(args: argparse.Namespace) -> int:
-    from runtime import instances
-
-    rows = instances.listing(args.name)
-    if args.json:
-        import json
-
-        print(json.dumps({"instances": [r.as_json() for r in rows]}, indent=2))
-        return 0
-    print(f"{'INSTANCE NAME':<20} {'PID':<8} IMAGE")
-    for r in rows:
-        print(f"{r.name:<20} {r.pid:<8} {r.image}")
-    return 0
-
-
-def _instance_stop(args: argparse.Namespace) -> int:
-    from base.errors import UsageError
-    from runtime import instances
-
-    if not args.all and not args.name:
-        raise UsageError("instance stop: give an instance NAME or --all")
-    stopped = instances.stop(None if args.all else args.name, signal_name="KILL" if args.force else args.signal,
-                             timeout=args.timeout)
-    for name in stopped:
-        print(f"stopping {name} instance")
-    return 0
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    from runtime import doctor
-
-    report = doctor.check()
-    if args.json:
-        import json
-
-        print(json.dumps([c.as_json() for c in report], indent=2))
-    else:
-        print(doctor.render(report))
-    return 0
+    return run_action(image, args.action, argv, opts, forward=True, join=join, here=here, prefetched=prefetched)

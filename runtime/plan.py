@@ -1,53 +1,62 @@
-"""From user-level options to a running container: the one entry the commands and the API use.
+"""The plan step: resolve ``RunOptions`` into the launch's records, against host and image.
 
-``RunOptions`` is what the command line (or the build pipeline) asks for; ``run_action``
-resolves it into a ``RootPlan`` (image source, overlays, binds, identity), starts it with
-``runtime.launch`` and returns the command's exit status. ``choose_identity`` documents which
-user namespace each caller gets.
+``plan(image, action, args, opts)`` decides the identity (``choose_identity``), the home
+directory and working directory, the environment and the action script
+(``runtime.actions``), how the image becomes the lower layer (``runtime.lower``, or the
+mount ``runtime.prefetch`` made) and the overlays, and returns the ``RootPlan`` and
+``ProcessSpec`` (``runtime.description``) that the container's init and the process
+step read. It probes files and creates the session mount point; it enters no namespace.
+
+``choose_identity(mode, user)`` turns the ``userns`` choice (``self``, ``root``,
+``subuid``, ``auto``) into an ``IdentitySpec`` for this host: as root, no namespace;
+unprivileged, a one-id map or, with ``subuid``, the user's /etc/subuid and /etc/subgid
+ranges mapped by newuidmap/newgidmap (the build asks it too: ``runtime.choose_identity``).
 """
 
 from __future__ import annotations
 
 import os
 
-from base.errors import CapabilityError, ImageError, RunError, SbuildError, UsageError
-from runtime import environ, launch
-from runtime.rootfs import RootPlan
+from base.errors import CapabilityError, ImageError, UsageError
+from runtime import actions
+from runtime.description import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, RootPlan, RunOptions
 from runtime.paths import runtime_dir
-from runtime.spec import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, host_user, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from runtime.prefetch import Prefetched
 
-    from runtime.stage import Staged
-
-__all__ = ["RunOptions", "run_action", "choose_identity", "parse_bind", "runtime_dir", "subid_range"]
+__all__ = ["plan", "parse_bind", "choose_identity", "host_user", "subid_range"]
 
 _NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
 
 
-@record
-class RunOptions:
-    binds: tuple[Bind, ...] = ()
-    overlays: tuple[str, ...] = ()
-    writable: bool = False
-    writable_tmpfs: bool = False
-    contain: bool = False
-    cleanenv: bool = False
-    env: tuple[tuple[str, str], ...] = ()
-    pwd: str | None = None
-    home: str | None = None  # SRC[:DST]
-    no_home: bool = False
-    app: str | None = None
-    shell: str | None = None
-    userns: str = "self"  # self | root | subuid | auto (see choose_identity)
-    build_config: bool = False
-    stdio: tuple[int | None, int | None, int | None] = (None, None, None)
-    host_env: Mapping[str, str] | None = None
+def host_user() -> HostUser:
+    """The calling user as /etc/passwd (or the environment) describes them."""
+    import pwd
+
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        entry = pwd.getpwuid(uid)
+        name, home, shell, gecos = entry.pw_name, entry.pw_dir, entry.pw_shell, entry.pw_gecos
+    except KeyError:
+        name, home, shell, gecos = os.environ.get("USER", f"u{uid}"), os.environ.get("HOME", "/"), "/bin/sh", ""
+    groups = []
+    try:
+        import grp
+
+        for g in dict.fromkeys([gid, *os.getgroups()]):
+            try:
+                groups.append((g, grp.getgrgid(g).gr_name))
+            except KeyError:
+                pass
+    except ImportError:  # pragma: no cover
+        pass
+    return HostUser(uid, gid, name, home, shell or "/bin/sh", gecos, tuple(groups))
 
 
 def subid_range(file: str, user: HostUser) -> tuple[int, int] | None:
+    """``(start, count)`` of ``user``'s range in /etc/subuid or /etc/subgid, or None."""
     try:
         with open(file) as f:
             for line in f:
@@ -59,8 +68,8 @@ def subid_range(file: str, user: HostUser) -> tuple[int, int] | None:
     return None
 
 
-def choose_identity(mode: str, user: HostUser) -> IdentitySpec:
-    """Which user namespace to use.
+def choose_identity(mode: str, user: HostUser | None = None) -> IdentitySpec:
+    """Which user namespace to use (``user``: the host user, looked up when None).
 
     As root: none, whatever ``mode`` says (root needs no mapping). Unprivileged:
     ``self`` maps the user to itself (one id; what ``exec``/``run``/``shell`` use);
@@ -69,6 +78,7 @@ def choose_identity(mode: str, user: HostUser) -> IdentitySpec:
     newuidmap/newgidmap (what package managers need); ``auto`` is ``subuid`` when the user has
     both ranges and newuidmap/newgidmap exist, else ``root``.
     """
+    user = host_user() if user is None else user
     if user.uid == 0:
         return IdentitySpec("host", 0, user.gid)
     if mode in ("subuid", "auto"):
@@ -112,7 +122,7 @@ def _overlay(spec: str, userns: bool) -> OverlaySpec:
     if spec.endswith(":ro") or spec.endswith(":rw"):
         path, readonly = spec[:-3], spec.endswith(":ro")
     path = os.path.abspath(path)
-    from runtime.sources import probe
+    from runtime.lower import probe
 
     info = probe(path)
     if info.kind == "sandbox":
@@ -177,86 +187,48 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
     return cwd, cwd
 
 
-def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
-               forward: bool = False, detach: bool = False, join: int | None = None,
-               here: bool = False, staged: Staged | None = None) -> int | launch.Launched:
-    """Run ``action`` in ``image``; return its exit status (``detach``: the Launched).
-
-    ``forward``: pass the signals the caller gets on to the container. ``here``: the caller
-    exists only to run this (the CLI): it creates the namespaces itself and stays in them
-    (``runtime.launch``), one process less. ``staged``: the image's squashfs as
-    ``runtime.stage`` mounted it (``here`` only, root), to use as the lower; closed here."""
-    try:
-        return _run_action(image, action, args, opts, forward=forward, detach=detach, join=join, here=here,
-                           staged=staged)
-    finally:
-        if staged is not None:
-            os.close(staged.fd)  # the container attached its own copy (or failed)
-
-
-def _run_action(image: str, action: str, args: list[str], opts: RunOptions, *, forward: bool, detach: bool,
-                join: int | None, here: bool, staged: Staged | None) -> int | launch.Launched:
+def plan(image: str, action: str, args: list[str], opts: RunOptions, *, join: bool = False,
+         prefetched: Prefetched | None = None) -> tuple[RootPlan | None, ProcessSpec, IdentitySpec]:
+    """``(root plan, process, identity)`` for running ``action`` in ``image``; no root plan
+    when joining an instance (``join``: its filesystem exists already). ``prefetched``: the
+    image's squashfs as ``runtime.prefetch`` mounted it, used as the lower layer."""
     user = host_user()
     host_env = dict(os.environ if opts.host_env is None else opts.host_env)
     ident = choose_identity(opts.userns, user)
     home_src, home_in, mount_home = _home(opts, user, ident)
     cwd, bind_cwd = _cwd(opts, home_in)
-    env = environ.container_env(host_env, action=action, image=image, home=home_in or "/",
+    env = actions.container_env(host_env, action=action, image=image, home=home_in or "/",
                                 cleanenv=opts.cleanenv, shell=opts.shell or "/bin/sh", app=opts.app)
-    argv, fallback = environ.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
+    argv, fallback = actions.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
                                          shell=opts.shell or "/bin/sh")
     proc = ProcessSpec(argv, tuple(env.items()), cwd, fallback, *opts.stdio)
-    if join is not None:
-        launched = launch.start(None, proc, ident, join=join, block_signals=forward)
-        return _finish(launched, forward)
+    if join:
+        return None, proc, ident
     _check_binds(opts.binds)
     if opts.home and home_src and not os.path.isdir(home_src):
         raise UsageError(f"binding home {home_src}: no such directory on the host")
-    fstype, path, offset, size = _source(image, ident, opts, staged if here else None)
+    fstype, path, offset, size = _source(image, ident, opts, prefetched)
     overlays = tuple(_overlay(o, ident.userns) for o in opts.overlays)
     if sum(not o.readonly for o in overlays) > 1:
         raise UsageError("only one writable --overlay is allowed; add :ro to the others")
     mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
                        home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
-    lower = staged.fd if here and staged is not None and fstype == "squashfs" else None
-    plan = RootPlan(os.path.join(runtime_dir(), "mnt"), path, fstype, offset, size, mounts,
+    lower = prefetched.fd if prefetched is not None and fstype == "squashfs" else None
+    root = RootPlan(os.path.join(runtime_dir(), "mnt"), path, fstype, offset, size, mounts,
                     ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
-    os.makedirs(plan.session, 0o700, exist_ok=True)
-    launched = launch.start(plan, proc, ident, detach=detach, block_signals=forward, here=here)
-    if detach:
-        launch.wait(launched)  # L exits as soon as the instance's init is forked
-        if launched.error:
-            _raise(launched.error)
-        return launched
-    return _finish(launched, forward)
+    os.makedirs(root.session, 0o700, exist_ok=True)
+    return root, proc, ident
 
 
 def _source(image: str, ident: IdentitySpec, opts: RunOptions,
-            staged: Staged | None) -> tuple[str, str, int, int]:
-    """``(fstype, path, offset, size)`` of the image (``runtime.sources.source_for``; a
-    sandbox, or a squashfs ``runtime.stage`` already found, without importing it)."""
-    if staged is not None and not ident.userns and not opts.writable:
-        return "squashfs", os.path.abspath(image), staged.offset, staged.size
+            prefetched: Prefetched | None) -> tuple[str, str, int, int]:
+    """``(fstype, path, offset, size)`` of the image (``runtime.lower.lower_for``; a
+    sandbox, or a squashfs ``runtime.prefetch`` already found, without importing it)."""
+    if prefetched is not None and not ident.userns and not opts.writable:
+        return "squashfs", os.path.abspath(image), prefetched.offset, prefetched.size
     if os.path.isdir(image):
         return "dir", os.path.abspath(image), 0, 0
-    from runtime.sources import source_for
+    from runtime.lower import lower_for
 
-    src = source_for(image, userns=ident.userns, writable=opts.writable)
+    src = lower_for(image, userns=ident.userns, writable=opts.writable)
     return src.fstype, src.path, src.offset, src.size
-
-
-def _finish(launched: launch.Launched, forward: bool) -> int:
-    code = launch.wait(launched, forward=forward)
-    if launched.error:
-        _raise(launched.error)
-    return code
-
-
-_KINDS: dict[str, type[SbuildError]] = {
-    "RunError": RunError, "ImageError": ImageError, "CapabilityError": CapabilityError, "UsageError": UsageError,
-}
-
-
-def _raise(error: tuple[str, str]) -> None:
-    kind, message = error
-    raise _KINDS.get(kind, RunError)(message)
