@@ -10,8 +10,9 @@
   ``--no-cleanup``, and the three groups above.
 
 Each value has exactly one home and is built once per command (``builder.commands.build``).
-``identity`` (``host``/``subuid``/``root``, see ``builder.steps.userns``) is decided
-once per build; ``StepOptions.userns`` is the runtime's spelling of it for %post/%test.
+``identity`` is the runtime's ``Identity`` record (``host``/``subuid``/``root``, see
+``builder.steps.userns``), decided once per build: the sources write files as it, the
+pipeline enters its user namespace, and %post/%test run in the runtime with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.images import PackOptions
+from runtime.description import Identity
 
 __all__ = ["FetchOptions", "StepOptions", "BuildPlan", "SECTION_NAMES"]
 
@@ -37,7 +39,7 @@ class FetchOptions:
     disable_cache: bool = False
     fix_perms: bool = False  # owner rwx on dirs, rw on files: for unpacked images and TARGET
     tmpdir: str | None = None  # where bundles and downloads go (None: the system default)
-    identity: str = "host"  # host | subuid | root: how the build writes files
+    identity: Identity = Identity()  # host (root) | subuid | root: how the build writes files
     login: object | None = None  # --docker-login credentials, asked for before the build starts
     library: str | None = None  # --library: the library for library:// refs without a host
     ca_bundle: str | None = None  # CA certificates for registries and libraries (pull --ca-bundle)
@@ -49,7 +51,6 @@ class StepOptions:
     sections: frozenset[str] | None = None  # None: all
     notest: bool = False
     binds: tuple[str, ...] = ()
-    userns: str = "auto"  # runtime.run_in_sandbox's userns for %post/%test (--fakeroot)
     cwd: str = field(default_factory=os.getcwd)
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), compare=False)
 
@@ -69,5 +70,5 @@ class BuildPlan:
     update: bool = False  # --update: the last stage starts from the existing sandbox TARGET
 
     @property
-    def identity(self) -> str:
+    def identity(self) -> Identity:
         return self.fetch.identity

@@ -8,7 +8,7 @@ through ``run_in_sandbox``):
             squashfs image early and reads its /bin/sh ahead on a thread.
 2. plan     ``runtime.plan``: ``RunOptions`` resolved against the host and the image into
             the launch description (``runtime.description``: ``RootPlan``, ``ProcessSpec``,
-            ``IdentitySpec``; ``choose_identity``: which user namespace), with
+            ``Identity``; ``choose_identity``: which user namespace), with
             ``runtime.lower`` (the image as the lower layer: loop, squashfuse, or extracted).
 3. mounts   in the container's init, inside its new mount namespace: ``runtime.layers``
             (session tmpfs, image, overlays, upper, the merged root), then
@@ -30,7 +30,7 @@ Public API:
     run_in_sandbox(rootfs, argv, *, writable, binds, env, cleanenv, cwd, build_config,
                    stdin, stdout, stderr, userns, action) -> int   (here)
     call_in_userns(fn, *args, **kwargs) -> fn's result          (runtime.namespaces)
-    RunOptions, Bind                                             (runtime.description)
+    RunOptions, Bind, Identity                                   (runtime.description)
     parse_bind(spec) -> [Bind]                                   (runtime.plan)
     choose_identity(mode, user=None), host_user()                (runtime.plan)
 
@@ -51,6 +51,8 @@ when the caller is killed). Identity, by caller:
   user on the host; other ids land in the subordinate range.
 - unprivileged, ``userns="root"`` (or ``"auto"`` without ranges): a single-id map, the user
   appears as root; files can be created, but chown to other ids fails (EINVAL).
+- ``userns=Identity(...)``: the identity the caller chose already (the build's, decided once
+  by ``builder.steps.userns.build_identity`` and used for every ``%post`` and ``%test``).
 """
 
 from __future__ import annotations
@@ -61,15 +63,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from runtime.description import Bind, RunOptions
+    from runtime.description import Bind, Identity, RunOptions
     from runtime.prefetch import Prefetched
     from runtime.process import Launched
 
-__all__ = ["run_action", "run_in_sandbox", "call_in_userns", "RunOptions", "Bind", "parse_bind", "choose_identity",
-           "host_user"]
+__all__ = ["run_action", "run_in_sandbox", "call_in_userns", "RunOptions", "Bind", "Identity", "parse_bind",
+           "choose_identity", "host_user"]
 
 _WHERE = {"call_in_userns": "runtime.namespaces", "RunOptions": "runtime.description", "Bind": "runtime.description",
-          "parse_bind": "runtime.plan", "choose_identity": "runtime.plan", "host_user": "runtime.plan"}
+          "Identity": "runtime.description", "parse_bind": "runtime.plan", "choose_identity": "runtime.plan", "host_user": "runtime.plan"}
 
 
 def __getattr__(name: str):
@@ -119,7 +121,7 @@ def run_in_sandbox(
     stdin: int | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
-    userns: str = "auto",
+    userns: str | Identity = "auto",
     action: str = "exec",
     host_env: Mapping[str, str] | None = None,
 ) -> int:

@@ -6,7 +6,7 @@ the order):
 - ``RunOptions``: what is asked, in the user's terms (``--bind``, ``--home SRC:DST``,
   ``--overlay PATH[:ro]``, ``userns``). The commands (``builder.commands.run``) and the API
   (``runtime.run_in_sandbox``) build it.
-- ``IdentitySpec`` (which user namespace), ``MountSpec`` (what the filesystem is made of),
+- ``Identity`` (which user namespace), ``MountSpec`` (what the filesystem is made of),
   ``ProcessSpec`` (what runs, with which environment): ``runtime.plan`` resolves the
   options into them against the host and the image.
 - ``RootPlan``: the whole filesystem side (image, ``MountSpec``, identity, generated
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
-    "record", "Bind", "RunOptions", "OverlaySpec", "MountSpec", "ProcessSpec", "IdentitySpec", "HostUser",
+    "record", "Bind", "RunOptions", "OverlaySpec", "MountSpec", "ProcessSpec", "Identity", "HostUser",
     "RootPlan", "DEFAULT_PATH",
 ]
 
@@ -114,7 +114,9 @@ class RunOptions:
     no_home: bool = False
     app: str | None = None
     shell: str | None = None
-    userns: str = "self"  # self | root | subuid | auto (see runtime.plan.choose_identity)
+    # self | root | subuid | auto (runtime.plan.choose_identity), or the Identity the caller
+    # chose already (the build decides its identity once and passes it to every %post/%test)
+    userns: str | Identity = "self"
     build_config: bool = False
     stdio: tuple[int | None, int | None, int | None] = (None, None, None)
     host_env: Mapping[str, str] | None = None
@@ -158,7 +160,7 @@ class ProcessSpec:
 
 
 @record
-class IdentitySpec:
+class Identity:
     """Which user namespace to create.
 
     ``host``: none (the caller is root and stays root). ``self``: map the caller's uid and gid
@@ -207,7 +209,7 @@ class RootPlan:
     offset: int
     size: int
     mounts: MountSpec
-    identity: IdentitySpec
+    identity: Identity
     passwd: tuple[str, str] | None  # (passwd line, group lines) to add, or None
     nosuid: bool
     lower: int | None = None  # fd of the image's filesystem, mounted detached by the caller (runtime.prefetch)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from runtime.child import End
-    from runtime.description import IdentitySpec
+    from runtime.description import Identity
 
 __all__ = ["enter_subuid_userns", "set_subuid_maps", "join", "call_in_userns"]
 
@@ -38,7 +38,7 @@ def enter_subuid_userns(end: End) -> None:
     os.setgroups([])
 
 
-def set_subuid_maps(pid: int, ident: IdentitySpec) -> None:
+def set_subuid_maps(pid: int, ident: Identity) -> None:
     """Map root to the user and 1..N to the subordinate ranges in ``pid``'s user namespace."""
     import subprocess
 

@@ -8,7 +8,7 @@ mount ``runtime.prefetch`` made) and the overlays, and returns the ``RootPlan`` 
 step read. It probes files and creates the session mount point; it enters no namespace.
 
 ``choose_identity(mode, user)`` turns the ``userns`` choice (``self``, ``root``,
-``subuid``, ``auto``) into an ``IdentitySpec`` for this host: as root, no namespace;
+``subuid``, ``auto``) into an ``Identity`` for this host: as root, no namespace;
 unprivileged, a one-id map or, with ``subuid``, the user's /etc/subuid and /etc/subgid
 ranges mapped by newuidmap/newgidmap (the build asks it too: ``runtime.choose_identity``).
 """
@@ -19,7 +19,7 @@ import os
 
 from base.errors import CapabilityError, ImageError, UsageError
 from runtime import actions
-from runtime.description import Bind, HostUser, IdentitySpec, MountSpec, OverlaySpec, ProcessSpec, RootPlan, RunOptions
+from runtime.description import Bind, HostUser, Identity, MountSpec, OverlaySpec, ProcessSpec, RootPlan, RunOptions
 from runtime.paths import runtime_dir
 
 TYPE_CHECKING = False
@@ -68,7 +68,7 @@ def subid_range(file: str, user: HostUser) -> tuple[int, int] | None:
     return None
 
 
-def choose_identity(mode: str, user: HostUser | None = None) -> IdentitySpec:
+def choose_identity(mode: str, user: HostUser | None = None) -> Identity:
     """Which user namespace to use (``user``: the host user, looked up when None).
 
     As root: none, whatever ``mode`` says (root needs no mapping). Unprivileged:
@@ -80,14 +80,14 @@ def choose_identity(mode: str, user: HostUser | None = None) -> IdentitySpec:
     """
     user = host_user() if user is None else user
     if user.uid == 0:
-        return IdentitySpec("host", 0, user.gid)
+        return Identity("host", 0, user.gid)
     if mode in ("subuid", "auto"):
         su, sg = subid_range("/etc/subuid", user), subid_range("/etc/subgid", user)
         from shutil import which
 
         tools = which("newuidmap") and which("newgidmap")
         if su and sg and tools:
-            return IdentitySpec("subuid", user.uid, user.gid, su, sg)
+            return Identity("subuid", user.uid, user.gid, su, sg)
         if mode == "subuid":
             raise CapabilityError(f"mapping subordinate ids for {user.name}: "
                                   + ("newuidmap/newgidmap not found" if not tools else "no range in /etc/subuid or /etc/subgid"),
@@ -96,7 +96,7 @@ def choose_identity(mode: str, user: HostUser | None = None) -> IdentitySpec:
         mode = "root"
     if mode not in ("self", "root"):
         raise UsageError(f"unknown user namespace mode {mode!r}")
-    return IdentitySpec(mode, user.uid, user.gid)
+    return Identity(mode, user.uid, user.gid)
 
 
 def parse_bind(spec: str) -> list[Bind]:
@@ -141,7 +141,7 @@ def _check_binds(binds: tuple[Bind, ...]) -> None:
             raise UsageError(f"binding {b.src}: no such file or directory on the host")
 
 
-def _passwd(user: HostUser, ident: IdentitySpec, home: str) -> tuple[str, str] | None:
+def _passwd(user: HostUser, ident: Identity, home: str) -> tuple[str, str] | None:
     if ident.inside_uid == 0:
         return None
     pw = f"{user.name}:x:{user.uid}:{user.gid}:{user.gecos}:{home}:{user.shell}"
@@ -150,7 +150,7 @@ def _passwd(user: HostUser, ident: IdentitySpec, home: str) -> tuple[str, str] |
     return pw, gr
 
 
-def _home(opts: RunOptions, user: HostUser, ident: IdentitySpec) -> tuple[str | None, str, bool]:
+def _home(opts: RunOptions, user: HostUser, ident: Identity) -> tuple[str | None, str, bool]:
     """``(host source or None for an empty dir, container home, whether to mount it)``.
 
     ``--home SRC[:DST]`` binds SRC at DST; otherwise the user's home is bound at the same
@@ -188,13 +188,13 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
 
 
 def plan(image: str, action: str, args: list[str], opts: RunOptions, *, join: bool = False,
-         prefetched: Prefetched | None = None) -> tuple[RootPlan | None, ProcessSpec, IdentitySpec]:
+         prefetched: Prefetched | None = None) -> tuple[RootPlan | None, ProcessSpec, Identity]:
     """``(root plan, process, identity)`` for running ``action`` in ``image``; no root plan
     when joining an instance (``join``: its filesystem exists already). ``prefetched``: the
     image's squashfs as ``runtime.prefetch`` mounted it, used as the lower layer."""
     user = host_user()
     host_env = dict(os.environ if opts.host_env is None else opts.host_env)
-    ident = choose_identity(opts.userns, user)
+    ident = opts.userns if isinstance(opts.userns, Identity) else choose_identity(opts.userns, user)
     home_src, home_in, mount_home = _home(opts, user, ident)
     cwd, bind_cwd = _cwd(opts, home_in)
     env = actions.container_env(host_env, action=action, image=image, home=home_in or "/",
@@ -220,7 +220,7 @@ def plan(image: str, action: str, args: list[str], opts: RunOptions, *, join: bo
     return root, proc, ident
 
 
-def _source(image: str, ident: IdentitySpec, opts: RunOptions,
+def _source(image: str, ident: Identity, opts: RunOptions,
             prefetched: Prefetched | None) -> tuple[str, str, int, int]:
     """``(fstype, path, offset, size)`` of the image (``runtime.lower.lower_for``; a
     sandbox, or a squashfs ``runtime.prefetch`` already found, without importing it)."""

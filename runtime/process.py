@@ -33,7 +33,7 @@ import os
 
 from runtime import _sys
 from runtime.child import Child, End, describe, error_from, fork, kill_and_reap, reap
-from runtime.description import IdentitySpec, ProcessSpec, RootPlan
+from runtime.description import Identity, ProcessSpec, RootPlan
 from runtime.mounts import assemble, enter
 
 TYPE_CHECKING = False
@@ -82,7 +82,7 @@ def _chdir(cwd: str) -> None:
         os.chdir("/")
 
 
-def _spawn(proc: ProcessSpec, ident: IdentitySpec) -> int:
+def _spawn(proc: ProcessSpec, ident: Identity) -> int:
     """C: start G, the command, with posix_spawn (vfork: this process is not copied, which
     a fork of a Python process costs ~1 ms for). Same effect as ``_child`` after a fork."""
     _chdir(proc.cwd)
@@ -121,7 +121,7 @@ def _spawnp(argv: list[str], env: dict, kw: dict) -> int:
     raise saved or last or FileNotFoundError(2, "No such file or directory", argv[0])
 
 
-def _child(end: End, proc: ProcessSpec, ident: IdentitySpec) -> None:
+def _child(end: End, proc: ProcessSpec, ident: Identity) -> None:
     """G (joining an instance, after a fork): become the command."""
     try:
         _sys.set_pdeathsig(signal.SIGKILL, 0)  # our parent is outside its PID ns
@@ -182,7 +182,7 @@ def _init(child: int, instance: bool) -> int:
                     return code
 
 
-def _unshare(ident: IdentitySpec, mount: bool = True) -> None:
+def _unshare(ident: Identity, mount: bool = True) -> None:
     """Create the user namespace (with a one-id map), then the PID (and mount) namespaces."""
     if ident.userns:
         _sys.unshare(_sys.CLONE_NEWUSER)
@@ -190,13 +190,13 @@ def _unshare(ident: IdentitySpec, mount: bool = True) -> None:
     _sys.unshare(_sys.CLONE_NEWPID | (_sys.CLONE_NEWNS if mount else 0))
 
 
-def _set_maps(pid: int, ident: IdentitySpec) -> None:
+def _set_maps(pid: int, ident: Identity) -> None:
     from runtime.namespaces import set_subuid_maps
 
     set_subuid_maps(pid, ident)
 
 
-def _launcher(end: End, plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, caller: int,
+def _launcher(end: End, plan: RootPlan | None, proc: ProcessSpec, ident: Identity, caller: int,
               detach: bool, join: int | None) -> None:
     """L: create the namespaces, fork C (or join an instance and fork G)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # L only waits; C and G handle signals
@@ -232,7 +232,7 @@ def _launcher(end: End, plan: RootPlan | None, proc: ProcessSpec, ident: Identit
     os._exit(0 if detach else reap(c))
 
 
-def _container(end: End, plan: RootPlan, proc: ProcessSpec, ident: IdentitySpec, detach: bool,
+def _container(end: End, plan: RootPlan, proc: ProcessSpec, ident: Identity, detach: bool,
                unshare_mount: bool = False) -> None:
     """C: assemble the root, enter it, spawn G and be its init."""
     try:
@@ -257,7 +257,7 @@ def _container(end: End, plan: RootPlan, proc: ProcessSpec, ident: IdentitySpec,
     os._exit(255)
 
 
-def start(plan: RootPlan | None, proc: ProcessSpec, ident: IdentitySpec, *,
+def start(plan: RootPlan | None, proc: ProcessSpec, ident: Identity, *,
           detach: bool = False, join: int | None = None, block_signals: bool = False,
           here: bool = False) -> Launched:
     """Fork the launcher (with ``here``, see above: the container's init) and wait until the

@@ -152,10 +152,9 @@ def _pack_options(args: argparse.Namespace):  # noqa: ANN202
                        source_date_epoch=_source_date_epoch(), packer=packer)
 
 
-def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str, pack, transfer=None):  # noqa: ANN001, ANN202
+def _plan(args: argparse.Namespace, target: Path, fmt: str, identity, pack, transfer=None):  # noqa: ANN001, ANN202
     """The build's options, each value once; ``pack`` was built first, for the preflight."""
     from builder.options import BuildPlan, FetchOptions, StepOptions
-    from builder.steps.userns import identity_userns
 
     login = None
     if args.docker_login:
@@ -165,8 +164,7 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity: str, pack,
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
                          disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=args.tmpdir,
                          identity=identity, login=login, library=args.library, transfer=transfer)
-    steps = StepOptions(sections=_sections(args.section), notest=args.notest, binds=tuple(args.bind),
-                        userns=identity_userns(identity))
+    steps = StepOptions(sections=_sections(args.section), notest=args.notest, binds=tuple(args.bind))
     update = bool(args.update and not args.force)
     if args.update and args.force:
         log.info("--update with --force: rebuilding %s from scratch", target)
@@ -187,13 +185,13 @@ def _progress(args: argparse.Namespace):  # noqa: ANN202
 
 def _convert(args: argparse.Namespace, src: Path, target: Path, fmt: str):  # noqa: ANN202
     from builder.steps import checks, convert_source
-    from builder.steps.userns import build_identity
+    from builder.steps.userns import build_identity, caller_identity
 
     pack = _pack_options(args)
     checks.preflight(target, fmt, force=args.force, update=False, build=False, pack=pack)
     if args.update:
         raise UsageError("--update needs a recipe to run on the sandbox", hint="drop --update to convert the image")
-    identity = build_identity(True) if args.fakeroot else "host"
+    identity = build_identity(True) if args.fakeroot else caller_identity()
     return convert_source(src, _plan(args, target, fmt, identity, pack))
 
 
@@ -207,7 +205,7 @@ def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # no
     identity = build_identity(args.fakeroot)
     pack = _pack_options(args)
     checks.preflight(target, fmt, force=args.force, update=args.update, tmpdir=args.tmpdir,
-                     agents={s.bootstrap for s in recipe.stages}, identity=identity, pack=pack)
+                     agents={s.bootstrap for s in recipe.stages}, identity=identity.mode, pack=pack)
     progress = _progress(args)
     plan = _plan(args, target, fmt, identity, pack, transfer=progress.transfer)
     result = build_recipe(recipe, plan, progress=progress, version=_version())

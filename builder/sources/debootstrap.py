@@ -65,7 +65,7 @@ class DebootstrapSource(Source):
         argv[0] = exe
         if os.geteuid() == 0:
             status, tail = _run(argv, None)
-        elif options.identity == "subuid":
+        elif options.identity.mode == "subuid":
             from runtime import call_in_userns
 
             status, tail = call_in_userns(_run, argv, _rootless_env())

@@ -39,7 +39,7 @@ class LocalImageSource(Source):
             raise BuildError(f"localimage: {path} does not exist",
                              hint="From: must name an image or sandbox directory")
         os.rmdir(bundle.rootfs)
-        if path.is_dir() and options.identity == "subuid":
+        if path.is_dir() and options.identity.mode == "subuid":
             from runtime import call_in_userns
 
             call_in_userns(extract_image, path, bundle.rootfs, fix_perms=options.fix_perms)

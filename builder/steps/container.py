@@ -25,6 +25,10 @@ from builder.rootfs import Tail, inside
 from builder.steps.apps import install_blocks
 from builder.steps.scripts import interpreter_argv, section_failure
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.description import Identity
+
 __all__ = ["run_post", "run_test", "post_script"]
 
 log = logging.getLogger("sbuild.build")
@@ -34,7 +38,7 @@ _PASS = ("TERM", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
 
 
 def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], binds: list[str],
-                   output: Callable[[str], None] | None, userns: str,
+                   output: Callable[[str], None] | None, identity: Identity,
                    action: str = "exec") -> tuple[int, list[str]]:
     """Run ``argv`` as root inside ``rootfs`` (writable); return (exit status, last lines)."""
     import runtime
@@ -47,7 +51,7 @@ def _run_in_rootfs(rootfs: Path, argv: list[str], *, env: Mapping[str, str], bin
         with open(os.devnull, "rb") as devnull:
             status = runtime.run_in_sandbox(str(rootfs), argv, env=dict(env), binds=binds, cwd="/",
                                             writable=True, stdin=devnull.fileno(), stdout=write_fd,
-                                            stderr=write_fd, action=action, userns=userns)
+                                            stderr=write_fd, action=action, userns=identity)
     finally:
         os.close(write_fd)
         reader.join()
@@ -94,7 +98,7 @@ def post_script(stage: Stage) -> str:
     return text + install_blocks(stage)
 
 
-def run_post(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
+def run_post(bundle: Bundle, stage: Stage, opts: StepOptions, identity: Identity, *, output=None) -> None:  # noqa: ANN001
     script = post_script(stage)
     if not script.strip():
         return
@@ -108,18 +112,18 @@ def run_post(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) ->
                APPTAINER_LABELS="/.build.labels", SINGULARITY_LABELS="/.build.labels")
     try:
         status, tail = _run_in_rootfs(bundle.rootfs, interpreter_argv("post", args, "/.post.script"),
-                                      env=env, binds=_binds(bundle, opts), output=output, userns=opts.userns)
+                                      env=env, binds=_binds(bundle, opts), output=output, identity=identity)
     finally:
         path.unlink(missing_ok=True)
     if status != 0:
         raise section_failure(stage, "post", status, tail, bundle)
 
 
-def run_test(bundle: Bundle, stage: Stage, opts: StepOptions, *, output=None) -> None:  # noqa: ANN001
+def run_test(bundle: Bundle, stage: Stage, opts: StepOptions, identity: Identity, *, output=None) -> None:  # noqa: ANN001
     body = stage.scripts.get("test")
     if opts.notest or not body or not body.script.strip():
         return
     status, tail = _run_in_rootfs(bundle.rootfs, [], env=_clean_env(opts), action="test",
-                                  binds=_binds(bundle, opts), output=output, userns=opts.userns)
+                                  binds=_binds(bundle, opts), output=output, identity=identity)
     if status != 0:
         raise section_failure(stage, "test", status, tail, bundle)

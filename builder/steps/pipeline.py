@@ -12,7 +12,7 @@ beside TARGET and renames it into place, so a failed build leaves no TARGET. Bun
 are removed at the end, unless ``keep_bundle`` (``--no-cleanup``), in which case their
 paths are reported.
 
-Rootless builds with a subordinate id range (``identity == "subuid"``) copy between
+Rootless builds with a subordinate id range (``identity.mode == "subuid"``) copy between
 stages, pack and remove bundles inside the build's user namespace
 (``builder.steps.write.in_build_userns``), since files there may belong to ids the user
 cannot read.
@@ -105,11 +105,11 @@ def stage_steps(run: BuildRun, stage: Stage, *, last: bool) -> list[Step]:
     if opts.allows("files") and _has_files(stage, False):
         steps.append(("%files", lambda b: files.copy_host_files(b, stage, opts)))
     if container.post_script(stage).strip():
-        steps.append(("%post", lambda b: container.run_post(b, stage, opts, output=out)))
+        steps.append(("%post", lambda b: container.run_post(b, stage, opts, plan.identity, output=out)))
     steps.append(("metadata", lambda b: write_metadata(b, stage, run.recipe.full_raw, plan, version=run.version)))
     test = stage.scripts.get("test")
     if not opts.notest and test and test.script.strip():
-        steps.append(("%test", lambda b: container.run_test(b, stage, opts, output=out)))
+        steps.append(("%test", lambda b: container.run_test(b, stage, opts, plan.identity, output=out)))
     return steps
 
 

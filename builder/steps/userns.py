@@ -1,7 +1,8 @@
-"""Rootless builds: which identity a build has, and running build work in a subuid namespace.
+"""Rootless builds: which identity a build has, decided once, and the user namespace it runs in.
 
-``build_identity(fakeroot)`` decides once per build, as Apptainer's ``--fakeroot`` does
-(spec §B.8; implied for an unprivileged build from a recipe):
+``build_identity(fakeroot)`` returns the runtime's ``Identity`` record (the same one the
+runtime launches with), as Apptainer's ``--fakeroot`` decides (spec §B.8; implied for an
+unprivileged build from a recipe):
 
 - ``host``: running as root; no namespace (``--fakeroot`` changes nothing).
 - ``subuid``: unprivileged with /etc/subuid and /etc/subgid ranges and newuidmap: the
@@ -9,11 +10,12 @@
 - ``root``: unprivileged without ranges: a single-id, root-mapped namespace (Apptainer's
   ``_APPTAINER_FAKEFAKEROOT``); files can be written, not chowned to other ids.
 
-The identity is also the ``userns`` choice passed to ``runtime.run_in_sandbox`` for %post
-and %test (``identity_userns``). ``call_in_userns(fn, *args)`` is the runtime's
-(``runtime.call_in_userns``): ``fn`` runs in a subuid-mapped user namespace, where files
-owned by subordinate ids can be read, written or removed (debootstrap, copying between
-stages, packing the image, removing bundles). Only the runtime's public API is used here.
+``caller_identity()`` is the identity of a conversion without ``--fakeroot``: the caller as
+itself, no namespace. The build passes its identity to ``runtime.run_in_sandbox`` for every
+``%post`` and ``%test``, so the runtime never decides it again. ``call_in_userns(fn, *args)``
+is the runtime's (``runtime.call_in_userns``): ``fn`` runs in a subuid-mapped user namespace,
+where files owned by subordinate ids can be read, written or removed (debootstrap, copying
+between stages, packing the image, removing bundles). Only the runtime's public API is used.
 """
 
 from __future__ import annotations
@@ -22,30 +24,30 @@ import logging
 import os
 
 import runtime
+from runtime.description import Identity
 
-__all__ = ["build_identity", "identity_userns", "call_in_userns", "IDENTITIES"]
+__all__ = ["build_identity", "caller_identity", "call_in_userns", "Identity"]
 
 log = logging.getLogger("sbuild.build")
-IDENTITIES = ("host", "subuid", "root")
 
 
-def build_identity(fakeroot: bool = False, *, euid: int | None = None) -> str:
-    """``host``, ``subuid`` or ``root`` (see the module docstring)."""
+def build_identity(fakeroot: bool = False, *, euid: int | None = None) -> Identity:
+    """The build's identity (see the module docstring)."""
     euid = os.geteuid() if euid is None else euid
     if euid == 0:
         if fakeroot:
             log.info("--fakeroot: already root, building as root")
-        return "host"
-    mode = runtime.choose_identity("auto").mode
-    if mode == "root":
+        return Identity("host", 0, os.getegid())
+    identity = runtime.choose_identity("auto")
+    if identity.mode == "root":
         log.info("no subordinate id range in /etc/subuid for this user: using a root-mapped namespace "
                  "(packages that chown to other users will fail)")
-    return mode
+    return identity
 
 
-def identity_userns(identity: str) -> str:
-    """The ``userns`` argument of ``runtime.run_in_sandbox`` for a build identity."""
-    return {"subuid": "subuid", "root": "root"}.get(identity, "auto")
+def caller_identity() -> Identity:
+    """The caller as itself, in no user namespace (a conversion without --fakeroot)."""
+    return Identity("host", os.geteuid(), os.getegid())
 
 
 def call_in_userns(fn, /, *args, **kwargs):  # noqa: ANN001, ANN201 - fn's own types

@@ -8,7 +8,7 @@
   unprivileged user, a check that every file can be read (mksquashfs would skip it).
 - ``remove_bundle(bundle, plan)`` and ``in_build_userns(plan, fn, ...)``.
 
-With ``identity == "subuid"`` (a rootless build with subordinate ids, or ``--fakeroot``
+With ``identity.mode == "subuid"`` (a rootless build with subordinate ids, or ``--fakeroot``
 for a conversion) these run inside the build's user namespace (``builder.steps.userns``)
 and pack every file as root (root there, the user outside). A packer that fails for
 lack of space gets a hint that says where.
@@ -39,13 +39,13 @@ T = TypeVar("T")
 
 def in_build_userns(plan: BuildPlan, fn: Callable[..., T], /, *args, **kwargs) -> T:  # noqa: ANN002, ANN003
     """``fn`` in the build's user namespace when files may belong to subordinate ids."""
-    if plan.identity == "subuid":
+    if plan.identity.mode == "subuid":
         return call_in_userns(fn, *args, **kwargs)
     return fn(*args, **kwargs)
 
 
 def _pack_options(plan: BuildPlan) -> PackOptions:
-    if plan.identity == "subuid" and plan.pack.all_root is None:
+    if plan.identity.mode == "subuid" and plan.pack.all_root is None:
         return dataclasses.replace(plan.pack, all_root=True)  # root inside the namespace, unprivileged outside
     return plan.pack
 
@@ -74,7 +74,7 @@ def convert_source(source: Path, plan: BuildPlan) -> ImageResult:
     if source.is_dir():
         checks.check_room(source, plan.target, plan.format)
     log.info("converting %s to %s (%s)", source, plan.target, plan.format)
-    if plan.identity != "subuid" and os.geteuid() != 0 and source.is_dir():
+    if plan.identity.mode != "subuid" and os.geteuid() != 0 and source.is_dir():
         unreadable = checks.first_unreadable(source)
         if unreadable:
             raise CapabilityError(f"converting {source}: {unreadable} is not readable by this user",
@@ -86,7 +86,7 @@ def convert_source(source: Path, plan: BuildPlan) -> ImageResult:
 
 def remove_bundle(bundle: Bundle, plan: BuildPlan) -> None:
     """Delete ``bundle``, inside the build's user namespace when its files may need it."""
-    if plan.identity == "subuid":
+    if plan.identity.mode == "subuid":
         try:
             call_in_userns(bundle.remove)
             return

@@ -60,6 +60,22 @@ def test_single_id_map_refuses_chown_but_writes(profile, sandbox, workdir):
     assert (sandbox / "x").stat().st_uid == profile.uid
 
 
+def test_the_build_identity_is_used_as_given_not_chosen_again(profile, sandbox, workdir):
+    """The build decides its identity once (builder.steps.userns.build_identity) and hands
+    the runtime that Identity record: as the unprivileged user with subordinate ids, "auto"
+    would map them, but a single-id Identity passed in is what the command runs with."""
+    if profile.name == "root":
+        pytest.skip("root runs in no user namespace whatever it is given")
+    chosen = profile.python("import runtime; print(runtime.choose_identity('auto').mode)")
+    assert chosen.out.split() == ["subuid"], chosen.err
+    given = f"__import__('runtime').Identity('root', {profile.uid}, {profile.gid})"
+    r = profile.python(_CALL.replace("userns={userns!r}", "userns=" + given).format(
+        root=str(sandbox), argv=["/bin/sh", "-c", "cat /proc/self/uid_map"], env={}, extra="",
+        log=str(workdir / "log")))
+    assert r.out.startswith("status 0"), r.err
+    assert (workdir / "log").read_text().split() == ["0", str(profile.uid), "1"]
+
+
 def test_test_action_runs_the_test_script(profile, sandbox, workdir):
     code, out = _call(profile, sandbox, [], extra=", action='test'", log=workdir / "log")
     assert (code, out) == (5, "testing in rootfs\n")
