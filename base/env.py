@@ -8,16 +8,29 @@ and not empty, else that of ``$SINGULARITY_CACHEDIR`` (likewise), else ``None``:
 
 Each name is looked up on its own: ``DOCKER_USERNAME`` may come from one prefix and
 ``DOCKER_PASSWORD`` from the other, as Apptainer binds each to its flag separately.
-``environ`` defaults to ``os.environ``. Cheap to import (``os`` only): ``base.cachedir``
-uses it on the runtime's launch path.
+Flags' environment twins, as Apptainer's command line reads them (``pkg/cmdline``; reference
+apptainer-cli.md §2–3), for the drop-in command line:
+
+- ``twin(keys, environ)``: the value of the first key set among ``keys`` (a flag may have
+  several, e.g. ``("APP", "APPNAME")``), each tried as ``APPTAINER_<key>`` then
+  ``SINGULARITY_<key>``; empty or whitespace-only values are ignored. Returns a ``Twin``
+  (variable name, value, and the note Apptainer prints: an INFO line when only the legacy
+  name is set, a WARNING when both are set to different values) or ``None``.
+- ``parse_bool(text, name)``: Go's ``strconv.ParseBool`` (``1 t T TRUE true True`` / ``0 f
+  F FALSE false False``); anything else, ``yes`` included, is a ``UsageError`` saying which
+  variable, as Apptainer's fatal "While parsing environment variables".
+
+``environ`` defaults to ``os.environ``. Cheap to import (``os`` only; ``base.errors`` on
+first error): ``base.cachedir`` uses it on the runtime's launch path.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-__all__ = ["apptainer_env", "apptainer_flag", "PREFIXES"]
+__all__ = ["apptainer_env", "apptainer_flag", "twin", "parse_bool", "Twin", "PREFIXES"]
 
 PREFIXES = ("APPTAINER_", "SINGULARITY_")
 _TRUE = ("1", "true", "yes")
@@ -36,3 +49,42 @@ def apptainer_env(name: str, environ: Mapping[str, str] | None = None) -> str | 
 def apptainer_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``apptainer_env(name)`` is ``1``, ``true`` or ``yes`` (in any case)."""
     return (apptainer_env(name, environ) or "").lower() in _TRUE
+
+
+class Twin(NamedTuple):
+    """A flag's value from the environment: where it came from, and what to tell the user."""
+
+    name: str  # the variable that gave the value, e.g. SINGULARITY_BIND
+    value: str
+    note: tuple[str, str] | None = None  # ("info" | "warning", message), as Apptainer prints it
+
+
+def twin(keys: Sequence[str], environ: Mapping[str, str] | None = None) -> Twin | None:
+    """The environment twin of a flag whose keys are ``keys`` (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    for key in keys:
+        new, old = (env.get(prefix + key, "") for prefix in PREFIXES)
+        if new.strip():
+            if old.strip() and old != new:
+                return Twin(PREFIXES[0] + key, new, ("warning", f"{PREFIXES[1]}{key} and {PREFIXES[0]}{key} have "
+                                                                 "different values, using the latter"))
+            return Twin(PREFIXES[0] + key, new)
+        if old.strip():
+            return Twin(PREFIXES[1] + key, old, ("info", f"Environment variable {PREFIXES[1]}{key} is set, "
+                                                          f"but {PREFIXES[0]}{key} is preferred"))
+    return None
+
+
+_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+          "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def parse_bool(text: str, name: str) -> bool:
+    """``text`` as Go's ``strconv.ParseBool`` reads it; ``name``: the variable, for the error."""
+    value = _BOOLS.get(text.strip())
+    if value is None:
+        from base.errors import UsageError
+
+        raise UsageError(f"while parsing environment variables: {name}={text!r} is not a boolean",
+                         hint="use 1, t, true, TRUE or True (or 0, f, false, FALSE, False)")
+    return value
