@@ -32,6 +32,7 @@ ACTIONS = ("exec", "run", "shell", "test", "start")
 
 _PROXY = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy")
 _DROP = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"}
+_REFUSED = {"HOME", "SINGULARITY_SHELL", "APPTAINER_SHELL", "SINGULARITY_APPNAME", "APPTAINER_APPNAME"}
 
 _PRELUDE = r"""
 if ! command -v source >/dev/null 2>&1; then eval 'source() { . "$1"; }'; __sb_src=1; fi
@@ -49,7 +50,11 @@ unset -f __sb_inject 2>/dev/null
 """
 
 _ACTION = {
-    "exec": 'exec "$@"\n',
+    "exec": r"""
+case "$1" in -*|"") false;; *) command -v "$1" >/dev/null 2>&1;; esac || {
+  echo "FATAL:   \"$1\": executable file not found in \$PATH" >&2; exit 255; }
+exec "$@"
+""",
     "run": r"""
 if [ -n "${SINGULARITY_APPNAME:-}" ]; then
   __sb_r=/scif/apps/$SINGULARITY_APPNAME/scif/runscript
@@ -93,15 +98,25 @@ def _injections(host_env: Mapping[str, str], user_env: Mapping[str, str]) -> dic
     return out
 
 
-def _script(action: str, inject: Mapping[str, str]) -> str:
+def _evaluated(value: str) -> str:
+    """``value`` in double quotes: ``$V`` and ``$(cmd)`` expand, as Apptainer evaluates it."""
+    return '"' + value.replace('"', '\\"') + '"'
+
+
+def _script(action: str, inject: Mapping[str, str], no_eval: bool = False) -> str:
     lines = []
+    quote = _quote if no_eval else _evaluated
     for key, value in inject.items():
-        if key == "PREPEND_PATH":
-            lines.append(f"PATH={_quote(value)}:\"$PATH\"; export PATH")
+        if key in _REFUSED:
+            lines.append(f"echo {_quote(f'WARNING: Overwriting {key} environment variable is not permitted')} >&2")
+        elif key == "PREPEND_PATH":
+            lines.append(f"PATH={quote(value)}:\"$PATH\"; export PATH")
         elif key == "APPEND_PATH":
-            lines.append(f"PATH=\"$PATH\":{_quote(value)}; export PATH")
+            lines.append(f"PATH=\"$PATH\":{quote(value)}; export PATH")
+        elif key == "LD_LIBRARY_PATH":
+            lines.append(f"LD_LIBRARY_PATH={quote(value)}:/.singularity.d/libs; export LD_LIBRARY_PATH")
         elif key.isidentifier():
-            lines.append(f"{key}={_quote(value)}; export {key}")
+            lines.append(f"{key}={quote(value)}; export {key}")
     body = "\n  ".join(lines) or ":"
     return (f"__sb_inject() {{\n  {body}\n}}\n" + _PRELUDE.replace("__DEFAULT_PATH__", DEFAULT_PATH)
             + _ACTION[action])
@@ -116,14 +131,16 @@ def container_env(
     cleanenv: bool,
     shell: str | None = None,
     app: str | None = None,
+    no_env: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """The environment the action script starts with (before the image's env scripts)."""
+    """The environment the action script starts with (before the image's env scripts);
+    ``no_env``: host variables not to forward (``--no-env``)."""
     if cleanenv:
         env = {k: v for k, v in host_env.items() if k == "TERM" or k.lower() in _PROXY}
         env["LANG"] = "C"
     else:
         env = {k: v for k, v in host_env.items()
-               if k not in _DROP and not k.startswith(("SINGULARITY", "APPTAINER", "SBUILD_"))}
+               if k not in _DROP and k not in no_env and not k.startswith(("SINGULARITY", "APPTAINER", "SBUILD_"))}
     name = os.path.basename(os.path.normpath(image)) if image else ""
     env.update({
         "PATH": DEFAULT_PATH,
@@ -149,12 +166,14 @@ def action_argv(
     host_env: Mapping[str, str],
     user_env: Mapping[str, str],
     shell: str = "/bin/sh",
+    no_eval: bool = False,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(argv, fallback_argv)``: the image's /bin/sh running the action script, and what to
-    exec directly (no env scripts) when the image has no /bin/sh."""
+    exec directly (no env scripts) when the image has no /bin/sh. Injected values are
+    shell-evaluated as in double quotes, or taken literally with ``no_eval``."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    script = _script(action, _injections(host_env, user_env))
+    script = _script(action, _injections(host_env, user_env), no_eval)
     argv = ("/bin/sh", "-c", script, f"sbuild-{action}", *args)
     if action == "exec":
         fallback = tuple(args)
