@@ -123,10 +123,11 @@ def _parser_class(base):
             head, tail = args[:at + 1], args[at + 1:]
             ns, extra = super().parse_known_args(_canonical(head, table), namespace)
             ns.args = tail
-            if self.sbuild_command == "exec":
+            if self.sbuild_command in ("exec", "instance"):  # (the second positional: COMMAND, NAME)
                 if not tail:
                     self.error("requires at least 2 arg(s), only received 1")
-                ns.command, ns.args = tail[0], tail[1:]
+                setattr(ns, "command" if self.sbuild_command == "exec" else "name", tail[0])
+                ns.args = tail[1:]
             return ns, extra
 
     return ActionParser
