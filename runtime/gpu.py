@@ -28,9 +28,9 @@ _LIBS = {
            "libnvidia-fbc.so", "libnvidia-glcore.so", "libnvidia-glsi.so", "libnvidia-glvkspirv.so",
            "libnvidia-gtk2.so", "libnvidia-gtk3.so", "libnvidia-ifr.so", "libnvidia-ml.so", "libnvidia-nvvm.so",
            "libnvidia-opencl.so", "libnvidia-opticalflow.so", "libnvidia-ptxjitcompiler.so", "libnvidia-rtcore.so",
-           "libnvidia-tls.so", "libnvoptix.so", "libOpenCL.so", "libvdpau_nvidia.so"),
+           "libnvidia-tls.so", "libnvoptix.so", "libvdpau_nvidia.so"),
     "rocm": ("libamd_comgr.so", "libamdhip64.so", "libhsa-runtime64.so", "libhsakmt.so", "libdrm_amdgpu.so",
-             "libdrm.so", "librocm_smi64.so", "libOpenCL.so", "libamdocl64.so", "libMIOpen.so", "librocblas.so"),
+             "librocm_smi64.so", "libamdocl64.so", "libMIOpen.so", "librocblas.so"),
 }
 _BINS = {
     "nv": ("nvidia-smi", "nvidia-debugdump", "nvidia-persistenced", "nvidia-cuda-mps-control",

@@ -106,7 +106,7 @@ def _proc_sys(b: _Root, plan: RootPlan) -> None:
     sys_ = None if "sys" in skip else b.target("/sys")
     if sys_ is not None:
         try:
-            if plan.identity.userns:  # sysfs needs a network namespace of our own
+            if plan.identity.userns and not plan.unshare & _sys.CLONE_NEWNET:  # (sysfs needs our own net ns)
                 _sys.mount("/sys", sys_, None, _sys.MS_BIND | _sys.MS_REC)
             else:
                 _sys.mount("sysfs", sys_, "sysfs", _NOSUID_NODEV_NOEXEC | _sys.MS_RDONLY)
