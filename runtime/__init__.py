@@ -21,7 +21,10 @@ through ``run_in_sandbox``):
             in (env scripts sourced, ``--env`` applied, exec/run/shell/test/start).
 
 ``run_action``, below, walks these steps; a setup failure the container reported is raised
-as the sbuild error it names. Beside them: ``runtime.instances``
+as the sbuild error it names. Flags off the common path are resolved in the plan step by
+``runtime.features`` (``--no-mount``, namespaces, capabilities, ``--security``), with
+``runtime.gpu`` (``--nv``/``--rocm``) and ``runtime.cgroups`` (``--cpus``/``--memory``),
+imported only when used; ``runtime.envfile`` reads ``--env-file``. Beside them: ``runtime.instances``
 (named background containers), ``runtime.capabilities`` (the probes behind ``sbuild
 doctor``), ``runtime.paths`` (where things are), ``runtime._sys`` (the system calls).
 

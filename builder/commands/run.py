@@ -38,12 +38,18 @@ USAGE = {"exec": "IMAGE COMMAND [ARGS...]", "run": "IMAGE [ARGS...]", "shell": "
 _OUTPUT = ((("-q", "--quiet"), "flag", None, (), "", ""), (("-v", "--verbose"), "flag", None, (), "", ""))
 
 
-def _table(command: str) -> dict[str, tuple[str, str]]:
-    """Option string -> (dest, kind) for ``command``."""
-    table = {}
-    for strings, kind, *_rest in (*_OUTPUT, *options_for(command)):
-        table.update(dict.fromkeys(strings, (dest(strings), kind)))
-    return table
+_TABLES: dict[str, tuple[dict, dict]] = {}
+
+
+def _table(command: str, defaults: bool = False) -> dict:
+    """Option string -> (dest, kind) for ``command``; with ``defaults``, dest -> its default."""
+    if command not in _TABLES:
+        table, values = {}, {}
+        for strings, kind, *_rest in (*_OUTPUT, *options_for(command)):
+            table.update(dict.fromkeys(strings, (dest(strings), kind)))
+            values[dest(strings)] = False if kind == "flag" else None if kind == "value" else []
+        _TABLES[command] = table, values
+    return _TABLES[command][1 if defaults else 0]
 
 
 def add_run_flags(p: argparse.ArgumentParser, command: str = "exec") -> None:
@@ -211,11 +217,9 @@ def parse_quick(argv: list[str]):
     if not argv or argv[0] not in ACTIONS:
         return None
     word = argv[0]
-    table = _table(word)
     values: dict[str, object] = {"command": word}
-    for strings, kind, *_rest in (*_OUTPUT, *options_for(word)):
-        values[dest(strings)] = False if kind == "flag" else None if kind == "value" else []
-    at = _scan(argv, table, values)
+    values.update((k, [] if v == [] else v) for k, v in _table(word, defaults=True).items())
+    at = _scan(argv, _table(word), values)
     if at is None or (values["quiet"] and values["verbose"]):
         return None
     rest = argv[at + 1:]
