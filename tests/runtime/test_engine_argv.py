@@ -145,3 +145,14 @@ def test_spython_calls(profile, image, workdir):
         r = profile.sbuild("instance", "stop", "-t", "2", "spy1")
     assert r.status == 0 and "Stopping spy1 instance of" in r.err, r.err
     assert json.loads(profile.sbuild("instance", "list", "--json").out) == {"instances": []}
+
+
+def test_joining_an_instance_enters_its_uts_and_network_namespaces(profile, image):
+    r = profile.sbuild("instance", "start", "--hostname", "insthost", "--net", "--network", "none", image, "nsi")
+    try:
+        assert r.status == 0, r.err
+        r = profile.sbuild("exec", "instance://nsi", "sh", "-c", "cat /proc/sys/kernel/hostname; "
+                           "tail -n +3 /proc/net/dev | cut -d: -f1")
+        assert (r.status, r.out.split()) == (0, ["insthost", "lo"]), r.err
+    finally:
+        profile.sbuild("instance", "stop", "-t", "2", "nsi")
