@@ -135,6 +135,7 @@ class RunOptions:
     security: tuple[str, ...] = ()  # uid:N gid:N ...
     no_umask: bool = False
     no_env: tuple[str, ...] = ()  # host variables not forwarded
+    dns: str | None = None  # comma list of name servers for /etc/resolv.conf
 
 
 @record
@@ -165,6 +166,7 @@ class MountSpec:
     workdir: str | None = None  # -W: /tmp, /var/tmp (contained) and scratch dirs live under it
     scratch: tuple[str, ...] = ()  # -S destinations
     hostname: str | None = None  # written to /etc/hostname
+    dns: tuple[str, ...] = ()  # name servers: a generated /etc/resolv.conf
 
 
 @record

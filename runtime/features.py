@@ -103,6 +103,8 @@ def resolve(opts: RunOptions, ident: Identity, host_files: tuple[str, ...]) -> t
     mounts, host_files = _no_mount(opts, host_files) if opts.no_mount else ({}, host_files)
     if opts.hostname:
         mounts["hostname"] = opts.hostname
+    if opts.dns:
+        mounts["dns"] = tuple(filter(None, (s.strip() for s in opts.dns.split(","))))
     root = _namespaces(opts)
     extra: tuple[Bind, ...] = ()
     if opts.gpu:

@@ -283,6 +283,8 @@ def plan_targets(plan: RootPlan, home: str | None, tmp_dirs: bool) -> list[Targe
     out += [Target(d, True) for d in m.scratch]
     if m.hostname:
         out.append(Target("/etc/hostname", False))
+    if m.dns:
+        out.append(Target("/etc/resolv.conf", False))
     if home:
         out.append(Target(home, True))
     if m.bind_cwd:

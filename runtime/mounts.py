@@ -228,7 +228,12 @@ def _etc(b: _Root, plan: RootPlan) -> None:
         b._bind(f"{b.s}/files/hostname", dst)
     if plan.mounts.build_config:
         return
+    if plan.mounts.dns and (dst := b.target("/etc/resolv.conf", is_dir=False)) is not None:
+        _write(f"{b.s}/files/resolv.conf", "".join(f"nameserver {s}\n" for s in plan.mounts.dns).encode())
+        b._bind(f"{b.s}/files/resolv.conf", dst, readonly=True)
     for path in plan.mounts.host_files:
+        if path == "/etc/resolv.conf" and plan.mounts.dns:
+            continue
         if os.path.isfile(path):
             dst = b.target(path, is_dir=False)
             if dst is not None:

@@ -228,7 +228,7 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
     return cwd, cwd
 
 
-_EXTRAS = ("no_mount", "hostname", "unshare", "gpu", "cgroups", "drop_caps", "add_caps", "no_privs", "security")
+_EXTRAS = ("no_mount", "dns", "hostname", "unshare", "gpu", "cgroups", "drop_caps", "add_caps", "no_privs", "security")
 
 
 def _process(action: str, args: list[str], opts: RunOptions, host_env: dict, image: str,

@@ -136,5 +136,5 @@ def run_options(args: argparse.Namespace):
         add_caps=tuple(filter(None, (args.add_caps or "").split(","))),
         drop_caps=tuple(filter(None, (args.drop_caps or "").split(","))),
         no_privs=args.no_privs, security=tuple(args.security), no_umask=args.no_umask,
-        no_env=tuple(args.no_env),
+        no_env=tuple(args.no_env), dns=args.dns,
     )

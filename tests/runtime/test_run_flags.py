@@ -134,6 +134,19 @@ def test_hostname_uts_and_ipc_namespaces(profile, images):
     assert r.out.strip() == host_ipc
 
 
+def test_dns_writes_resolv_conf_and_no_umask(profile, images, rt):
+    r = _sh(profile, images, "--dns", "10.0.0.53,10.0.0.54", script="cat /etc/resolv.conf")
+    assert (r.status, r.out) == (0, "nameserver 10.0.0.53\nnameserver 10.0.0.54\n"), r.err
+    import subprocess
+
+    def umask(*flags: str) -> str:  # the launch under a host umask of 077
+        argv = profile._argv("sh", "-c", 'umask 077; exec "$0" "$@"', rt.sbuild, "exec", *flags,  # noqa: SLF001
+                             str(images["sandbox"]), "sh", "-c", "umask")
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.strip()
+
+    assert (umask(), umask("--no-umask")) == ("0077", "0022")
+
+
 def test_net_network_none_has_only_loopback_and_it_is_up(profile, images):
     r = _sh(profile, images, "--net", "--network", "none",
             script="tail -n +3 /proc/net/dev | cut -d: -f1; cat /sys/class/net/lo/flags")
