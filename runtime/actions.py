@@ -61,16 +61,22 @@ if [ -n "${SINGULARITY_APPNAME:-}" ]; then
   if [ ! -f "$__sb_r" ]; then echo "sbuild: no runscript for app $SINGULARITY_APPNAME" >&2; exit 1; fi
 elif [ -f /.singularity.d/runscript ]; then __sb_r=/.singularity.d/runscript
 elif [ -f /singularity ]; then __sb_r=/singularity
+elif [ -f /apptainer ]; then __sb_r=/apptainer
 else exec /bin/sh "$@"
 fi
 if [ -x "$__sb_r" ]; then exec "$__sb_r" "$@"; else exec /bin/sh "$__sb_r" "$@"; fi
 """,
-    "shell": 'exec "$SINGULARITY_SHELL" "$@"\n',
+    "shell": r"""
+if [ -n "${SINGULARITY_SHELL:-}" ]; then exec "$SINGULARITY_SHELL" "$@"
+elif [ -x /bin/bash ]; then SHELL=/bin/bash; export SHELL; exec /bin/bash --norc "$@"
+else SHELL=/bin/sh; export SHELL; exec /bin/sh "$@"
+fi
+""",
     "test": r"""
 if [ -n "${SINGULARITY_APPNAME:-}" ]; then __sb_r=/scif/apps/$SINGULARITY_APPNAME/scif/test
 else __sb_r=/.singularity.d/test
 fi
-if [ ! -f "$__sb_r" ]; then echo "sbuild: no test script found in the container" >&2; exit 0; fi
+if [ ! -f "$__sb_r" ]; then echo "INFO:    No test script found in container, exiting" >&2; exit 0; fi
 if [ -x "$__sb_r" ]; then exec "$__sb_r" "$@"; else exec /bin/sh "$__sb_r" "$@"; fi
 """,
     "start": r"""

@@ -234,7 +234,7 @@ _EXTRAS = ("no_mount", "dns", "hostname", "unshare", "gpu", "cgroups", "drop_cap
 def _process(action: str, args: list[str], opts: RunOptions, host_env: dict, image: str,
              home: str, cwd: str) -> ProcessSpec:
     env = actions.container_env(host_env, action=action, image=image, home=home, cleanenv=opts.cleanenv,
-                                shell=opts.shell or "/bin/sh", app=opts.app, no_env=opts.no_env)
+                                shell=opts.shell, app=opts.app, no_env=opts.no_env)
     argv, fallback = actions.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
                                          shell=opts.shell or "/bin/sh", no_eval=opts.no_eval)
     return ProcessSpec(argv, tuple(env.items()), cwd, fallback, *opts.stdio, cwd_strict=bool(opts.pwd),
