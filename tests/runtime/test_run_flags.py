@@ -242,3 +242,10 @@ def test_bool_twin_yes_is_fatal_and_legacy_names_are_noted(profile, images):
 def test_writable_beats_writable_tmpfs_with_a_warning(profile, images):
     r = profile.sbuild("exec", "--writable", "--writable-tmpfs", images["sandbox"], "true")
     assert r.status == 0 and "mutually exclusive with --writable" in r.err
+
+
+def test_fakeroot_is_root_with_root_home(profile, images):
+    r = _sh(profile, images, "--fakeroot", script="id -u; echo $HOME")
+    assert (r.status, r.out.split()) == (0, ["0", "/root"]), r.err
+    r = _sh(profile, images, env={"APPTAINER_FAKEROOT": "1"}, script="id -u")
+    assert r.out == "0\n", r.err
