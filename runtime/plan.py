@@ -99,21 +99,40 @@ def choose_identity(mode: str, user: HostUser | None = None) -> Identity:
     return Identity(mode, user.uid, user.gid)
 
 
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` not preceded by a backslash; ``\\<sep>`` becomes ``sep``."""
+    if "\\" not in text:
+        return text.split(sep)
+    parts, cur, i = [], "", 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ",:":
+            cur += "\\" + text[i + 1] if sep != text[i + 1] else sep  # (the other escape: kept for later)
+            i += 2
+            continue
+        if text[i] == sep:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += text[i]
+        i += 1
+    return [*parts, cur]
+
+
 def parse_bind(spec: str) -> list[Bind]:
-    """``SRC[:DST[:ro|rw]]``, several separated by commas."""
+    """``SRC[:DST[:ro|rw]]``, several separated by commas (``\\,`` and ``\\:`` escape them)."""
     out = []
-    for item in filter(None, spec.split(",")):
-        parts = item.split(":")
+    for item in filter(None, _split_unescaped(spec, ",")):
+        parts = [p.replace("\\:", ":").replace("\\,", ",") for p in _split_unescaped(item, ":")]
         if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise UsageError(f"bad --bind {item!r}: expected SRC[:DST[:ro|rw]]")
-        src = parts[0]
+        src = os.path.abspath(parts[0])  # (a relative source is made absolute, and is the destination too)
         readonly = len(parts) == 3 and parts[2] == "ro"
         dst = parts[1] if len(parts) > 1 else src
         if len(parts) == 2 and parts[1] in ("ro", "rw"):
             dst, readonly = src, parts[1] == "ro"
         if not dst.startswith("/"):
             raise UsageError(f"bad --bind {item!r}: the destination must be an absolute path")
-        out.append(Bind(os.path.abspath(src), os.path.normpath(dst), readonly))
+        out.append(Bind(src, os.path.normpath(dst), readonly))
     return out
 
 

@@ -124,6 +124,8 @@ def run_options(args: argparse.Namespace):
     for spec in args.security:
         if ":" not in spec:
             raise UsageError(f"bad --security {spec!r}: expected uid:N, gid:N, seccomp:FILE, selinux:X or apparmor:X")
+    if args.compat32 and not (args.nv or args.rocm):
+        _log("warning", "--compat32 has no effect without --nv or --rocm")
     gpu = tuple(g for g, on, off in (("nv", args.nv or args.nvccli, args.no_nv), ("rocm", args.rocm, args.no_rocm))
                 if on and not off)
     return RunOptions(

@@ -116,3 +116,24 @@ def test_env_twin_bools_are_strict():
     assert args.writable is True
     with pytest.raises(UsageError, match="APPTAINER_NV"):
         apply_env(_args("run"), "run", {"APPTAINER_NV": "yes"})
+
+
+def test_bind_and_mount_specs():
+    from base.errors import UsageError
+    from runtime import parse_bind, parse_mount
+
+    binds = parse_bind(r"/a\,b:/x,/c\:d:/y:ro,rel")
+    assert [(b.src, b.dst, b.readonly) for b in binds] == [
+        ("/a,b", "/x", False), ("/c:d", "/y", True), (os_abspath("rel"), os_abspath("rel"), False)]
+    assert [tuple(b) for b in parse_bind("/a:/b:ro,/c")] == [("/a", "/b", True), ("/c", "/c", False)]
+    spec = 'type=bind,"source=/s,1",target=/t,readonly=false\ntype=bind,src=/u,dst=/v'
+    assert [tuple(b) for b in parse_mount(spec)] == [("/s,1", "/t", True), ("/u", "/v", False)]
+    for bad in ("type=bind,src=/a", "type=tmpfs,dst=/a", "type=bind,src=/a,dst=/b,bind-propagation=shared"):
+        with pytest.raises(UsageError):
+            parse_mount(bad)
+
+
+def os_abspath(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
