@@ -205,6 +205,7 @@ class Fault:
     truncate: int | None = None        # send only this many body bytes, then close
     stall: float = 0.0                 # with truncate: hold the connection this long before closing
     body: bytes | None = None          # serve these bytes instead of the upstream's body
+    pause: float = 0.0                 # wait this long after the body's first 64 KiB
     corrupt: bool = False              # flip a byte in the body
     redirect: bool = False             # 307 to the second host name (localhost)
 
@@ -287,6 +288,11 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if fault and fault.pause:
+                    self.wfile.write(data[:65536])
+                    self.wfile.flush()
+                    proxy.stopping.wait(fault.pause)
+                    data = data[65536:]
                 self.wfile.write(data)
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _handle

@@ -126,7 +126,8 @@ class BlobWriter:
             raise DigestError(f"blob {self.digest}: got {self.written} bytes, expected {self.size} "
                               f"(truncated)", digest=self.digest)
         if actual != self.digest:
-            raise DigestError(f"blob {self.digest}: content has digest {actual}", digest=self.digest)
+            raise DigestError(f"blob {self.digest}: digest mismatch: the content has digest {actual}",
+                              digest=self.digest)
         dest = self._cache.path(self.digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path, 0o644)
