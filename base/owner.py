@@ -37,9 +37,12 @@ from pathlib import Path
 
 from base.fsutil import remove_tree
 
-__all__ = ["Owned", "owned_dir", "reclaim", "held_file", "OWNER"]
+__all__ = ["Owned", "owned_dir", "owned_temp_dir", "reclaim", "held_file", "OWNER", "TMPDIR_PREFIXES"]
 
 OWNER = ".sbuild-owner"
+# what sbuild makes in TMPDIR: build bundles, --disable-cache blob caches, unpacked OCI
+# archives, gunzipped shub images (a build reclaims the dead ones: builder.bundle)
+TMPDIR_PREFIXES = ("sbuild-bundle-", "sbuild-blobs-", "sbuild-oci-", "sbuild-shub-")
 
 
 class Owned:
@@ -83,6 +86,17 @@ def owned_dir(parent: str | os.PathLike | None, prefix: str, mode: int | None = 
         remove_tree(path)
         raise
     return Owned(path, fd)
+
+
+@contextlib.contextmanager
+def owned_temp_dir(parent: str | os.PathLike | None, prefix: str):  # noqa: ANN201 - Iterator[Path]
+    """``owned_dir`` as a context manager: the directory is removed (``remove_tree``) at the end."""
+    owned = owned_dir(parent, prefix)
+    try:
+        yield owned.path
+    finally:
+        remove_tree(owned.path)
+        owned.release()
 
 
 def reclaim(parent: str | os.PathLike, prefixes: Iterable[str],

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from base.errors import BuildError
 from base.fsutil import remove_tree
-from base.owner import Owned, owned_dir, reclaim
+from base.owner import TMPDIR_PREFIXES, Owned, owned_dir, reclaim
 
 __all__ = ["Bundle", "reclaim_bundles", "BUNDLE_PREFIX"]
 
@@ -87,6 +87,7 @@ class Bundle:
 
 def reclaim_bundles(tmpdir: str | os.PathLike | None,
                     remove: Callable[[Path], None] = remove_tree) -> list[Path]:
-    """Remove the bundles that killed builds left in ``tmpdir`` (None: the system default);
-    ``remove(path)`` deletes one (the build's user namespace may be needed for its files)."""
-    return reclaim(tmpdir or tempfile.gettempdir(), [BUNDLE_PREFIX], remove)
+    """Remove the bundles (and the other temps: ``base.owner.TMPDIR_PREFIXES``) that killed
+    builds and pulls left in ``tmpdir`` (None: the system default); ``remove(path)`` deletes
+    one (the build's user namespace may be needed for its files)."""
+    return reclaim(tmpdir or tempfile.gettempdir(), TMPDIR_PREFIXES, remove)

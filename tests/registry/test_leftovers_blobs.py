@@ -56,13 +56,14 @@ def test_leftovers_partial_blob_of_a_killed_pull_is_reclaimed_by_cache_clean(req
     proxy.faults.append(servers.Fault(match=f"/blobs/{digest}", truncate=size // 2, stall=120, times=-1))
     work = Path(tempfile.mkdtemp(prefix="sbuild-leftovers-", dir="/tmp"))  # (pytest's tmp_path is 0700)
     request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
+    (work / "tmp").mkdir()  # the killed pulls' bundles stay in here
     if user:
         user.chown(work)
     env = [f"APPTAINER_CACHEDIR={work / 'cache'}", "PATH=/usr/bin:/bin", f"HOME={user.home if user else '/root'}"]
     prefix = [*(user.argv() if user else []), "env", "-i", *env, sys.executable, "-m", "builder"]
 
     def start(name: str) -> subprocess.Popen:
-        return subprocess.Popen([*prefix, "pull", "--nohttps", "--arch", "amd64", work / name,
+        return subprocess.Popen([*prefix, "pull", "--nohttps", "--arch", "amd64", "--tmpdir", work / "tmp", work / name,
                                  f"docker://{proxy.host}/{REPO}:1.0"], cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

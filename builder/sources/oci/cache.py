@@ -35,8 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from base.cachedir import cache_root
-from base.owner import held_file
+from base.owner import held_file, owned_temp_dir
 from builder.sources.oci.errors import DigestError, RegistryError
 from builder.sources.oci.stream import STALL, parse_digest
 
@@ -392,8 +390,5 @@ def cache_for(options) -> Iterator[BlobCache]:  # noqa: ANN001
         finally:
             cache.release()
         return
-    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
-    try:
-        yield BlobCache(Path(tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with owned_temp_dir(options.tmpdir, "sbuild-blobs-") as tmp:  # (reclaimed if we are killed)
+        yield BlobCache(tmp)
