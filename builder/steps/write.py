@@ -101,12 +101,11 @@ def remove_bundle(bundle: Bundle, plan: BuildPlan) -> None:
 
 
 def _remove_leftover(plan: BuildPlan, path: Path) -> None:
-    if plan.identity == "subuid":  # files of subordinate ids: removable only in the namespace
-        try:
-            call_in_userns(remove_tree, path)
-        except SbuildError as e:
-            log.debug("removing %s in the user namespace: %s", path, e)
-    remove_tree(path)
+    try:  # files of subordinate ids are removable only in the build's namespace
+        in_build_userns(plan, remove_tree, path)
+    except SbuildError as e:
+        log.debug("removing %s in the user namespace: %s", path, e)
+    remove_tree(path)  # (what is left, if anything)
 
 
 def reclaim_leftovers(plan: BuildPlan) -> list[Path]:

@@ -32,9 +32,10 @@ Bootstrap: busybox
 MirrorURL: file:///bin/busybox
 
 %post
+    mkdir /owned && touch /owned/f && chown -R 1000:1000 /owned && chmod 0555 /owned
     touch /started
     sleep {sleep}
-"""
+"""  # /owned: unprivileged, files of a subordinate id in a read-only dir (removable in the namespace only)
 
 
 class Who:
