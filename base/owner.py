@@ -20,9 +20,11 @@ blob cache): the file itself is the record, held (``flock``, shared: readers of 
 download in progress may share it) from the moment it has its name; whoever may take
 it exclusively knows its writer is gone.
 
-Limits: ``flock`` locks are not seen across NFS on old kernels (a reclaimer there removes
-nothing it cannot lock, so it errs on keeping). A child forked by the owner shares the
-lock and keeps it while it runs. Only the standard library and ``base`` are imported.
+Limits: a TMPDIR shared by several hosts must carry its locks between them (NFS does,
+unless mounted with ``local_lock=flock``; then one host could reclaim another's live
+temps). A child forked by the owner shares the lock and keeps it while it runs. A process
+killed between ``mkdtemp`` and the record's rename leaves an empty directory nobody
+reclaims. Only the standard library and ``base`` are imported.
 """
 
 from __future__ import annotations
