@@ -10,7 +10,9 @@ filesystem takes them, as Apptainer does. Without unsquashfs (or with
 Both halves use it: ``builder.images`` (``build --sandbox`` from an image, inspect) and the
 runtime (the extraction cache of unprivileged runs), which may not import the builder's
 image writers; hence here. Imports are made on first use: ``import base.squashfs`` is
-cheap. Limits: a non-gzip compressor needs ``zstandard``/``lz4``/``python-lzo`` for the
+cheap. A failed extraction (unsquashfs's non-zero exit, a corrupt block) is an
+``ImageError`` naming the image and the extractor's message; the caller removes the partial
+tree (it extracts into a temporary directory). Limits: a non-gzip compressor needs ``zstandard``/``lz4``/``python-lzo`` for the
 PySquashfsImage fallback.
 """
 
@@ -150,7 +152,8 @@ def _py_unpack(image: str, dest: str, *, offset: int, rootless: bool) -> None:
 
         try:
             extract_dir(im.root, dest, quiet=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ImageError(f"unpacking {image} with PySquashfsImage: {e}", path=image) from e
+        except Exception as e:  # noqa: BLE001 - a corrupt block is a zlib.error, a struct.error, …
+            raise ImageError(f"unpacking {image} with PySquashfsImage: {type(e).__name__}: {e}", path=image,
+                             hint="the image may be corrupt") from e
     if rootless:
         os.makedirs(os.path.join(dest, "dev"), 0o755, exist_ok=True)

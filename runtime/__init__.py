@@ -108,6 +108,11 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
         code = process.wait(launched, forward=forward and not detach)  # (detach: L exits once init is forked)
         if launched.error:
             raise launched.error
+        note = None if detach else process.death_note(code, root)
+        if note:
+            import logging
+
+            logging.getLogger("sbuild.runtime").error("%s", note)
         return launched if detach else code
     finally:
         if prefetched is not None:

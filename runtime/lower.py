@@ -4,7 +4,10 @@ As root (no user namespace) squashfs and ext3 filesystems are loop-mounted in pl
 offset inside the file. In a user namespace the kernel will not mount them, so a squashfs
 is mounted with squashfuse when /dev/fuse is usable, otherwise extracted once into a cache
 directory keyed by the digest of its bytes (``base.squashfs.unpack``: unsquashfs, or
-PySquashfsImage when unsquashfs is missing) and reused; the cache index maps a file's
+PySquashfsImage when unsquashfs is missing) and reused. The extraction goes to a temporary
+directory beside the entry (``.extract-*``, with an owner record: ``base.owner``) renamed
+into place only when complete; a failed one is an ``ImageError`` and leaves nothing, a
+killed one is reclaimed by the next extraction or ``cache clean``. The cache index maps a file's
 (device, inode, size, mtime) to that digest so that the digest is computed once per file.
 Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor here).
 """
@@ -115,17 +118,20 @@ def _extract(image: str, offset: int, target: str) -> None:
     the project's one extractor; unsquashfs is looked up on PATH only, as ever)."""
     import logging
     import shutil
-    import tempfile
 
     from base.fsutil import remove_tree
+    from base.owner import owned_dir, reclaim
     from base.squashfs import unpack
 
-    work = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(target))
-    out = os.path.join(work, "rootfs")
+    parent = os.path.dirname(target)
+    reclaim(parent, [".extract-"])  # what killed extractions left (``cache clean`` does it too)
+    work = owned_dir(parent, ".extract-")
+    out = os.path.join(work.path, "rootfs")
     logging.getLogger("sbuild.runtime").info("extracting %s into the cache (once)", image)
     try:
         unpack(image, out, offset=offset, rootless=True, use_unsquashfs=shutil.which("unsquashfs") is not None)
         os.chmod(out, 0o755)
-        os.rename(out, target)
+        os.rename(out, target)  # complete: a failed or killed extraction never has the entry's name
     finally:
-        remove_tree(work)
+        remove_tree(work.path)
+        work.release()

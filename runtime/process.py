@@ -24,7 +24,9 @@ everything; the mounts then vanish with the namespace and loop devices free them
 
 C forwards the signals it receives to G, except those the terminal sent (``si_code`` is
 SI_KERNEL: the terminal already signalled G's process group). G's status becomes the exit
-code: its own, or 128+signal.
+code: its own, or 128+signal. ``death_note`` says what a fault signal (SIGBUS, SIGSEGV, …)
+in that status likely means: SIGBUS on an image file is a block the kernel could not read
+(a corrupt squashfs or ext3 image returns EIO on the page fault).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ try:  # the C module behind ``signal``: the same calls, without the enum wrapper
 except ImportError:  # pragma: no cover - not CPython
     import signal
 
-__all__ = ["Launched", "start", "wait", "FORWARDED"]
+__all__ = ["Launched", "start", "wait", "death_note", "FORWARDED"]
 
 FORWARDED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH, signal.SIGCONT}
@@ -358,3 +360,23 @@ def wait(launched: Launched, *, forward: bool = False) -> int:
     finally:
         if forward:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAITED)
+
+
+_FAULTS = {signal.SIGBUS: "SIGBUS", signal.SIGSEGV: "SIGSEGV", signal.SIGILL: "SIGILL", signal.SIGFPE: "SIGFPE"}
+
+
+def death_note(code: int, plan: RootPlan | None) -> str | None:
+    """What to tell the user when the command ended with status ``code`` = 128+N for a fault
+    signal N, or None. (A status of 128+N is what a shell, or our init, reports for a child
+    killed by signal N; a command that exits with it on purpose gets the same note.)"""
+    name = _FAULTS.get(code - 128)
+    if name is None:
+        return None
+    what = f"the container's command was killed by {name} (exit status {code})"
+    if name != "SIGBUS":
+        return what
+    if plan is not None and plan.fstype in ("squashfs", "squashfuse", "ext3"):
+        kind = "an ext3" if plan.fstype == "ext3" else "a squashfs"
+        return (f"{what}: the image {plan.image} may be corrupt ({kind} read error on a file it "
+                f"mapped); check it by extracting it: sbuild build --sandbox DIR {plan.image}")
+    return f"{what}: a file it mapped could not be read (an I/O error, or a file truncated while in use)"

@@ -3,7 +3,8 @@
 SOURCE is a recipe (recognised by content, so a file named ``Singularity`` works), an
 image (.simg, .sif, squashfs, ext3), a sandbox directory, or a URI (``docker://…``),
 which becomes a one-stage recipe. Singularity's own ``TARGET SOURCE`` order is accepted
-when the arguments make the direction clear; ambiguous cases take ``SOURCE TARGET``;
+when the arguments make the direction clear (a URI is always the SOURCE, an existing
+TARGET notwithstanding); ambiguous cases take ``SOURCE TARGET``;
 sbuild always says which way it went. Checks that can fail early run first
 (``builder.steps.checks``): an existing target without ``--force``, a noexec or full
 TMPDIR, a missing mksquashfs or debootstrap, room for the image before packing.
@@ -86,11 +87,19 @@ def looks_like_recipe(path: Path) -> bool:
 
 def _is_source(arg: str) -> bool:
     """An existing path, or a URI (docker://…, library://…)."""
-    return Path(arg).exists() or bool(_URI.match(arg))
+    return Path(arg).exists() or _is_uri(arg)
+
+
+def _is_uri(arg: str) -> bool:
+    """A URI (docker://…) that is not also an existing path: it can only be a SOURCE."""
+    return bool(_URI.match(arg)) and not Path(arg).exists()
 
 
 def decide_direction(first: str, second: str, *, sandbox: bool) -> tuple[str, str, bool]:
-    """(source, target, swapped) for ``sbuild build FIRST SECOND``."""
+    """(source, target, swapped) for ``sbuild build FIRST SECOND``. A URI is always the
+    SOURCE, whether or not the other argument exists (``--force OUT docker://…``)."""
+    if _is_uri(first) != _is_uri(second):
+        return (first, second, False) if _is_uri(first) else (second, first, True)
     a, b = Path(first), Path(second)
     if looks_like_recipe(b) and not looks_like_recipe(a):
         return second, first, True

@@ -3,7 +3,8 @@
 The cache lives in ``$APPTAINER_CACHEDIR``/``$SINGULARITY_CACHEDIR`` (``/sbuild`` below it)
 or ``$XDG_CACHE_HOME/sbuild``; ``--cachedir`` overrides. Cleaning never waits and never
 removes a blob a running build downloads or reads: it keeps those, says how many (each one
-with ``-v``), and leaves the temp files while downloads run.
+with ``-v``). It removes what stopped processes left (partial downloads, unfinished
+extractions of the rootfs cache), never what a running one is writing.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def _clean(args: argparse.Namespace) -> int:
     print(f"{verb} {len(done.removed)} blobs, {_size(sum(e.size for e in done.removed))}")
     if done.in_use:
         print(f"kept {len(done.in_use)} blobs in use by running builds, {_size(sum(e.size for e in done.in_use))}")
+    if done.partial:
+        print(f"removed {len(done.partial)} unfinished downloads and extractions left by stopped processes")
     if done.temp_kept:
         print("kept the temporary files: downloads are running")
     return 0

@@ -105,8 +105,9 @@ def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False
     from builder.bundle import Bundle
     from builder.options import BuildPlan
     from builder.sources.oci.agent import fill_from_image, pull_options
-    from builder.steps import write_bundle
+    from builder.steps import reclaim_leftovers, write_bundle
 
+    reclaim_leftovers(BuildPlan(Path(target), fmt, fetch=options))  # what killed builds and pulls left
     bundle = Bundle.create(options.tmpdir)
     try:
         fill_from_image(bundle, uri, pull_options(options), progress)

@@ -10,7 +10,9 @@
   ``fix_perms`` or extra mksquashfs arguments ask for a new filesystem.
 
 Every target is written under a temporary name beside it and renamed into place only
-when complete; a failure leaves no target and no temporary behind. An existing target
+when complete; a failure leaves no target and no temporary behind. The temporary
+directory (``.TARGET.sbuild-*``) holds an owner record (``base.owner``): what a killed
+process left there is reclaimed by the next build of that TARGET. An existing target
 is an error unless ``force``.
 """
 
@@ -21,13 +23,13 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from base.errors import ImageError, UsageError
 from base.fsutil import remove_tree
+from base.owner import owned_dir
 from base.gojson import marshal
 from builder.images import ext3, metadata, sandbox, sif, writers
 from builder.images.elfarch import rootfs_arch
@@ -90,9 +92,10 @@ def _atomic(target: Path, force: bool) -> Iterator[Path]:
         if os.path.lexists(target) and not force:
             raise ImageError(f"{target} already exists", path=str(target),
                              hint="use --force to overwrite it")
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.sbuild-", dir=parent))
+        owner = owned_dir(parent, f".{target.name}.sbuild-")  # reclaimed if this process is killed
     except OSError as e:
         raise ImageError(f"cannot write {target}: {e.strerror}", path=str(target)) from e
+    tmp_dir = owner.path
     tmp = tmp_dir / "new"
     try:
         yield tmp
@@ -102,6 +105,7 @@ def _atomic(target: Path, force: bool) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         remove_tree(tmp_dir)
+        owner.release()
 
 
 def _metadata_json(tree, deffile: bytes | None = None) -> bytes:
@@ -234,12 +238,16 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
     if info.kind == "sandbox" and not fix_perms:
         return write_image(source, target, fmt, deffile=deffile or _deffile_of(source),
                            json_objects=carried or None, options=options, force=force)
-    with tempfile.TemporaryDirectory(prefix=".sbuild-convert-", dir=target.parent) as work:
-        rootfs = Path(work) / "rootfs"
+    work = owned_dir(target.parent, f".{target.name}.sbuild-convert-")
+    try:
+        rootfs = work.path / "rootfs"
         _extract_into(info, rootfs)
         return write_image(rootfs, target, fmt, deffile=deffile or _deffile_of(rootfs),
                            json_objects=carried or None, options=options, force=force,
                            fix_perms=fix_perms)
+    finally:
+        remove_tree(work.path)
+        work.release()
 
 
 def copy_image(image: Path, target: Path, *, force: bool = False) -> ImageResult:

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ import requests
 
 from base.env import apptainer_flag
 from base.retry import Backoff
+from base.owner import held_file
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.errors import AuthError, DigestError, RegistryError, redact
 from builder.sources.oci.http import Transport, same_origin, short_error
@@ -176,9 +176,7 @@ class _Sink:
     """A temporary file in the cache's tmp dir, hashed in order while it is written."""
 
     def __init__(self, cache: BlobCache, expect: Expect) -> None:
-        cache.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="image-", dir=cache.tmp)
-        self.fd, self.path = fd, Path(name)
+        self.fd, self.path = held_file(cache.tmp, "image-")  # held until closed: clean leaves it
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5(usedforsecurity=False) if expect.md5 else None
         self.hashed = 0
@@ -343,20 +341,19 @@ def store(http: Http, url: str, cache: BlobCache, expect: Expect, *, what: str, 
                 _ranged(http, url, ranged_size, sink, what, progress)
             except _RangeUnusable as e:
                 log.debug("%s: Range parts unusable (%s): one stream instead", what, e)
-                sink.close()
                 sink.path.unlink(missing_ok=True)
+                sink.close()
                 sink = _Sink(cache, expect)
                 ranged = False
         if not ranged:
             resp = response or http.get(url, what=what, stream=True)
             _single(resp, sink, what, progress, expect.size or 0)
         digest = _check(sink, expect, what, urlsplit(url).netloc)
-        sink.close()
         dest = cache.path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(sink.path, 0o644)
-        os.replace(sink.path, dest)
+        os.replace(sink.path, dest)  # still held (``held_file``) until it has its final name
         return dest, digest
     finally:
-        sink.close()
         sink.path.unlink(missing_ok=True)
+        sink.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from base.fsutil import remove_tree
+from base.owner import owned_temp_dir
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
@@ -176,8 +176,7 @@ def open_image(path: Path, tmpdir: Path | None = None) -> Iterator[Path]:
     if not gz:
         yield path
         return
-    work = Path(tempfile.mkdtemp(prefix="sbuild-shub-", dir=tmpdir))
-    try:
+    with owned_temp_dir(tmpdir, "sbuild-shub-") as work:  # (reclaimed if we are killed)
         out = work / "image.img"
         try:
             with gzip.open(path, "rb") as src, open(out, "wb") as dst:
@@ -187,8 +186,6 @@ def open_image(path: Path, tmpdir: Path | None = None) -> Iterator[Path]:
 
             raise ImageError(f"decompressing the shub image {path}: {e}", path=str(path)) from e
         yield out
-    finally:
-        remove_tree(work)
 
 
 def options_for(options: FetchOptions) -> ShubOptions:

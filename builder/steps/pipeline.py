@@ -10,7 +10,8 @@ it, so the progress sink knows the total before the first one starts. The last s
 rootfs is written by ``builder.steps.write.write_bundle``, which writes a temp name
 beside TARGET and renames it into place, so a failed build leaves no TARGET. Bundles
 are removed at the end, unless ``keep_bundle`` (``--no-cleanup``), in which case their
-paths are reported.
+paths are reported. What a killed build left (its bundles, a half-written TARGET) is
+removed when the next build starts (``reclaim_leftovers``).
 
 Rootless builds with a subordinate id range (``identity.mode == "subuid"``) copy between
 stages, pack and remove bundles inside the build's user namespace
@@ -35,7 +36,7 @@ from builder.sources import AGENTS
 from builder.steps import apps, container, files, scripts
 from builder.steps.metadata import write_metadata
 from builder.steps.progress import Progress
-from builder.steps.write import in_build_userns, remove_bundle, write_bundle
+from builder.steps.write import in_build_userns, reclaim_leftovers, remove_bundle, write_bundle
 
 __all__ = ["build_recipe", "BuildResult", "BuildRun", "Step", "stage_steps"]
 
@@ -145,6 +146,7 @@ def build_recipe(recipe: Recipe, plan: BuildPlan, *, progress: Progress | None =
     if problems:
         raise RecipeError(problems)
     started = time.monotonic()
+    reclaim_leftovers(plan)
     run = BuildRun(recipe, plan, progress or Progress(), version)
     bundles: list[Bundle] = []
     ok = False
@@ -158,8 +160,10 @@ def build_recipe(recipe: Recipe, plan: BuildPlan, *, progress: Progress | None =
         raise
     finally:
         run.progress.end()
-        if not plan.keep_bundle:
-            for b in bundles:
+        for b in bundles:
+            if plan.keep_bundle:
+                b.keep()
+            else:
                 remove_bundle(b, plan)
     kept = [b.work for b in bundles] if plan.keep_bundle and ok else []
     return BuildResult(image, summary, round(time.monotonic() - started, 3), kept)

@@ -7,6 +7,9 @@
   (``builder.images.convert_image``), after the same room check for a sandbox and, as an
   unprivileged user, a check that every file can be read (mksquashfs would skip it).
 - ``remove_bundle(bundle, plan)`` and ``in_build_userns(plan, fn, ...)``.
+- ``reclaim_leftovers(plan)``: at the start of a build, remove what killed builds left
+  (``base.owner``: only what no live process owns): bundles in the same TMPDIR, half-written
+  images beside the same TARGET (``.TARGET.sbuild-*``).
 
 With ``identity.mode == "subuid"`` (a rootless build with subordinate ids, or ``--fakeroot``
 for a conversion) these run inside the build's user namespace (``builder.steps.userns``)
@@ -24,14 +27,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from base.errors import BuildError, CapabilityError, SbuildError
-from builder.bundle import Bundle
+from base.fsutil import remove_tree
+from base.owner import reclaim
+from builder.bundle import Bundle, reclaim_bundles
 from builder.images import ImageResult, PackOptions, convert_image, write_image
 from builder.images.convert import OCI_CONFIG
 from builder.options import BuildPlan
 from builder.steps import checks
 from builder.steps.userns import call_in_userns
 
-__all__ = ["write_bundle", "convert_source", "remove_bundle", "in_build_userns"]
+__all__ = ["write_bundle", "convert_source", "remove_bundle", "in_build_userns", "reclaim_leftovers"]
 
 log = logging.getLogger("sbuild.build")
 T = TypeVar("T")
@@ -71,6 +76,7 @@ def write_bundle(bundle: Bundle, plan: BuildPlan, *, deffile: bytes = b"") -> Im
 
 def convert_source(source: Path, plan: BuildPlan) -> ImageResult:
     """Convert the image or sandbox ``source`` to ``plan.target`` in ``plan.format``."""
+    reclaim_leftovers(plan)
     if source.is_dir():
         checks.check_room(source, plan.target, plan.format)
     log.info("converting %s to %s (%s)", source, plan.target, plan.format)
@@ -89,7 +95,28 @@ def remove_bundle(bundle: Bundle, plan: BuildPlan) -> None:
     if plan.identity.mode == "subuid":
         try:
             call_in_userns(bundle.remove)
-            return
         except SbuildError as e:
             log.debug("removing %s in the user namespace: %s", bundle.work, e)
-    bundle.remove()
+    bundle.remove()  # (what is left, if anything) and let go of its owner record
+
+
+def _remove_leftover(plan: BuildPlan, path: Path) -> None:
+    try:  # files of subordinate ids are removable only in the build's namespace
+        in_build_userns(plan, remove_tree, path)
+    except SbuildError as e:
+        log.debug("removing %s in the user namespace: %s", path, e)
+    remove_tree(path)  # (what is left, if anything)
+
+
+def reclaim_leftovers(plan: BuildPlan) -> list[Path]:
+    """Remove the bundles in the build's TMPDIR and the temp files beside its TARGET that
+    killed builds left (their owner records are free); a running build's are kept."""
+    def remove(path: Path) -> None:
+        _remove_leftover(plan, path)
+
+    target = Path(plan.target).absolute()
+    found = reclaim_bundles(plan.fetch.tmpdir, remove)
+    found += reclaim(target.parent, [f".{target.name}.sbuild-"], remove)
+    for path in found:
+        log.info("removed %s, left by a stopped build", path)
+    return found

@@ -203,6 +203,9 @@ class Fault:
     times: int = 1                     # how many requests it applies to (-1: always)
     retry_after: str | None = None
     truncate: int | None = None        # send only this many body bytes, then close
+    stall: float = 0.0                 # with truncate: hold the connection this long before closing
+    body: bytes | None = None          # serve these bytes instead of the upstream's body
+    pause: float = 0.0                 # wait this long after the body's first 64 KiB
     corrupt: bool = False              # flip a byte in the body
     redirect: bool = False             # 307 to the second host name (localhost)
 
@@ -213,6 +216,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     seen: list[dict] = field(default_factory=list)
     presigned: dict = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "FaultProxy":
         proxy = self
@@ -267,6 +271,8 @@ class FaultProxy:
                 except urllib.error.HTTPError as e:
                     resp = e
                 data = resp.read()
+                if fault and fault.body is not None:
+                    data = fault.body
                 if fault and fault.corrupt and data:
                     data = data[:-1] + bytes([data[-1] ^ 0xFF])
                 self.send_response(resp.status if hasattr(resp, "status") else resp.code)
@@ -278,9 +284,15 @@ class FaultProxy:
                 if fault and fault.truncate is not None:
                     self.wfile.write(data[:fault.truncate])
                     self.wfile.flush()
+                    proxy.stopping.wait(fault.stall)  # (cut short when the proxy stops)
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if fault and fault.pause:
+                    self.wfile.write(data[:65536])
+                    self.wfile.flush()
+                    proxy.stopping.wait(fault.pause)
+                    data = data[65536:]
                 self.wfile.write(data)
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _handle
@@ -295,6 +307,7 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

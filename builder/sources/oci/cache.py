@@ -18,10 +18,15 @@ Locks (all ``flock``, so a killed process drops its own):
   reader keeps reading its fd whatever happens to the name. A cache from ``cache_for``
   also holds the blobs it handed out by path (``get``, or fetched under ``lock``) until
   the fetch ends, for the callers that read them by path.
-- ``.cache.lock``, shared by downloads, exclusive for ``clean``'s sweep of ``tmp/``.
+- A temp file in ``tmp/`` (``base.owner.held_file``), shared, by the process writing it, from the
+  moment it has its name until it is renamed into place: ``clean`` removes one nobody
+  holds (what a killed download left) whenever it runs, never one being written.
+- ``.cache.lock``, shared by downloads, exclusive for ``clean``'s sweep of the other files
+  in ``tmp/`` (born before their writer took its lock: only removed while no download runs).
 
-``clean`` never waits: it skips a blob being downloaded or read (and reports it), and
-leaves the temp files alone while any download runs.
+``clean`` never waits: it skips a blob being downloaded or read (and reports it). It also
+removes the unfinished extractions that killed unprivileged runs left in ``rootfs/``
+(``.extract-*``, whose owner record is free: ``base.owner``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from base.cachedir import cache_root
+from base.owner import held_file, owned_temp_dir
 from builder.sources.oci.errors import DigestError, RegistryError
 from builder.sources.oci.stream import STALL, parse_digest
 
@@ -46,6 +50,7 @@ __all__ = ["BlobCache", "CacheEntry", "Cleaned", "default_cache_dir", "BlobWrite
 
 REFS_DIR = "shub"  # <root>/shub/<version>: small files naming the blob of a shub image
 _POLL = 0.1  # seconds between two tries of a busy lock
+_HELD_TEMPS = ("blob-", "image-")  # temp files locked by their writer (``held_file``)
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -69,6 +74,7 @@ class Cleaned:
     removed: list[CacheEntry] = field(default_factory=list)
     in_use: list[CacheEntry] = field(default_factory=list)
     temp_kept: bool = False
+    partial: list[Path] = field(default_factory=list)  # temp files and extractions of dead processes
 
 
 class BlobWriter:
@@ -78,13 +84,11 @@ class BlobWriter:
         self.digest, self.size = digest, size
         algo, _ = parse_digest(digest)
         self._hash = hashlib.new(algo)
-        cache.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="blob-", dir=cache.tmp)
-        self.path = Path(name)
+        fd, self.path = held_file(cache.tmp, "blob-")
         self._fh = os.fdopen(fd, "wb", buffering=0)
         self.written = 0
         self._cache = cache
-        cache._announce(digest, name)
+        cache._announce(digest, str(self.path))
 
     def reader(self) -> BinaryIO:
         """The file opened for reading and marked in use: it stays readable through the
@@ -114,24 +118,26 @@ class BlobWriter:
         self.written = 0
 
     def commit(self) -> Path:
-        self._fh.close()
+        """Rename the verified file into place (still held: see ``held_file``), then close it."""
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if self.size is not None and self.written != self.size:
             raise DigestError(f"blob {self.digest}: got {self.written} bytes, expected {self.size} "
                               f"(truncated)", digest=self.digest)
         if actual != self.digest:
-            raise DigestError(f"blob {self.digest}: content has digest {actual}", digest=self.digest)
+            raise DigestError(f"blob {self.digest}: digest mismatch: the content has digest {actual}",
+                              digest=self.digest)
         dest = self._cache.path(self.digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path, 0o644)
         os.replace(self.path, dest)
+        self._fh.close()
         return dest
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        with contextlib.suppress(OSError):
+            self._fh.close()
 
 
 class BlobCache:
@@ -290,16 +296,30 @@ class BlobCache:
                 (done.removed if self._remove(e, dry_run) else done.in_use).append(e)
         if dry_run:
             return done
+        from base.owner import reclaim
+
+        done.partial += self._sweep_temps(held_only=True)
         with _try_flock(self.root / ".cache.lock", fcntl.LOCK_EX) as got:
             done.temp_kept = not got
             if got:
-                if self.tmp.is_dir():
-                    for f in self.tmp.iterdir():
-                        with _try_flock(f, fcntl.LOCK_EX, create=False) as free:
-                            if free:
-                                f.unlink(missing_ok=True)
+                done.partial += self._sweep_temps(held_only=False)
                 self._drop_dangling_refs()
+        done.partial += reclaim(self.root / "rootfs", [".extract-"])
         return done
+
+    def _sweep_temps(self, held_only: bool) -> list[Path]:
+        """Remove the temp files nobody holds: with ``held_only``, only those whose writer
+        holds them from birth (``temp_file``), which is safe while downloads run."""
+        removed = []
+        with contextlib.suppress(FileNotFoundError):
+            for f in sorted(self.tmp.iterdir()):
+                if held_only and not f.name.startswith(_HELD_TEMPS):
+                    continue
+                with _try_flock(f, fcntl.LOCK_EX, create=False) as free:
+                    if free and f.exists():
+                        f.unlink(missing_ok=True)
+                        removed.append(f)
+        return removed
 
     def _remove(self, entry: CacheEntry, dry_run: bool) -> bool:
         """Remove ``entry`` unless it is being downloaded or read; False when it is in use."""
@@ -370,8 +390,5 @@ def cache_for(options) -> Iterator[BlobCache]:  # noqa: ANN001
         finally:
             cache.release()
         return
-    tmp = tempfile.mkdtemp(prefix="sbuild-blobs-", dir=options.tmpdir)
-    try:
-        yield BlobCache(Path(tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with owned_temp_dir(options.tmpdir, "sbuild-blobs-") as tmp:  # (reclaimed if we are killed)
+        yield BlobCache(tmp)

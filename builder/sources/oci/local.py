@@ -23,12 +23,12 @@ import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from base.errors import CapabilityError, ImageError
+from base.owner import owned_temp_dir
 from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError
 from builder.sources.oci.puller import (FetchOptions, Progress, Resolved, _image_config, _json,
@@ -47,7 +47,7 @@ _REF_NAME = "org.opencontainers.image.ref.name"
 
 def fetch_local(transport: str, spec: str, rootfs: Path, options: FetchOptions,
                 progress: Progress | None = None) -> ImageConfig:
-    with tempfile.TemporaryDirectory(prefix="sbuild-oci-", dir=options.tmpdir) as tmp:
+    with owned_temp_dir(options.tmpdir, "sbuild-oci-") as tmp:  # (reclaimed if we are killed)
         if transport == "oci":
             path, selector = _split_spec(spec)
             return _from_layout(OciLayout(Path(path)), selector, rootfs, options, f"oci:{spec}")

@@ -7,7 +7,10 @@ blobs download at once into the blob cache (hashed while written); layer *i* is
 decompressed (in ``stream.LayerPump``'s thread) and applied while its bytes arrive, as
 soon as layer *i-1* is applied; no step waits for a whole download. A
 layer reader reaches end-of-file only after the blob's size and digest are verified, and
-the uncompressed stream is checked against the config's ``diff_ids``. On any error the
+the uncompressed stream is checked against the config's ``diff_ids``. A layer that fails
+to decompress or parse before its blob is complete waits (bounded) for the download's
+verdict (``spool.Spool.verdict``): wrong bytes from the registry are reported as the digest
+mismatch they are, naming the blob and the registry. On any error the
 rootfs is left partly written: the caller removes it (nothing outside it is touched, and
 no unverified blob enters the cache).
 """
@@ -20,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +35,13 @@ from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.client import INDEX_TYPES, ClientOptions, RegistryClient
 from builder.sources.oci.config import ImageConfig
-from builder.sources.oci.errors import DigestError, RegistryError, ReferenceError_
+from builder.sources.oci.errors import DigestError, LayerError, RegistryError, ReferenceError_
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform, host_platform, select_manifest
 from builder.sources.oci.reference import Reference, parse_reference
-from builder.sources.oci.stream import CHUNK, STALL, LayerPump
+from builder.sources.oci.spool import Beat as _Beat
+from builder.sources.oci.spool import Spool as _Spool
+from builder.sources.oci.stream import CHUNK, LayerPump
 
 __all__ = ["FetchOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
            "registry_client"]
@@ -152,7 +157,8 @@ def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobC
             for (_, desc), spool in zip(layers, spools):
                 pool.submit(downloader.run_safely, desc["digest"], desc.get("size"), spool)
             try:
-                apply_layers(resolved, rootfs, options, lambda i: spools[i].reader())
+                apply_layers(resolved, rootfs, options, lambda i: spools[i].reader(),
+                             verdict=lambda i: spools[i].verdict(layers[i][1].get("size")))
             finally:
                 cancel.set()
     finally:
@@ -183,10 +189,15 @@ def _tar_layers(manifest: dict) -> list[tuple[int, dict]]:
 
 
 def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
-                 open_layer: Callable[[int], contextlib.AbstractContextManager[BinaryIO]]) -> None:
+                 open_layer: Callable[[int], contextlib.AbstractContextManager[BinaryIO]],
+                 verdict: Callable[[int], BaseException | None] | None = None) -> None:
     """Apply the manifest's tar layers in order; ``open_layer(i)`` gives the compressed bytes.
 
-    Decompression and the diff_id hash run in ``LayerPump``'s thread, beside the applier."""
+    Decompression and the diff_id hash run in ``LayerPump``'s thread, beside the applier.
+    A layer is applied while its blob streams in, before its digest is known: when it fails
+    to decompress or parse, ``verdict(i)`` says what the blob's own check found once its
+    download is over (None: it verified); a blob that is not what its digest names is
+    reported as that (the registry sent the wrong bytes), the layer's error as its cause."""
     config = _json(resolved.config, "image config") if resolved.config else {}
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     rootfs.mkdir(parents=True, exist_ok=True)
@@ -196,8 +207,14 @@ def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
     with LayerPump(open_layer, [d.get("mediaType") for _, d in layers], algos) as pump:
         for n, (index, desc) in enumerate(layers):
             tar = pump.reader(n)
-            stats = applier.apply(tar)
-            tar.drain()
+            try:
+                stats = applier.apply(tar)
+                tar.drain()
+            except LayerError as e:
+                found = verdict(n) if verdict is not None else None
+                if isinstance(found, DigestError):
+                    raise found from e
+                raise
             if index < len(diff_ids) and tar.digest() != diff_ids[index]:
                 raise DigestError(f"layer {desc['digest']}: uncompressed content has digest {tar.digest()}, "
                                   f"the config says {diff_ids[index]}", digest=desc["digest"])
@@ -218,130 +235,6 @@ def _json(data: bytes, what: str) -> dict:
     if not isinstance(doc, dict):
         raise RegistryError(f"reading {what}: not a JSON object")
     return doc
-
-
-class _Beat:
-    """When a pull last made progress (any of its blobs), shared by its spools."""
-
-    def __init__(self) -> None:
-        self.at = time.monotonic()
-
-    def touch(self) -> None:
-        self.at = time.monotonic()
-
-
-class _Spool:
-    """A blob being written to the cache, readable (up to what is written) while it grows.
-
-    It is read through the fd the downloader opened (``BlobWriter.reader``, or
-    ``BlobCache.open`` on a hit), so neither the rename into the cache nor a ``cache clean``
-    can take it away; ``wait`` gives up after ``stall`` seconds in which no blob of the pull
-    made progress."""
-
-    def __init__(self, digest: str = "", beat: _Beat | None = None, stall: float = STALL) -> None:
-        self._cond = threading.Condition()
-        self.digest, self._beat, self._stall = digest or "blob", beat or _Beat(), stall
-        self.fh: BinaryIO | None = None
-        self._closed = False
-        self.written = 0
-        self.verified = False
-        self.error: BaseException | None = None
-
-    def start(self, fh: BinaryIO) -> None:
-        with self._cond:
-            self._take(fh)
-            self._beat.touch()
-            self._cond.notify_all()
-
-    def _take(self, fh: BinaryIO | None) -> None:
-        if self.fh is not None and self.fh is not fh:
-            self.fh.close()
-        self.fh = fh
-        if self._closed and fh is not None:  # the pull ended before this download did
-            fh.close()
-            self.fh = None
-
-    def advance(self, written: int) -> None:
-        with self._cond:
-            self.written = written
-            self._beat.touch()
-            self._cond.notify_all()
-
-    def alive(self) -> None:
-        """The downloader is waiting for a lock whose holder makes progress."""
-        self._beat.touch()
-
-    def complete(self, fh: BinaryIO | None, size: int) -> None:
-        with self._cond:
-            self._take(fh)
-            self.written, self.verified = size, True
-            self._beat.touch()
-            self._cond.notify_all()
-
-    def fail(self, error: BaseException) -> None:
-        with self._cond:
-            self.error = error
-            self._cond.notify_all()
-
-    def wait(self, pos: int) -> int:
-        """Bytes readable from ``pos`` (0 means end of a verified blob); raises on failure."""
-        with self._cond:
-            while True:
-                if self.error is not None:
-                    raise self.error
-                if self.fh is not None and (self.written > pos or self.verified):
-                    return self.written - pos
-                left = self._beat.at + self._stall - time.monotonic()
-                if left <= 0:
-                    raise RegistryError(f"pulling {self.digest}: no progress for {self._stall:.0f} s",
-                                        digest=self.digest)
-                self._cond.wait(min(left, 1.0))
-
-    def pread(self, size: int, pos: int) -> bytes:
-        """Bytes of the blob at ``pos`` (under the lock: ``close`` cannot pull the fd away)."""
-        with self._cond:
-            if self.fh is None:
-                raise RegistryError(f"pulling {self.digest}: read after the pull ended", digest=self.digest)
-            return os.pread(self.fh.fileno(), size, pos)
-
-    def close(self) -> None:
-        """Release the blob; a later wait raises at once."""
-        with self._cond:
-            self._closed = True
-            if self.error is None:
-                self.error = RegistryError(f"pulling {self.digest}: the pull has ended", digest=self.digest)
-            if self.fh is not None:
-                self.fh.close()
-                self.fh = None
-            self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def reader(self) -> Iterator[BinaryIO]:
-        self.wait(0)
-        try:
-            yield _SpoolReader(self)  # type: ignore[misc]
-        finally:
-            self.close()
-
-
-class _SpoolReader:
-    def __init__(self, spool: _Spool) -> None:
-        self._spool, self._pos = spool, 0
-
-    def read(self, size: int = -1) -> bytes:
-        avail = self._spool.wait(self._pos)
-        if avail == 0:
-            return b""
-        want = avail if size is None or size < 0 else min(size, avail)
-        data = self._spool.pread(want, self._pos)
-        if not data:
-            raise RegistryError(f"pulling {self._spool.digest}: its file ends at {self._pos} bytes, "
-                                f"{avail} more were written", digest=self._spool.digest)
-        self._pos += len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
 
 
 class _Downloader:
