@@ -25,7 +25,7 @@ from builder.sources.oci.errors import LayerError
 if TYPE_CHECKING:
     from builder.sources.oci.tarstream import Entry
 
-__all__ = ["FileWriter", "Metadata", "clear_xattrs", "lstat", "is_dir", "make_traversable", "write_all",
+__all__ = ["FileWriter", "Metadata", "clear_xattrs", "lstat", "is_dir", "write_all",
            "write_sparse", "rootless_payload", "ROOTLESS_XATTR"]
 
 _ASYNC_MAX = 4 << 20       # files up to this size go to the writer threads
@@ -248,14 +248,3 @@ def lstat(path: str) -> os.stat_result | None:
 def is_dir(path: str) -> bool:
     st = lstat(path)
     return st is not None and stat.S_ISDIR(st.st_mode)
-
-
-def make_traversable(top: str) -> None:
-    """Give every directory under ``top`` u+rwx so that it can be removed (rootless)."""
-    os.chmod(top, os.lstat(top).st_mode & 0o7777 | 0o700)
-    for dirpath, dirnames, _ in os.walk(top):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            st = os.lstat(p)
-            if stat.S_ISDIR(st.st_mode):
-                os.chmod(p, st.st_mode & 0o7777 | 0o700)

@@ -1,0 +1,94 @@
+"""Hostile layers that used to crash sbuild with an internal error (issue 9, item 4): each is
+built in memory and applied as root and rootless; it either applies or fails with a
+``LayerError`` that names the entry, and a canary directory beside the rootfs is untouched."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import images as I
+import pytest
+
+from base.fsutil import remove_tree
+from builder.images.sqfs_pack import pack_directory
+from builder.sources.oci import LayerApplier
+from builder.sources.oci.errors import LayerError
+from builder.steps.checks import tree_size
+
+MODES = pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
+
+
+@pytest.fixture
+def canary(tmp_path: Path):
+    """A directory beside the rootfs ``tmp_path/r``, checked unchanged after the test; the
+    rootfs is removed then (pytest's own clean-up recurses, and a deep tree stops it)."""
+    c = tmp_path / "canary"
+    (c / "dir").mkdir(parents=True)
+    (c / "dir" / "file").write_text("keep")
+    before = I.file_tree(c)
+    yield c
+    remove_tree(tmp_path / "r")
+    assert I.file_tree(c) == before
+
+
+def apply(root: Path, *layers: bytes, rootless: bool = False) -> Path:
+    applier = LayerApplier(root, rootless=rootless)
+    for layer in layers:
+        applier.apply(io.BytesIO(layer))
+    applier.finish()
+    return root
+
+
+def _levels(root: Path) -> int:
+    """Directory levels below ``root`` along its first subdirectories (a loop, by fds)."""
+    fd, levels = os.open(root, os.O_RDONLY | os.O_DIRECTORY), 0
+    while subdirs := _subdirs(fd):
+        child = os.open(subdirs[0], os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd, levels = child, levels + 1
+    os.close(fd)
+    return levels
+
+
+def _subdirs(fd: int) -> list[str]:
+    with os.scandir(fd) as it:
+        return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+
+
+@MODES
+def test_entry_1500_levels_deep_applies_packs_and_is_removed(tmp_path, canary, rootless):
+    deep = "/".join(["a"] * 1500)
+    root = apply(tmp_path / "r", I.tar_bytes([I.f(deep + "/f", "bottom", mode=0o400)]), rootless=rootless)
+    assert _levels(root) == 1500 and tree_size(root) > 1500 * 4096
+    assert (root / deep / "f").read_text() == "bottom"
+    pack_directory(root, tmp_path / "deep.sqfs")  # 1500 levels of a short name fit a squashfs
+    out = subprocess.run(["unsquashfs", "-lc", str(tmp_path / "deep.sqfs")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.rstrip().endswith(deep + "/f"), out.stderr[-500:]
+    remove_tree(root)
+    assert not root.exists()
+
+
+@MODES
+def test_deep_tree_whited_out_by_a_later_layer(tmp_path, canary, rootless):
+    deep = "/".join(["d"] * 1500)
+    root = apply(tmp_path / "r", I.tar_bytes([I.f("top/" + deep + "/f", "x"), I.f("keep", "k")]),
+                 I.tar_bytes([I.wh("top")]), rootless=rootless)
+    assert sorted(os.listdir(root)) == ["keep"]
+
+
+@MODES
+def test_entry_deeper_than_path_max_is_refused_with_its_name(tmp_path, canary, rootless):
+    deep = "/".join(["a"] * 2500) + "/f"
+    with pytest.raises(LayerError, match=r"applying layer entry 'a/a/a.*…(/a)+/f' \(5001 characters, "
+                                         r"2501 levels\): .*exceed this host's PATH_MAX") as info:
+        apply(tmp_path / "r", I.tar_bytes([I.f(deep, "x")]), rootless=rootless)
+    assert len(str(info.value)) < 400  # the name is shortened, not 5000 characters long
+
+
+def test_thousands_of_nested_directory_entries(tmp_path, canary):
+    entries = [I.d("/".join(["n"] * i)) for i in range(1, 1801)]
+    root = apply(tmp_path / "r", I.tar_bytes(entries))
+    assert _levels(root) == 1800
