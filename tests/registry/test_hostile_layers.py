@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import images as I
@@ -92,3 +93,63 @@ def test_thousands_of_nested_directory_entries(tmp_path, canary):
     entries = [I.d("/".join(["n"] * i)) for i in range(1, 1801)]
     root = apply(tmp_path / "r", I.tar_bytes(entries))
     assert _levels(root) == 1800
+
+
+def _pax(entry, **records):
+    entry[0].pax_headers = records
+    return entry
+
+
+def _gnu_number(tar: bytes, offset: int, width: int, value: int) -> bytes:
+    """``tar`` (one GNU header first) with the field at ``offset`` set to ``value`` in base-256
+    (0x80 positive, 0xff two's complement) and the checksum redone."""
+    raw = (bytes([0x80]) + value.to_bytes(width - 1, "big") if value >= 0
+           else bytes([0xFF]) + (value + (1 << (8 * width - 8))).to_bytes(width - 1, "big"))
+    out = bytearray(tar)
+    out[offset:offset + width] = raw
+    out[148:156] = b" " * 8
+    out[148:156] = b"%06o\0 " % sum(out[:512])
+    return bytes(out)
+
+
+def _gnu(entry) -> bytes:
+    return I.tar_bytes([entry], fmt=tarfile.GNU_FORMAT)
+
+
+REFUSED = {
+    "nul-in-pax-path": (lambda: I.tar_bytes([_pax(I.f("a", "x"), path="etc/x\0y")]),
+                        r"pax record 'path' of entry 'a' holds a NUL byte"),
+    "nul-in-pax-link-target": (lambda: I.tar_bytes([_pax(I.sym("l", "t"), linkpath="/etc\0/passwd")]),
+                               r"pax record 'linkpath' of entry 'l' holds a NUL byte"),
+    "nul-in-pax-hardlink-target": (lambda: I.tar_bytes([I.f("t", "x"), _pax(I.hard("h", "t"), linkpath="t\0")]),
+                                   r"pax record 'linkpath' of entry 'h' holds a NUL byte"),
+    "negative-pax-uid": (lambda: I.tar_bytes([_pax(I.f("a", "x"), uid="-5")]), r"entry 'a': uid -5 out of range"),
+    "pax-gid-over-2^32": (lambda: I.tar_bytes([_pax(I.f("a", "x"), gid=str(1 << 32))]),
+                          r"entry 'a': gid 4294967296 out of range 0\.\.4294967294"),
+    "pax-uid-2^32-1": (lambda: I.tar_bytes([_pax(I.f("a", "x"), uid=str((1 << 32) - 1))]),
+                       r"entry 'a': uid 4294967295 out of range"),
+    "negative-base256-uid": (lambda: _gnu_number(_gnu(I.f("a", "x")), 108, 8, -7), r"entry 'a': uid -7 out of range"),
+    "base256-device-major-2^40": (lambda: _gnu_number(_gnu(I.chardev("c", 1, 3)), 329, 8, 1 << 40),
+                                  r"entry 'c': device major 1099511627776 out of range"),
+    "negative-base256-device-minor": (lambda: _gnu_number(_gnu(I.chardev("c", 1, 3)), 337, 8, -1),
+                                      r"entry 'c': device minor -1 out of range"),
+}
+
+
+@MODES
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_out_of_range_or_nul_header_is_refused_naming_the_entry(tmp_path, canary, name, rootless):
+    layer, message = REFUSED[name]
+    with pytest.raises(LayerError, match=message):
+        apply(tmp_path / "r", layer(), rootless=rootless)
+
+
+@MODES
+@pytest.mark.parametrize("how", ["pax", "base256"])
+def test_mtime_beyond_64_bit_nanoseconds_is_clamped(tmp_path, canary, rootless, how):
+    huge = 1 << 80  # seconds
+    layer = (I.tar_bytes([_pax(I.f("a", "x"), mtime=str(huge))]) if how == "pax"
+             else _gnu_number(_gnu(I.f("a", "x")), 136, 12, huge))
+    root = apply(tmp_path / "r", layer, rootless=rootless)
+    assert (root / "a").read_text() == "x"
+    assert os.stat(root / "a").st_mtime > 4e9  # clamped to the latest time the filesystem holds
