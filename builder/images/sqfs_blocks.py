@@ -27,11 +27,11 @@ def _compress_batch(blocks: list[bytes], level: int) -> list[tuple[bytes, bool]]
 
 
 class _Block:
-    __slots__ = ("batch", "index", "owner", "done", "dropped")
+    __slots__ = ("batch", "index", "owner", "done", "dropped", "count")
 
     def __init__(self, owner: object, done) -> None:  # noqa: ANN001
         self.batch: Future | list | None = None  # None: a hole
-        self.index, self.owner, self.done, self.dropped = 0, owner, done, False
+        self.index, self.owner, self.done, self.dropped, self.count = 0, owner, done, False, 1
 
 
 class BlockWriter:
@@ -63,6 +63,15 @@ class BlockWriter:
             self._retire()
         return hole
 
+    def holes(self, count: int, owner: object, done) -> None:  # noqa: ANN001
+        """Queue ``count`` all-zero blocks of ``owner`` as holes, unread and uncompressed:
+        ``done(position, 0, count)`` runs once for all of them (in order)."""
+        entry = _Block(owner, done)
+        entry.count = count
+        self.queue.append(entry)
+        while len(self.queue) > self.limit:
+            self._retire()
+
     def _send(self) -> None:
         if not self.batch:
             return
@@ -77,8 +86,11 @@ class BlockWriter:
             self._send()
         if entry.dropped:
             return
-        if entry.batch is None:  # a hole: nothing written
-            entry.done(self.pos, 0)
+        if entry.batch is None:  # a hole (or a run of them): nothing written
+            if entry.count == 1:
+                entry.done(self.pos, 0)
+            else:
+                entry.done(self.pos, 0, entry.count)
             return
         stored, packed = entry.batch.result()[entry.index]
         write_at(self.fd, stored, self.base + self.pos)

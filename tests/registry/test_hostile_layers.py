@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import images as I
@@ -17,8 +19,10 @@ from base.fsutil import remove_tree
 from builder.images.sqfs_pack import pack_directory
 from builder.sources.oci import LayerApplier
 from builder.sources.oci.errors import LayerError
+from builder.sources.oci.stream import decompressed
 from builder.steps.checks import tree_size
 
+ROOT = Path(__file__).resolve().parents[2]
 MODES = pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
 
 
@@ -153,3 +157,101 @@ def test_mtime_beyond_64_bit_nanoseconds_is_clamped(tmp_path, canary, rootless, 
     root = apply(tmp_path / "r", layer, rootless=rootless)
     assert (root / "a").read_text() == "x"
     assert os.stat(root / "a").st_mtime > 4e9  # clamped to the latest time the filesystem holds
+
+
+TB = 1 << 40
+_PACK = "import sys; from builder.images.sqfs_pack import pack_directory; pack_directory(sys.argv[1], sys.argv[2])"
+
+
+def _pax_sparse_layer(name: str, realsize: int, regions: list[tuple[int, bytes]]) -> bytes:
+    """A layer with one GNU sparse 1.0 member (pax): the map, then the regions' bytes."""
+    lines = [str(len(regions))] + [f"{n}" for off, data in regions for n in (off, len(data))]
+    sparse_map = ("\n".join(lines) + "\n").encode()
+    body = sparse_map + bytes(-len(sparse_map) % 512) + b"".join(data for _, data in regions)
+    ti, _ = I.f(f"GNUSparseFile.0/{name}", body)
+    ti.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                      "GNU.sparse.realsize": str(realsize)}
+    return I.tar_bytes([(ti, body)])
+
+
+@MODES
+def test_1tb_sparse_claim_in_a_1kb_layer_packs_at_once_and_extracts_sparse(tmp_path, canary, rootless):
+    regions = [(5 << 30, b"hello"), (TB - 3, b"end")]
+    layer = _pax_sparse_layer("huge", TB, regions)
+    assert len(I.gz(layer)) < 1024
+    root = apply(tmp_path / "r", layer, I.tar_bytes([I.f("plain", b"p" * 300000)]), rootless=rootless)
+    image = tmp_path / "huge.sqfs"
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", _PACK, root, image], check=True, timeout=60, cwd=ROOT)
+    assert time.monotonic() - started < 20  # ~0.3 s of packing; it read 1 TB of zeros for hours
+    assert image.stat().st_size < 1 << 20
+    out = tmp_path / "out"
+    subprocess.run(["unsquashfs", "-q", "-d", out, image], check=True, capture_output=True, timeout=120)
+    for tree in (root, out):
+        with open(tree / "huge", "rb") as fh:
+            st = os.fstat(fh.fileno())
+            assert st.st_size == TB and st.st_blocks * 512 < 4 << 20  # holes, not a terabyte
+            assert [os.pread(fh.fileno(), len(d), off) for off, d in regions] == [b"hello", b"end"]
+            assert os.pread(fh.fileno(), 16, 77 << 30) == bytes(16)
+    assert (out / "plain").read_bytes() == b"p" * 300000
+    if os.geteuid() == 0:  # the kernel reads the same file
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        subprocess.run(["mount", "-o", "loop,ro", image, mnt], check=True, capture_output=True)
+        try:
+            with open(mnt / "huge", "rb") as fh:
+                assert os.fstat(fh.fileno()).st_size == TB
+                assert [os.pread(fh.fileno(), len(d), off) for off, d in regions] == [b"hello", b"end"]
+                assert os.pread(fh.fileno(), 16, (TB >> 1) + 7) == bytes(16)
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+
+
+def test_sparse_file_and_its_written_out_twin_are_stored_once(tmp_path):
+    """A hole found by SEEK_DATA and zeros read from disk make the same blocks and the same
+    digest, so identical contents are still stored once whatever their layout."""
+    root = tmp_path / "r"
+    root.mkdir()
+    data = os.urandom(200000)
+    with open(root / "sparse", "wb") as fh:
+        fh.truncate(3 << 20)
+        fh.seek(1 << 20)
+        fh.write(data)
+    (root / "dense").write_bytes(bytes(1 << 20) + data + bytes((3 << 20) - (1 << 20) - len(data)))
+    pack_directory(root, tmp_path / "twins.sqfs")
+    (root / "dense").unlink()
+    pack_directory(root, tmp_path / "one.sqfs")
+    assert abs((tmp_path / "twins.sqfs").stat().st_size - (tmp_path / "one.sqfs").stat().st_size) < 4096
+    listing = subprocess.run(["unsquashfs", "-lls", tmp_path / "twins.sqfs"], capture_output=True, text=True,
+                             check=True).stdout
+    assert listing.count(str(3 << 20)) == 2
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 100 MiB tmpfs (root only), unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", mnt], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+
+
+@MODES
+@pytest.mark.parametrize("shape", ["one-file", "many-files"])
+def test_gzip_bomb_stops_with_room_left_on_the_disk(small_fs, canary, rootless, shape):
+    zeros = bytes(60 << 20)
+    entries = ([I.f("bomb", zeros)] if shape == "one-file"
+               else [I.f(f"bomb{i:02d}", zeros[:1 << 20]) for i in range(60)])
+    blob = I.gz(I.tar_bytes(entries))
+    assert len(blob) < (60 << 20) // 500  # inflates more than 500:1
+    applier = LayerApplier(small_fs / "rootfs", rootless=rootless)
+    with pytest.raises(LayerError, match=r"applying layer entry 'bomb\d*': stopped with \d+ MiB left free on "
+                                         r"the rootfs filesystem after \d+ MiB written .*decompression bomb"):
+        applier.apply(decompressed(io.BytesIO(blob)))
+    st = os.statvfs(small_fs)
+    assert st.f_bavail * st.f_frsize > 32 << 20  # the disk was not filled

@@ -1,6 +1,14 @@
 """Filesystem helpers of the layer applier: ``Metadata`` (owner, mode, xattrs, times of
 one entry, umoci's order and rootless rules), ``FileWriter`` (regular files written by a
-small thread pool so that file-creation latency overlaps with tar parsing), sparse writes.
+small thread pool so that file-creation latency overlaps with tar parsing), sparse writes,
+``SpaceGuard`` (the free space a layer must leave).
+
+``SpaceGuard``: a layer that inflates without end (a gzip bomb: 1 MB of zeros per GB)
+cannot have holes, so it is bounded by the disk: every ``_SPACE_EVERY`` bytes written (more
+often as the space runs out) the rootfs filesystem's free space is read, and below ``SPACE_RESERVE`` (64 MiB, twice the
+build's TMPDIR floor in ``builder.steps.checks``) the layer stops with a ``LayerError``
+naming the entry and what was written, before the host's disk is full. There is no ratio
+limit: real layers inflate 10:1 and more, and the bound that matters is the disk.
 
 ``FileWriter`` is adaptive: small files are written inline (cheapest on a local disk,
 where creating a file takes ~20 µs and threads only add GIL traffic) until creating
@@ -25,7 +33,7 @@ from builder.sources.oci.errors import LayerError
 if TYPE_CHECKING:
     from builder.sources.oci.tarstream import Entry
 
-__all__ = ["FileWriter", "Metadata", "clear_xattrs", "lstat", "is_dir", "write_all",
+__all__ = ["FileWriter", "Metadata", "SpaceGuard", "SPACE_RESERVE", "clear_xattrs", "lstat", "is_dir", "write_all",
            "write_sparse", "rootless_payload", "ROOTLESS_XATTR"]
 
 _ASYNC_MAX = 4 << 20       # files up to this size go to the writer threads
@@ -34,6 +42,8 @@ _SLOW_NS = 200_000         # creating a file slower than this on average: use th
 _SAMPLE = 64               # inline writes per average
 _FORBIDDEN_XATTRS = frozenset({"security.selinux", "system.nfs4_acl"})
 _IGNORED_ERRNOS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
+SPACE_RESERVE = 64 << 20  # free bytes a layer must leave on the rootfs filesystem
+_SPACE_EVERY = 32 << 20   # bytes written between two looks at the free space
 ROOTLESS_XATTR = "user.rootlesscontainers"
 _NOOP_ID = 0xFFFFFFFF
 
@@ -210,6 +220,32 @@ class FileWriter:
         for pool in self._pools:
             pool.shutdown()
         self._pools = []
+
+
+class SpaceGuard:
+    """Counts the bytes a layer writes and stops it before the filesystem fills up."""
+
+    def __init__(self, root: str, reserve: int = SPACE_RESERVE) -> None:
+        self.root, self.reserve = root, reserve
+        self.written = 0
+        self._unchecked = self._slack = 0  # bytes since the last look; how many before the next
+
+    def spend(self, n: int, name: str) -> None:
+        """``n`` more bytes are about to be written for entry ``name``."""
+        self.written += n
+        self._unchecked += n
+        if self._unchecked < self._slack:
+            return
+        st = os.statvfs(self.root)
+        free = st.f_bavail * st.f_frsize  # all but ``n`` (and up to 32 MiB queued to the writers) is in it
+        self._unchecked = 0
+        self._slack = min(_SPACE_EVERY, (free - n - self.reserve) // 2)
+        if free - n < self.reserve:
+            from builder.sources.oci.pathindex import shown
+            raise LayerError(f"applying layer entry {shown(name)}: stopped with {free >> 20} MiB left free on the "
+                             f"rootfs filesystem after {self.written >> 20} MiB written (a layer must leave "
+                             f"{self.reserve >> 20} MiB; a decompression bomb?)",
+                             hint="build on a larger filesystem (--tmpdir) or check the image's layers")
 
 
 def write_all(fd: int, data: bytes) -> None:

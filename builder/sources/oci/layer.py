@@ -48,8 +48,8 @@ from typing import BinaryIO
 from base.fsutil import remove_tree
 from base.securejoin import resolve_inside
 from builder.sources.oci.errors import LayerError
-from builder.sources.oci.fsops import (FileWriter, Metadata, clear_xattrs, is_dir, write_all,
-                                       write_sparse)
+from builder.sources.oci.fsops import (FileWriter, Metadata, SpaceGuard, clear_xattrs, is_dir,
+                                       write_all, write_sparse)
 from builder.sources.oci.pathindex import PathIndex, clean_name, entry_error
 from builder.sources.oci.tarstream import Entry, TarReader
 
@@ -80,6 +80,7 @@ class LayerApplier:
         self.rootless = (os.geteuid() != 0) if rootless is None else rootless
         self._meta = Metadata(self.rootless, time.time_ns(), self._warn)
         self._files = FileWriter(writers, threaded=threaded)
+        self._space = SpaceGuard(self.root)
         self._dirs: dict[str, str] = {}          # cleaned rel dir -> host path (real dir)
         self._times: dict[str, tuple[int, int]] = {}  # host dir -> (atime_ns, mtime_ns)
         self._modes: dict[str, int] = {}         # rootless: host dir -> final mode
@@ -248,6 +249,7 @@ class LayerApplier:
         return False
 
     def _regular(self, tar: TarReader, path: str, m: Entry) -> int:
+        self._space.spend(m.size, m.name)  # a file that cannot fit is refused before it is written
         if self._files.wants(m):
             data = tar.data(m)
             self._made(path, stat.S_IFREG)
