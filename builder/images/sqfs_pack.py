@@ -36,7 +36,7 @@ from pathlib import Path
 
 from base.errors import BuildError, ImageError
 from builder.images import sqfs_format as fmt
-from builder.images.sqfs_blocks import BlockWriter, write_at
+from builder.images.sqfs_blocks import BlockWriter, data_region, pread_all, read_all, write_at
 from builder.images.sqfs_format import BLOCK_SIZE, Inode
 
 __all__ = ["SquashOptions", "pack_directory"]
@@ -187,7 +187,7 @@ class _Packer:
             return
         try:
             if size < BLOCK_SIZE:
-                self._small(node, _read_all(fd, size))
+                self._small(node, read_all(fd, size))
             else:
                 self._large(fd, node)
         except OSError as e:
@@ -238,7 +238,7 @@ class _Packer:
                 node.sizes.append(size)
             else:
                 node.sizes.extend([0] * count)
-        pos, (data, hole, tail) = 0, _data_region(fd, 0)
+        pos, (data, hole, tail) = 0, data_region(fd, 0)
         while True:
             if pos < data:
                 count = -(-(data - pos) // BLOCK_SIZE) if tail else (data - pos) // BLOCK_SIZE
@@ -251,7 +251,7 @@ class _Packer:
                     pos += covered
                 if tail:
                     break
-            block = _pread_all(fd, BLOCK_SIZE, pos)
+            block = pread_all(fd, BLOCK_SIZE, pos)
             if not block:
                 break
             node.size += len(block)
@@ -265,7 +265,7 @@ class _Packer:
             if len(block) < BLOCK_SIZE:
                 break
             if pos >= hole:
-                data, hole, tail = _data_region(fd, pos)
+                data, hole, tail = data_region(fd, pos)
         key = (node.size, digest.digest())
         same = self.dupes.get(key)
         if same is None:
@@ -320,52 +320,6 @@ def _number(root: Inode) -> list[Inode]:
                 c.parent = node.number
     root.parent = len(order) + 1
     return order
-
-
-def _data_region(fd: int, pos: int) -> tuple[int, int, bool]:
-    """``(data, hole, tail)``: where the next data at or after ``pos`` starts and the hole
-    after it ends it; ``tail`` when no data follows (``data`` is then the end of the file).
-    A filesystem that cannot tell says the whole file is data."""
-    try:
-        data = os.lseek(fd, pos, os.SEEK_DATA)
-    except OSError as e:
-        if e.errno != errno.ENXIO:
-            return pos, 1 << 63, False
-        return max(pos, os.fstat(fd).st_size), 1 << 63, True
-    try:
-        return data, os.lseek(fd, data, os.SEEK_HOLE), False
-    except OSError:
-        return data, 1 << 63, False
-
-
-def _pread_all(fd: int, size: int, at: int) -> bytes:
-    """Up to ``size`` bytes at ``at`` (fewer only at end of file)."""
-    data = os.pread(fd, size, at)
-    if len(data) == size or not data:
-        return data
-    parts, got = [data], len(data)
-    while got < size:
-        more = os.pread(fd, size - got, at + got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    """Up to ``size`` bytes (fewer only at end of file)."""
-    data = os.read(fd, size)
-    if len(data) == size or not data:
-        return data
-    parts, got = [data], len(data)
-    while got < size:
-        more = os.read(fd, size - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
 
 
 def _cores() -> int:
