@@ -15,7 +15,6 @@ no unverified blob enters the cache).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ from typing import BinaryIO, Protocol
 
 from base.env import apptainer_flag
 from base.errors import ImageError
+from base.gojson import unmarshal
 from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.client import INDEX_TYPES, ClientOptions, RegistryClient
@@ -212,7 +212,7 @@ def _algorithm(diff_id: object) -> str:
 
 def _json(data: bytes, what: str) -> dict:
     try:
-        doc = json.loads(data)
+        doc = unmarshal(data)
     except ValueError as e:
         raise RegistryError(f"reading {what}: not valid JSON: {e}") from e
     if not isinstance(doc, dict):
