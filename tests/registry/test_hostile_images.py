@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import images as I
 import pytest
 import servers
+
+from base.fsutil import remove_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = Path("/bin/busybox")
@@ -70,48 +73,76 @@ def _deepen_config(layout: Path, tag: str) -> None:
     (layout / "index.json").write_text(json.dumps(index))
 
 
-def cli(*args, env=None, user=None) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "builder", *map(str, args)]
-    if user is not None:
-        argv = user.argv(*argv)
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL,
-                          timeout=300, env=env)
-
-
-@pytest.fixture
-def work(tmp_path):
-    """A build directory beside a canary one, checked unchanged at the end."""
-    canary = tmp_path / "canary"
+@pytest.fixture(params=["root", "rootless"])
+def build(request, tmp_path):
+    """``(run, out)``: ``run(*args)`` runs sbuild as root or as the unprivileged user, with a
+    cache in ``out``; a canary directory beside ``out`` is checked unchanged at the end."""
+    if request.param == "root":
+        work = tmp_path
+    else:
+        user = request.getfixturevalue("unprivileged_user")
+        work = Path(tempfile.mkdtemp(prefix="sbuild-hostile-", dir="/tmp"))
+        work.chmod(0o755)
+    canary = work / "canary"
     (canary / "dir").mkdir(parents=True)
     (canary / "dir" / "file").write_text("keep")
     before = I.file_tree(canary)
-    out = tmp_path / "out"
-    out.mkdir(mode=0o777)
-    yield out
-    assert I.file_tree(canary) == before
+    out = work / "out"
+    out.mkdir()
+    if request.param == "rootless":
+        user.chown(out)
+    env = {"APPTAINER_CACHEDIR": str(out / "cache")}
+
+    def run(*args) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "builder", *map(str, args)]
+        if request.param == "root":
+            return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                  timeout=300, env={**os.environ, **env})
+        return user.run(*argv, cwd=str(ROOT), stdin=subprocess.DEVNULL, timeout=300, env=env)
+    try:
+        yield run, out
+        assert I.file_tree(canary) == before
+    finally:
+        remove_tree(out)  # a loop: pytest's own clean-up recurses, and a deep tree stops it
+        if work is not tmp_path:
+            remove_tree(work)
 
 
-def _env(out: Path) -> dict:
-    return {**os.environ, "APPTAINER_CACHEDIR": str(out / "cache")}
-
-
-def test_deeply_nested_json_config_is_a_clear_error(hostile, work):
-    r = cli("build", "--nohttps", "--arch", "amd64", work / "img.sif", f"docker://{hostile}:deep-json-config",
-            env=_env(work))
+def test_deeply_nested_json_config_is_a_clear_error(hostile, build):
+    run, out = build
+    r = run("build", "--nohttps", "--arch", "amd64", out / "img.sif", f"docker://{hostile}:deep-json-config")
     assert r.returncode != 0
     assert "internal error" not in r.stderr and "nested too deeply" in r.stderr, r.stderr[-2000:]
-    assert not (work / "img.sif").exists()
+    assert not (out / "img.sif").exists()
 
 
 @pytest.mark.parametrize("tag", ["env-dir-loops-to-itself", "metadata-dir-loops-below-itself", "runscript-loops"])
-def test_symlink_loop_under_a_metadata_path(hostile, work, tag):
-    image = work / "img.sif"
-    r = cli("build", "--nohttps", "--arch", "amd64", image, f"docker://{hostile}:{tag}", env=_env(work))
+def test_symlink_loop_under_a_metadata_path(hostile, build, tag):
+    run, out = build
+    image = out / "img.sif"
+    r = run("build", "--nohttps", "--arch", "amd64", image, f"docker://{hostile}:{tag}")
     assert "internal error" not in r.stderr, r.stderr[-2000:]
     if r.returncode != 0:
         assert "symbolic links" in r.stderr and ".singularity.d" in r.stderr, r.stderr[-2000:]
         assert not image.exists()
         return
     for args in (("inspect", image), ("inspect", "--runscript", image), ("inspect", "--environment", image)):
-        i = cli(*args, env=_env(work))
+        i = run(*args)
         assert "internal error" not in i.stderr, (args, i.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_tree_1500_levels_deep_builds_and_packs(hostile, build):
+    run, out = build
+    image = out / "deep.sif"
+    r = run("build", "--nohttps", "--arch", "amd64", image, f"docker://{hostile}:deep-tree-1500-levels")
+    assert r.returncode == 0, r.stderr[-2000:]
+    listing = subprocess.run(["unsquashfs", "-l", "-o", str(_fs_offset(image)), image], capture_output=True,
+                             text=True, check=True).stdout
+    assert "squashfs-root/" + "/".join(["a"] * 1500) + "/bottom\n" in listing
+
+
+def _fs_offset(image: Path) -> int:
+    from builder.images.probe import probe
+
+    return probe(image).fs_offset

@@ -93,10 +93,16 @@ def test_entry_deeper_than_path_max_is_refused_with_its_name(tmp_path, canary, r
     assert len(str(info.value)) < 400  # the name is shortened, not 5000 characters long
 
 
-def test_thousands_of_nested_directory_entries(tmp_path, canary):
-    entries = [I.d("/".join(["n"] * i)) for i in range(1, 1801)]
-    root = apply(tmp_path / "r", I.tar_bytes(entries))
-    assert _levels(root) == 1800
+@MODES
+def test_thousands_of_nested_directory_entries(tmp_path, canary, rootless):
+    entries = [I.d("/".join(["n"] * i), mode=0o555) for i in range(1, 1801)]
+    root = apply(tmp_path / "r", I.tar_bytes(entries), rootless=rootless)
+    assert _levels(root) == 1800 and tree_size(root) == 1800 * 4096  # the space check walks it
+    pack_directory(root, tmp_path / "nested.sqfs")
+    out = subprocess.run(["unsquashfs", "-l", str(tmp_path / "nested.sqfs")], capture_output=True, text=True)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 1801, out.stderr[-500:]
+    remove_tree(root)  # read-only directories 1800 levels deep
+    assert not root.exists()
 
 
 def _pax(entry, **records):
