@@ -173,7 +173,8 @@ class _Packer:
 
     def _unreadable(self, path: bytes, e: OSError) -> None:
         if e.errno not in (errno.EACCES, errno.EPERM):
-            raise ImageError(f"packing: reading {os.fsdecode(path)}: {e.strerror or e}") from e
+            deep = " (the path is longer than this host's PATH_MAX)" if e.errno == errno.ENAMETOOLONG else ""
+            raise ImageError(f"packing: reading {_shown(os.fsdecode(path))}: {e.strerror or e}{deep}") from e
         self.unreadable.append(os.fsdecode(path))
 
     # ------------------------------------------------------------------ data
@@ -320,6 +321,13 @@ def _number(root: Inode) -> list[Inode]:
                 c.parent = node.number
     root.parent = len(order) + 1
     return order
+
+
+def _shown(path: str) -> str:
+    """``path`` for a message, its middle elided when it is long (a tree 2000 levels deep)."""
+    if len(path) <= 160:
+        return path
+    return f"{path[:80]}…{path[-60:]} ({len(path)} characters)"
 
 
 def _cores() -> int:

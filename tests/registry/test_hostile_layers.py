@@ -15,6 +15,7 @@ from pathlib import Path
 import images as I
 import pytest
 
+from base.errors import ImageError
 from base.fsutil import remove_tree
 from builder.images.sqfs_pack import pack_directory
 from builder.sources.oci import LayerApplier
@@ -261,3 +262,21 @@ def test_gzip_bomb_stops_with_room_left_on_the_disk(small_fs, canary, rootless, 
         applier.apply(decompressed(io.BytesIO(blob)))
     st = os.statvfs(small_fs)
     assert st.f_bavail * st.f_frsize > 32 << 20  # the disk was not filled
+
+
+def test_tree_deeper_than_path_max_is_a_clear_pack_error(tmp_path, canary):
+    """A tree deeper than PATH_MAX (a %post can make one through relative paths): the packer
+    names the path, shortened, instead of printing 5000 characters."""
+    root = tmp_path / "r"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(2500):
+        os.mkdir("a", dir_fd=fd)
+        child = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    with pytest.raises(ImageError, match=r"packing: reading .*/r/a/a.*…(/a)+ \(\d+ characters\): File name too long "
+                                         r"\(the path is longer than this host's PATH_MAX\)") as info:
+        pack_directory(root, tmp_path / "too-deep.sqfs")
+    assert len(str(info.value)) < 400
