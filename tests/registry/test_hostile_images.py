@@ -5,6 +5,7 @@ left by a failed build, and a canary directory beside the build is untouched."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,9 +38,16 @@ def _images() -> dict[str, I.Image]:
             I.sym(".singularity.d", "/.singularity.d/x")])]),
         "runscript-loops": I.Image([I.tar_bytes(_base() + [I.d(".singularity.d"),
                                                           I.sym(".singularity.d/runscript", "runscript")])]),
+        "nul-in-pax-path": I.Image([I.tar_bytes(_base() + [_pax(I.f("etc/evil", "x"), path="etc/x\0y")])]),
+        "entry-past-path-max": I.Image([I.tar_bytes(_base() + [I.f("/".join(["p"] * 2500) + "/f", "x")])]),
         "deep-tree-1500-levels": I.Image([I.tar_bytes(_base() + [I.f(deep + "/bottom", "deep\n")])],
                                          {"Env": ["PATH=/bin"]}),
     }
+
+
+def _pax(entry, **records):
+    entry[0].pax_headers = records
+    return entry
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +137,16 @@ def test_symlink_loop_under_a_metadata_path(hostile, build, tag):
     for args in (("inspect", image), ("inspect", "--runscript", image), ("inspect", "--environment", image)):
         i = run(*args)
         assert "internal error" not in i.stderr, (args, i.stderr[-2000:])
+
+
+@pytest.mark.parametrize("tag,entry", [("nul-in-pax-path", r"pax record 'path' of entry 'etc/evil' holds a NUL"),
+                                       ("entry-past-path-max", r"applying layer entry 'p/p/p.*\(5001 characters")])
+def test_refused_layer_entry_names_the_layer_and_the_entry(hostile, build, tag, entry):
+    run, out = build
+    r = run("build", "--nohttps", "--arch", "amd64", out / "img.sif", f"docker://{hostile}:{tag}")
+    assert r.returncode != 0 and "internal error" not in r.stderr, r.stderr[-2000:]
+    assert re.search(r"layer sha256:[0-9a-f]{64}: (reading layer: )?" + entry, r.stderr), r.stderr[-2000:]
+    assert not (out / "img.sif").exists()
 
 
 @pytest.mark.slow

@@ -90,8 +90,9 @@ class LayerApplier:
         self._kind, self._made, self._gone = self._index.kind, self._index.made, self._index.gone
 
     # ----------------------------------------------------------------- public
-    def apply(self, fileobj: BinaryIO) -> LayerStats:
-        """Apply one uncompressed layer tar read from ``fileobj`` (streamed, never seeked)."""
+    def apply(self, fileobj: BinaryIO, *, layer: str | None = None) -> LayerStats:
+        """Apply one uncompressed layer tar read from ``fileobj`` (streamed, never seeked);
+        a ``LayerError`` names ``layer`` (its digest) when given."""
         stats = LayerStats()
         self._upper = set()
         os.makedirs(self.root, exist_ok=True)
@@ -105,10 +106,12 @@ class LayerApplier:
                 except OSError as e:
                     raise entry_error(entry.name, self.root, e) from e
             self._files.barrier()
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(BaseException):
                 self._files.barrier()
-            raise
+            if layer is None or not isinstance(e, LayerError):
+                raise
+            raise LayerError(f"layer {layer}: {e.message}", hint=e.hint) from e
         return stats
 
     def finish(self) -> None:

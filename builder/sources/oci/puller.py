@@ -196,7 +196,7 @@ def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
     with LayerPump(open_layer, [d.get("mediaType") for _, d in layers], algos) as pump:
         for n, (index, desc) in enumerate(layers):
             tar = pump.reader(n)
-            stats = applier.apply(tar)
+            stats = applier.apply(tar, layer=desc["digest"])
             tar.drain()
             if index < len(diff_ids) and tar.digest() != diff_ids[index]:
                 raise DigestError(f"layer {desc['digest']}: uncompressed content has digest {tar.digest()}, "
