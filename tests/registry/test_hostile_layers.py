@@ -236,12 +236,12 @@ def test_sparse_file_and_its_written_out_twin_are_stored_once(tmp_path):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A 100 MiB tmpfs (root only), unmounted after the test."""
+    """A 64 MiB tmpfs (root only), unmounted after the test."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     mnt = tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", mnt], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt], check=True)
     try:
         yield mnt
     finally:
@@ -251,17 +251,17 @@ def small_fs(tmp_path):
 @MODES
 @pytest.mark.parametrize("shape", ["one-file", "many-files"])
 def test_gzip_bomb_stops_with_room_left_on_the_disk(small_fs, canary, rootless, shape):
-    zeros = bytes(60 << 20)
+    zeros = bytes(40 << 20)
     entries = ([I.f("bomb", zeros)] if shape == "one-file"
-               else [I.f(f"bomb{i:02d}", zeros[:1 << 20]) for i in range(60)])
+               else [I.f(f"bomb{i:02d}", zeros[:1 << 20]) for i in range(40)])
     blob = I.gz(I.tar_bytes(entries))
-    assert len(blob) < (60 << 20) // 500  # inflates more than 500:1
+    assert len(blob) < (40 << 20) // 500  # inflates more than 500:1
     applier = LayerApplier(small_fs / "rootfs", rootless=rootless)
     with pytest.raises(LayerError, match=r"applying layer entry 'bomb\d*': stopped with \d+ MiB left free on "
                                          r"the rootfs filesystem after \d+ MiB written .*decompression bomb"):
         applier.apply(decompressed(io.BytesIO(blob)))
     st = os.statvfs(small_fs)
-    assert st.f_bavail * st.f_frsize > 32 << 20  # the disk was not filled
+    assert st.f_bavail * st.f_frsize > 24 << 20  # the disk was not filled
 
 
 def test_tree_deeper_than_path_max_is_a_clear_pack_error(tmp_path, canary):

@@ -4,11 +4,13 @@ small thread pool so that file-creation latency overlaps with tar parsing), spar
 ``SpaceGuard`` (the free space a layer must leave).
 
 ``SpaceGuard``: a layer that inflates without end (a gzip bomb: 1 MB of zeros per GB)
-cannot have holes, so it is bounded by the disk: every ``_SPACE_EVERY`` bytes written (more
-often as the space runs out) the rootfs filesystem's free space is read, and below ``SPACE_RESERVE`` (64 MiB, twice the
-build's TMPDIR floor in ``builder.steps.checks``) the layer stops with a ``LayerError``
-naming the entry and what was written, before the host's disk is full. There is no ratio
-limit: real layers inflate 10:1 and more, and the bound that matters is the disk.
+cannot have holes, so it is bounded by the disk: before a file that could not fit and
+every ``_SPACE_EVERY`` bytes written (more often as the space runs out) the rootfs
+filesystem's free space is read, and a layer that would leave less than ``SPACE_RESERVE``
+(32 MiB: the floor ``builder.steps.checks.preflight`` demands of TMPDIR before a build)
+stops with a ``LayerError`` naming the entry and what was written, before the host's disk
+is full. There is no ratio limit: real layers inflate 10:1 and more, and the bound that
+matters is the disk.
 
 ``FileWriter`` is adaptive: small files are written inline (cheapest on a local disk,
 where creating a file takes ~20 µs and threads only add GIL traffic) until creating
@@ -42,7 +44,7 @@ _SLOW_NS = 200_000         # creating a file slower than this on average: use th
 _SAMPLE = 64               # inline writes per average
 _FORBIDDEN_XATTRS = frozenset({"security.selinux", "system.nfs4_acl"})
 _IGNORED_ERRNOS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
-SPACE_RESERVE = 64 << 20  # free bytes a layer must leave on the rootfs filesystem
+SPACE_RESERVE = 32 << 20  # free bytes a layer must leave on the rootfs filesystem (checks.MIN_TMP_FREE)
 _SPACE_EVERY = 32 << 20   # bytes written between two looks at the free space
 ROOTLESS_XATTR = "user.rootlesscontainers"
 _NOOP_ID = 0xFFFFFFFF
