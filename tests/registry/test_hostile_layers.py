@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -280,3 +281,40 @@ def test_tree_deeper_than_path_max_is_a_clear_pack_error(tmp_path, canary):
                                          r"\(the path is longer than this host's PATH_MAX\)") as info:
         pack_directory(root, tmp_path / "too-deep.sqfs")
     assert len(str(info.value)) < 400
+
+
+_AS_USER = r"""
+import io, os, sys
+sys.path.insert(0, "tests/registry")
+import images as I
+from base.fsutil import remove_tree
+from builder.images.sqfs_pack import pack_directory
+from builder.sources.oci import LayerApplier
+from builder.steps.checks import tree_size
+
+work = sys.argv[1]
+deep = "/".join(["n"] * 1500)
+applier = LayerApplier(work + "/r")  # rootless: the euid is not 0
+applier.apply(io.BytesIO(I.tar_bytes([I.d("/".join(["n"] * i), mode=0o555) for i in range(1, 1501)]
+                                     + [I.f(deep + "/f", "x", mode=0o400), I.d("gone", mode=0o500),
+                                        I.d("gone/" + deep, mode=0o500)])))
+applier.apply(io.BytesIO(I.tar_bytes([I.wh("gone")])))
+applier.finish()
+assert tree_size(work + "/r") > 1500 * 4096 and not os.path.lexists(work + "/r/gone")
+pack_directory(work + "/r", work + "/r.sqfs")
+remove_tree(work + "/r")
+print("removed" if not os.path.lexists(work + "/r") else "left")
+"""
+
+
+def test_unprivileged_user_applies_packs_and_removes_a_deep_read_only_tree(unprivileged_user, canary):
+    work = Path(tempfile.mkdtemp(prefix="sbuild-hostile-", dir="/tmp"))
+    try:
+        work.chmod(0o755)
+        unprivileged_user.chown(work)
+        r = unprivileged_user.run(sys.executable, "-c", _AS_USER, work, cwd=str(ROOT))
+        assert r.returncode == 0 and r.stdout == "removed\n", r.stderr[-2000:]
+        listing = subprocess.run(["unsquashfs", "-l", work / "r.sqfs"], capture_output=True, text=True, check=True)
+        assert listing.stdout.rstrip().endswith("/".join(["n"] * 1500) + "/f")
+    finally:
+        remove_tree(work)
