@@ -38,6 +38,7 @@ def _images() -> dict[str, I.Image]:
             I.sym(".singularity.d", "/.singularity.d/x")])]),
         "runscript-loops": I.Image([I.tar_bytes(_base() + [I.d(".singularity.d"),
                                                           I.sym(".singularity.d/runscript", "runscript")])]),
+        "entrypoint-of-lists": I.Image([I.tar_bytes(_base())], {"Entrypoint": [["/bin/sh"]], "Env": ["PATH=/bin"]}),
         "nul-in-pax-path": I.Image([I.tar_bytes(_base() + [_pax(I.f("etc/evil", "x"), path="etc/x\0y")])]),
         "entry-past-path-max": I.Image([I.tar_bytes(_base() + [I.f("/".join(["p"] * 2500) + "/f", "x")])]),
         "deep-tree-1500-levels": I.Image([I.tar_bytes(_base() + [I.f(deep + "/bottom", "deep\n")])],
@@ -121,6 +122,31 @@ def test_deeply_nested_json_config_is_a_clear_error(hostile, build):
     r = run("build", "--nohttps", "--arch", "amd64", out / "img.sif", f"docker://{hostile}:deep-json-config")
     assert r.returncode != 0
     assert "internal error" not in r.stderr and "nested too deeply" in r.stderr, r.stderr[-2000:]
+    assert not (out / "img.sif").exists()
+
+
+@pytest.mark.parametrize("blob,message", [
+    (b'{"config": {"Entrypoint": [["/bin/sh"]]}}', "config.Entrypoint is not a list of strings"),
+    (b'{"config": {"Env": [5]}}', "config.Env is not a list of strings"),
+    (b'{"config": {"Cmd": "ls"}}', "config.Cmd is not a list of strings"),
+    (b'{"config": [1]}', "config is not a JSON object"),
+    (b'{"config": {"Labels": ["a"]}}', "config.Labels is not a JSON object"),
+    (b"[" * 3000 + b"]" * 3000, "nested too deeply"),
+])
+def test_config_of_the_wrong_shape_is_an_image_error(blob, message):
+    from base.errors import ImageError
+    from builder.sources.oci.config import ImageConfig
+    from builder.sources.oci.platform import Platform
+
+    with pytest.raises(ImageError, match=message):
+        ImageConfig.from_blob(blob, Platform("linux", "amd64", None))
+
+
+def test_entrypoint_of_lists_is_a_clear_error(hostile, build):
+    run, out = build
+    r = run("build", "--nohttps", "--arch", "amd64", out / "img.sif", f"docker://{hostile}:entrypoint-of-lists")
+    assert r.returncode != 0 and "internal error" not in r.stderr, r.stderr[-2000:]
+    assert "config.Entrypoint is not a list of strings" in r.stderr, r.stderr[-2000:]
     assert not (out / "img.sif").exists()
 
 

@@ -45,6 +45,15 @@ def _parse(raw: bytes) -> dict:
         raise ImageError(f"reading the image config: not valid JSON: {e}") from e
     if not isinstance(doc, dict):
         raise ImageError("reading the image config: not a JSON object")
+    config = doc.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise ImageError("reading the image config: config is not a JSON object")
+    for key in ("Env", "Entrypoint", "Cmd"):  # []string in Go's v1.Config: anything else fails there
+        value = (config or {}).get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ImageError(f"reading the image config: config.{key} is not a list of strings")
+    if not isinstance((config or {}).get("Labels") or {}, dict):
+        raise ImageError("reading the image config: config.Labels is not a JSON object")
     return doc
 
 
