@@ -9,10 +9,10 @@ within 1 % of the size), and it releases the GIL, so one thread per core compres
 What it keeps from mksquashfs's defaults: 128 KiB blocks; files smaller than a block
 packed into fragments, larger ones in blocks (their last block short, no tail fragment);
 all-zero blocks stored as holes (a hole in the source, found with ``SEEK_DATA``, is not
-even read, so a 1 TB sparse file packs in milliseconds); identical files stored once (size + sha256, checked as
-files are read; a duplicate large file's blocks are taken back); hard links as one inode;
-every xattr in the user, trusted and security namespaces (others, such as POSIX ACLs,
-cannot be stored and are skipped with a warning, as mksquashfs does); owners as found,
+even read: a 1 TB sparse file packs in about 0.3 s); identical files stored once (size +
+sha256, checked as files are read; a duplicate large file's blocks are taken back); hard
+links as one inode; every xattr in the user, trusted and security namespaces (others,
+such as POSIX ACLs, cannot be stored and are skipped with a warning, as mksquashfs does); owners as found,
 or root with ``all_root``; the NFS export table; times as found, with
 ``source_date_epoch`` as the filesystem time and a ceiling for newer times (mksquashfs
 4.5's SOURCE_DATE_EPOCH rule). The output depends only on the tree: the walk is sorted

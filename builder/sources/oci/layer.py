@@ -24,8 +24,8 @@ Rules (OCI image-spec layer.md, umoci ``oci/layer/tar_extract.go``):
   ``finish()`` so unreadable directories can still be filled.
 
 Speed: while the rootfs holds only what this applier made (it started empty), existence
-is answered from memory instead of ``lstat`` (``pathindex.PathIndex``); small regular files and symlinks go to ``fsops.FileWriter`` threads when creating files is
-slow.
+is answered from memory instead of ``lstat`` (``pathindex.PathIndex``); small regular
+files and symlinks go to ``fsops.FileWriter`` threads when creating files is slow.
 
 Depth: resolving a parent and removing a tree are loops, not recursions, so an entry
 thousands of levels deep is applied while the host path fits in ``PATH_MAX`` and is
