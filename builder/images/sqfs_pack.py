@@ -12,8 +12,8 @@ all-zero blocks stored as holes (a hole in the source, found with ``SEEK_DATA``,
 even read: a 1 TB sparse file packs in about 0.3 s); identical files stored once (size +
 sha256, checked as files are read; a duplicate large file's blocks are taken back); hard
 links as one inode; every xattr in the user, trusted and security namespaces (others,
-such as POSIX ACLs, cannot be stored and are skipped with a warning, as mksquashfs does); owners as found,
-or root with ``all_root``; the NFS export table; times as found, with
+such as POSIX ACLs, cannot be stored and are skipped with a warning, as mksquashfs
+does); owners as found, or root with ``all_root``; the NFS export table; times as found, with
 ``source_date_epoch`` as the filesystem time and a ceiling for newer times (mksquashfs
 4.5's SOURCE_DATE_EPOCH rule). The output depends only on the tree: the walk is sorted
 by name bytes and blocks are written in submission order whatever thread finishes first.
