@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from base.errors import CapabilityError, UsageError
+from base.fsutil import walk
 from builder.images.squashfs import run_checked
 
 __all__ = ["OverlayOptions", "MIN_OVERLAY_MIB", "write_overlay", "write_ext3", "extract_ext3"]
@@ -101,7 +102,7 @@ def write_overlay(out: Path, opts: OverlayOptions) -> None:
 def write_ext3(rootfs: Path, out: Path, *, extra_mib: int = 16) -> None:
     """A writable ext3 image of ``rootfs`` (sized 1.25 × its content + ``extra_mib``)."""
     used = 0
-    for dirpath, dirnames, filenames in os.walk(rootfs):
+    for dirpath, dirnames, filenames in walk(rootfs):  # a loop: os.walk recurses per level
         for name in filenames + dirnames:
             try:
                 used += os.lstat(os.path.join(dirpath, name)).st_blocks * 512

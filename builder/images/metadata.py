@@ -17,6 +17,7 @@ import json
 import logging
 from typing import Any
 
+from base.gojson import unmarshal
 from builder.images.reader import Tree
 
 __all__ = ["collect", "read_metadata", "empty_metadata", "ATTRIBUTE_ORDER", "APP_ATTRIBUTE_ORDER"]
@@ -47,7 +48,7 @@ def _labels(tree: Tree, path: str) -> dict[str, str]:
     if not raw:
         return {}
     try:
-        obj = json.loads(raw)
+        obj = unmarshal(raw)
     except ValueError as e:
         log.warning("unable to parse labels in %s: %s", path, e)
         return {}
@@ -125,7 +126,7 @@ def _sif_metadata(info) -> tuple[dict[str, Any] | None, str | None]:
             elif d.data_type == sif.DATA_GENERIC_JSON and d.name == "inspect-metadata.json" and meta is None:
                 fh.seek(d.offset)
                 try:
-                    obj = json.loads(fh.read(d.size))
+                    obj = unmarshal(fh.read(d.size))
                     if isinstance(obj.get("data", {}).get("attributes"), dict):
                         meta = obj
                     else:

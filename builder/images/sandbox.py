@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from base.errors import BuildError, ImageError
+from base.fsutil import walk
 
 __all__ = ["copy_tree", "place_tree", "fix_perms"]
 
@@ -61,7 +62,7 @@ def fix_perms(root: Path) -> None:
     """Owner rwX on everything under ``root`` (symlinks untouched)."""
     root_st = os.lstat(root)
     _ensure(str(root), root_st.st_mode, stat.S_IRWXU)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk(root):
         for name in dirnames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)

@@ -5,18 +5,21 @@ Blocks go to the threads in batches of ``_BATCH``: a thread needs the GIL to tak
 and to hand back its result, and while the main thread walks the tree it may wait up to
 Python's switch interval for it, so fewer, larger jobs keep the cores busy. At most
 ``limit`` blocks are held (read but not written), whatever the file sizes. The order of
-the output never depends on which thread finishes first.
+the output never depends on which thread finishes first. ``holes`` queues a run of
+all-zero blocks without data; ``data_region`` finds where a file's data and holes are
+(``SEEK_DATA``/``SEEK_HOLE``) and ``pread_all``/``read_all`` read it.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from builder.images import sqfs_format as fmt
 
-__all__ = ["BlockWriter", "write_at"]
+__all__ = ["BlockWriter", "data_region", "pread_all", "read_all", "write_at"]
 
 _BATCH = 8  # blocks per compression job
 _ZERO_BLOCK = bytes(fmt.BLOCK_SIZE)
@@ -27,11 +30,11 @@ def _compress_batch(blocks: list[bytes], level: int) -> list[tuple[bytes, bool]]
 
 
 class _Block:
-    __slots__ = ("batch", "index", "owner", "done", "dropped")
+    __slots__ = ("batch", "index", "owner", "done", "dropped", "count")
 
     def __init__(self, owner: object, done) -> None:  # noqa: ANN001
         self.batch: Future | list | None = None  # None: a hole
-        self.index, self.owner, self.done, self.dropped = 0, owner, done, False
+        self.index, self.owner, self.done, self.dropped, self.count = 0, owner, done, False, 1
 
 
 class BlockWriter:
@@ -63,6 +66,15 @@ class BlockWriter:
             self._retire()
         return hole
 
+    def holes(self, count: int, owner: object, done) -> None:  # noqa: ANN001
+        """Queue ``count`` all-zero blocks of ``owner`` as holes, unread and uncompressed:
+        ``done(position, 0, count)`` runs once for all of them (in order)."""
+        entry = _Block(owner, done)
+        entry.count = count
+        self.queue.append(entry)
+        while len(self.queue) > self.limit:
+            self._retire()
+
     def _send(self) -> None:
         if not self.batch:
             return
@@ -77,8 +89,11 @@ class BlockWriter:
             self._send()
         if entry.dropped:
             return
-        if entry.batch is None:  # a hole: nothing written
-            entry.done(self.pos, 0)
+        if entry.batch is None:  # a hole (or a run of them): nothing written
+            if entry.count == 1:
+                entry.done(self.pos, 0)
+            else:
+                entry.done(self.pos, 0, entry.count)
             return
         stored, packed = entry.batch.result()[entry.index]
         write_at(self.fd, stored, self.base + self.pos)
@@ -110,3 +125,49 @@ def write_at(fd: int, data: bytes, at: int) -> None:
     while view:
         n = os.pwrite(fd, view, at)
         view, at = view[n:], at + n
+
+
+def data_region(fd: int, pos: int) -> tuple[int, int, bool]:
+    """``(data, hole, tail)``: where the next data at or after ``pos`` starts and the hole
+    after it ends it; ``tail`` when no data follows (``data`` is then the end of the file).
+    A filesystem that cannot tell says the whole file is data."""
+    try:
+        data = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            return pos, 1 << 63, False
+        return max(pos, os.fstat(fd).st_size), 1 << 63, True
+    try:
+        return data, os.lseek(fd, data, os.SEEK_HOLE), False
+    except OSError:
+        return data, 1 << 63, False
+
+
+def pread_all(fd: int, size: int, at: int) -> bytes:
+    """Up to ``size`` bytes at ``at`` (fewer only at end of file)."""
+    data = os.pread(fd, size, at)
+    if len(data) == size or not data:
+        return data
+    parts, got = [data], len(data)
+    while got < size:
+        more = os.pread(fd, size - got, at + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def read_all(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes (fewer only at end of file)."""
+    data = os.read(fd, size)
+    if len(data) == size or not data:
+        return data
+    parts, got = [data], len(data)
+    while got < size:
+        more = os.read(fd, size - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)

@@ -4,7 +4,8 @@ rootfs were ``/``, so no path (``..``, an absolute symlink) ever leaves it.
 ``write_file(path, data, mode)`` writes a file there without following a symlink at it.
 
 ``inside(rootfs, path)`` returns a host path under ``rootfs``; a trailing ``/`` is not
-significant here (callers keep it themselves). Missing components are kept literally.
+significant here (callers keep it themselves). Missing components are kept literally. A
+link loop on the way (``/.singularity.d/env -> env``) is an ``ImageError`` naming the path.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from base.errors import ImageError
 from base.securejoin import resolve_inside
 
 __all__ = ["inside", "write_file"]
@@ -19,7 +21,11 @@ __all__ = ["inside", "write_file"]
 
 def inside(rootfs: Path | str, path: str) -> Path:
     """``path`` (absolute or relative to ``/``) resolved under ``rootfs``, never outside it."""
-    return Path(resolve_inside(os.path.abspath(rootfs), path))
+    try:
+        return Path(resolve_inside(os.path.abspath(rootfs), path))
+    except OSError as e:
+        raise ImageError(f"resolving {'/' + path.lstrip('/')} in the image: {e.strerror} (a link loop in the image)",
+                         hint="fix or remove the looping symbolic link in the base image") from e
 
 
 def write_file(path: Path, data: str | bytes, mode: int) -> None:

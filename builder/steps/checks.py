@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from base.errors import CapabilityError, UsageError
+from base.fsutil import walk
 
 __all__ = ["preflight", "check_room", "tree_size", "free_bytes", "no_space_hint", "first_unreadable",
            "MIN_TMP_FREE"]
@@ -127,7 +128,7 @@ def preflight(target: Path, fmt: str, *, force: bool = False, update: bool = Fal
 def tree_size(root: Path) -> int:
     """Bytes of data under ``root`` (regular files: the smaller of size and allocation)."""
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+    for dirpath, dirnames, filenames in walk(root, onerror=lambda e: None):
         for name in filenames:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
@@ -158,7 +159,7 @@ def first_unreadable(root: Path) -> str | None:
 
     mksquashfs skips an unreadable directory with only a message ("Could not open …,
     skipping") and exits 0, so a rootless conversion checks first."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk(root):
         for name in dirnames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path) and not os.access(path, os.R_OK | os.X_OK):

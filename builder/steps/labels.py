@@ -8,13 +8,12 @@ automatic labels (always win), then ``%labels`` (never overriding an existing ke
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import platform
 from pathlib import Path
 
-from base.gojson import marshal_indent
+from base.gojson import marshal_indent, unmarshal
 from builder.rootfs import inside, write_file
 
 __all__ = ["write_labels", "read_label_file", "go_arch", "build_date"]
@@ -51,7 +50,7 @@ def _rfc3339(when: dt.datetime) -> str:
 def read_label_file(path: Path) -> dict[str, str]:
     """A JSON object of labels; {} when missing, with a warning when unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = unmarshal(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:

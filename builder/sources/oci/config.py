@@ -19,7 +19,6 @@ Every path is resolved inside the rootfs (an image whose ``/.singularity.d`` or
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.gojson import marshal, marshal_indent
+from base.errors import ImageError
+from base.gojson import marshal, marshal_indent, unmarshal
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform
 
@@ -35,6 +35,26 @@ __all__ = ["ImageConfig", "env_script", "runscript", "labels_json", "base_labels
            "oci_config_json", "write_docker_metadata"]
 
 _VAR = re.compile(r"^[a-zA-Z_]{1,}[a-zA-Z0-9_]{0,}$")
+
+
+def _parse(raw: bytes) -> dict:
+    """The config blob as an object; invalid or too deeply nested JSON is an ``ImageError``."""
+    try:
+        doc = unmarshal(raw or b"{}")
+    except ValueError as e:
+        raise ImageError(f"reading the image config: not valid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise ImageError("reading the image config: not a JSON object")
+    config = doc.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise ImageError("reading the image config: config is not a JSON object")
+    for key in ("Env", "Entrypoint", "Cmd"):  # []string in Go's v1.Config: anything else fails there
+        value = (config or {}).get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ImageError(f"reading the image config: config.{key} is not a list of strings")
+    if not isinstance((config or {}).get("Labels") or {}, dict):
+        raise ImageError("reading the image config: config.Labels is not a JSON object")
+    return doc
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,7 @@ class ImageConfig:
 
     @classmethod
     def from_blob(cls, raw: bytes, platform: Platform, **kw: Any) -> "ImageConfig":
-        return cls(raw=raw, platform=platform, parsed=json.loads(raw or b"{}"), **kw)
+        return cls(raw=raw, platform=platform, parsed=_parse(raw), **kw)
 
     @property
     def config(self) -> dict:

@@ -1,6 +1,16 @@
 """Filesystem helpers of the layer applier: ``Metadata`` (owner, mode, xattrs, times of
 one entry, umoci's order and rootless rules), ``FileWriter`` (regular files written by a
-small thread pool so that file-creation latency overlaps with tar parsing), sparse writes.
+small thread pool so that file-creation latency overlaps with tar parsing), sparse writes,
+``SpaceGuard`` (the free space a layer must leave).
+
+``SpaceGuard``: a layer that inflates without end (a gzip bomb: 1 MB of zeros per GB)
+cannot have holes, so it is bounded by the disk: before a file that could not fit and
+every ``_SPACE_EVERY`` bytes written (more often as the space runs out) the rootfs
+filesystem's free space is read, and a layer that would leave less than ``SPACE_RESERVE``
+(32 MiB: the floor ``builder.steps.checks.preflight`` demands of TMPDIR before a build)
+stops with a ``LayerError`` naming the entry and what was written, before the host's disk
+is full. There is no ratio limit: real layers inflate 10:1 and more, and the bound that
+matters is the disk.
 
 ``FileWriter`` is adaptive: small files are written inline (cheapest on a local disk,
 where creating a file takes ~20 µs and threads only add GIL traffic) until creating
@@ -25,7 +35,7 @@ from builder.sources.oci.errors import LayerError
 if TYPE_CHECKING:
     from builder.sources.oci.tarstream import Entry
 
-__all__ = ["FileWriter", "Metadata", "clear_xattrs", "lstat", "is_dir", "make_traversable", "write_all",
+__all__ = ["FileWriter", "Metadata", "SpaceGuard", "SPACE_RESERVE", "clear_xattrs", "lstat", "is_dir", "write_all",
            "write_sparse", "rootless_payload", "ROOTLESS_XATTR"]
 
 _ASYNC_MAX = 4 << 20       # files up to this size go to the writer threads
@@ -34,6 +44,8 @@ _SLOW_NS = 200_000         # creating a file slower than this on average: use th
 _SAMPLE = 64               # inline writes per average
 _FORBIDDEN_XATTRS = frozenset({"security.selinux", "system.nfs4_acl"})
 _IGNORED_ERRNOS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
+SPACE_RESERVE = 32 << 20  # free bytes a layer must leave on the rootfs filesystem (checks.MIN_TMP_FREE)
+_SPACE_EVERY = 32 << 20   # bytes written between two looks at the free space
 ROOTLESS_XATTR = "user.rootlesscontainers"
 _NOOP_ID = 0xFFFFFFFF
 
@@ -212,6 +224,32 @@ class FileWriter:
         self._pools = []
 
 
+class SpaceGuard:
+    """Counts the bytes a layer writes and stops it before the filesystem fills up."""
+
+    def __init__(self, root: str, reserve: int = SPACE_RESERVE) -> None:
+        self.root, self.reserve = root, reserve
+        self.written = 0
+        self._unchecked = self._slack = 0  # bytes since the last look; how many before the next
+
+    def spend(self, n: int, name: str) -> None:
+        """``n`` more bytes are about to be written for entry ``name``."""
+        self.written += n
+        self._unchecked += n
+        if self._unchecked < self._slack:
+            return
+        st = os.statvfs(self.root)
+        free = st.f_bavail * st.f_frsize  # all but ``n`` (and up to 32 MiB queued to the writers) is in it
+        self._unchecked = 0
+        self._slack = min(_SPACE_EVERY, (free - n - self.reserve) // 2)
+        if free - n < self.reserve:
+            from builder.sources.oci.pathindex import shown
+            raise LayerError(f"applying layer entry {shown(name)}: stopped with {free >> 20} MiB left free on the "
+                             f"rootfs filesystem after {self.written >> 20} MiB written (a layer must leave "
+                             f"{self.reserve >> 20} MiB; a decompression bomb?)",
+                             hint="build on a larger filesystem (--tmpdir) or check the image's layers")
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -248,14 +286,3 @@ def lstat(path: str) -> os.stat_result | None:
 def is_dir(path: str) -> bool:
     st = lstat(path)
     return st is not None and stat.S_ISDIR(st.st_mode)
-
-
-def make_traversable(top: str) -> None:
-    """Give every directory under ``top`` u+rwx so that it can be removed (rootless)."""
-    os.chmod(top, os.lstat(top).st_mode & 0o7777 | 0o700)
-    for dirpath, dirnames, _ in os.walk(top):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            st = os.lstat(p)
-            if stat.S_ISDIR(st.st_mode):
-                os.chmod(p, st.st_mode & 0o7777 | 0o700)

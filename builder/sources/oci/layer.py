@@ -23,10 +23,13 @@ Rules (OCI image-spec layer.md, umoci ``oci/layer/tar_extract.go``):
   once and ignored (so symlinks carry no owner record); directories stay ``u+rwx`` until
   ``finish()`` so unreadable directories can still be filled.
 
-Speed: while the rootfs holds only what this applier made (it started empty and no
-directory was removed), existence is answered from memory instead of ``lstat``; small
-small regular files and symlinks go to ``fsops.FileWriter`` threads when creating files is
-slow.
+Speed: while the rootfs holds only what this applier made (it started empty), existence
+is answered from memory instead of ``lstat`` (``pathindex.PathIndex``); small regular
+files and symlinks go to ``fsops.FileWriter`` threads when creating files is slow.
+
+Depth: resolving a parent and removing a tree are loops, not recursions, so an entry
+thousands of levels deep is applied while the host path fits in ``PATH_MAX`` and is
+refused with a ``LayerError`` naming it (shortened) beyond.
 
 Limits: sparse members are written with holes (``ftruncate`` + ``pwrite``).
 """
@@ -37,17 +40,17 @@ import contextlib
 import functools
 import logging
 import os
-import posixpath
-import shutil
 import stat
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from base.fsutil import remove_tree
 from base.securejoin import resolve_inside
 from builder.sources.oci.errors import LayerError
-from builder.sources.oci.fsops import (FileWriter, Metadata, clear_xattrs, is_dir, lstat,
-                                       make_traversable, write_all, write_sparse)
+from builder.sources.oci.fsops import (FileWriter, Metadata, SpaceGuard, clear_xattrs, is_dir,
+                                       write_all, write_sparse)
+from builder.sources.oci.pathindex import PathIndex, clean_name, entry_error
 from builder.sources.oci.tarstream import Entry, TarReader
 
 __all__ = ["LayerApplier", "LayerStats", "clean_name"]
@@ -57,14 +60,6 @@ log = logging.getLogger("sbuild.sources.oci")
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _DIR, _LNK = stat.S_IFDIR, stat.S_IFLNK
-_KNOWN_MAX = 2_000_000      # paths remembered in exact mode, at most
-_PURGE_BUDGET = 20_000_000  # path comparisons spent forgetting removed trees, at most
-
-
-def clean_name(name: str) -> str:
-    """The entry name as a path relative to the root, with ``..`` unable to climb out."""
-    cleaned = posixpath.normpath("/" + name)
-    return cleaned.lstrip("/")
 
 
 @dataclass
@@ -85,24 +80,19 @@ class LayerApplier:
         self.rootless = (os.geteuid() != 0) if rootless is None else rootless
         self._meta = Metadata(self.rootless, time.time_ns(), self._warn)
         self._files = FileWriter(writers, threaded=threaded)
+        self._space = SpaceGuard(self.root)
         self._dirs: dict[str, str] = {}          # cleaned rel dir -> host path (real dir)
         self._times: dict[str, tuple[int, int]] = {}  # host dir -> (atime_ns, mtime_ns)
         self._modes: dict[str, int] = {}         # rootless: host dir -> final mode
         self._upper: set[str] = set()
         self._warned: set[str] = set()
-        # exact mode: every path below root is a key here (host path -> S_IFMT bits)
-        self._known: dict[str, int] | None = None
-        self._budget = _PURGE_BUDGET
-        with contextlib.suppress(FileNotFoundError):
-            with os.scandir(self.root) as it:
-                if next(it, None) is None:
-                    self._known = {}
-        if not os.path.isdir(self.root):
-            self._known = {}
+        self._index = PathIndex(self.root)
+        self._kind, self._made, self._gone = self._index.kind, self._index.made, self._index.gone
 
     # ----------------------------------------------------------------- public
-    def apply(self, fileobj: BinaryIO) -> LayerStats:
-        """Apply one uncompressed layer tar read from ``fileobj`` (streamed, never seeked)."""
+    def apply(self, fileobj: BinaryIO, *, layer: str | None = None) -> LayerStats:
+        """Apply one uncompressed layer tar read from ``fileobj`` (streamed, never seeked);
+        a ``LayerError`` names ``layer`` (its digest) when given."""
         stats = LayerStats()
         self._upper = set()
         os.makedirs(self.root, exist_ok=True)
@@ -114,12 +104,14 @@ class LayerApplier:
                     if self._entry(reader, entry, stats):
                         stats.whiteouts += 1
                 except OSError as e:
-                    raise LayerError(f"applying layer entry {entry.name!r}: {e.strerror or e}") from e
+                    raise entry_error(entry.name, self.root, e) from e
             self._files.barrier()
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(BaseException):
                 self._files.barrier()
-            raise
+            if layer is None or not isinstance(e, LayerError):
+                raise
+            raise LayerError(f"layer {layer}: {e.message}", hint=e.hint) from e
         return stats
 
     def finish(self) -> None:
@@ -138,45 +130,28 @@ class LayerApplier:
         """Host path of directory ``rel`` resolved inside the root (created when missing)."""
         return self._dir(clean_name(rel), create)
 
-    # ------------------------------------------------------------ existence
-    def _kind(self, path: str) -> int | None:
-        """S_IFMT bits of what is at ``path`` (not followed), or None."""
-        if self._known is not None:
-            return self._known.get(path)
-        st = lstat(path)
-        return None if st is None else stat.S_IFMT(st.st_mode)
-
-    def _made(self, path: str, kind: int) -> None:
-        if self._known is not None:
-            self._known[path] = kind
-            if len(self._known) > _KNOWN_MAX:
-                self._known = None
-
-    def _gone(self, path: str, was_dir: bool) -> None:
-        if self._known is None:
-            return
-        self._known.pop(path, None)
-        if was_dir:
-            self._budget -= len(self._known)
-            if self._budget < 0:
-                self._known = None
-                return
-            prefix = path + "/"
-            for key in [k for k in self._known if k.startswith(prefix)]:
-                del self._known[key]
-
     # ------------------------------------------------------------ resolution
     def _dir(self, rel: str, create: bool = True) -> str | None:
-        """Host path of directory ``rel`` (created with its parents when missing)."""
+        """Host path of directory ``rel`` (created with its parents when missing). A loop,
+        not a recursion: an entry may be thousands of levels deep."""
         hit = self._dirs.get(rel)
-        if hit is not None:
-            return hit
-        if not rel:
-            return self.root
-        parent_rel, _, base = rel.rpartition("/")
-        parent = self._dir(parent_rel, create)
-        if parent is None:
-            return None
+        if hit is not None or not rel:
+            return hit or self.root
+        cut = len(rel)
+        while cut > 0 and rel[:cut] not in self._dirs:  # the deepest parent already resolved
+            cut = max(rel.rfind("/", 0, cut), 0)
+        parent = self._dirs[rel[:cut]] if cut > 0 else self.root
+        while cut < len(rel):
+            end = rel.find("/", cut + 1)
+            end = len(rel) if end < 0 else end
+            parent = self._step(parent, rel[:end], rel[cut + (cut > 0):end], create)
+            if parent is None:
+                return None
+            cut = end
+        return parent
+
+    def _step(self, parent: str, rel: str, base: str, create: bool) -> str | None:
+        """Host path of directory ``rel``, the child ``base`` of the resolved ``parent``."""
         host = parent + "/" + base
         if host in self._files:
             self._files.wait(host)  # a file still being written is in the way
@@ -277,6 +252,7 @@ class LayerApplier:
         return False
 
     def _regular(self, tar: TarReader, path: str, m: Entry) -> int:
+        self._space.spend(m.size, m.name)  # a file that cannot fit is refused before it is written
         if self._files.wants(m):
             data = tar.data(m)
             self._made(path, stat.S_IFREG)
@@ -387,9 +363,7 @@ class LayerApplier:
     def _remove(self, path: str, kind: int) -> None:
         self._files.barrier()
         if kind == _DIR:
-            if self.rootless:
-                make_traversable(path)
-            shutil.rmtree(path)
+            remove_tree(path, ignore_errors=False)  # a loop: the tree may be 4000 levels deep
             self._forget(path)
         else:
             os.unlink(path)
@@ -421,3 +395,4 @@ class LayerApplier:
         if key not in self._warned:
             self._warned.add(key)
             log.warning("%s", message)
+

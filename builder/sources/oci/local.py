@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import posixpath
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from base.errors import CapabilityError, ImageError
+from base.gojson import unmarshal
 from base.owner import owned_temp_dir
 from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError
@@ -201,7 +201,10 @@ def _from_docker_archive(path: Path, name: str | None, tmp: Path, rootfs: Path,
     if "manifest.json" not in names:
         raise ImageError(f"reading docker archive {path}: no manifest.json", path=str(path))
     with tarfile.open(path, "r:*") as tar:
-        manifest = json.loads(_member_bytes(tar, "manifest.json"))
+        try:
+            manifest = unmarshal(_member_bytes(tar, "manifest.json"))
+        except ValueError as e:
+            raise ImageError(f"reading docker archive {path}: manifest.json: {e}", path=str(path)) from e
         entry = _choose(manifest, name, path)
         config = _member_bytes(tar, entry["Config"])
         doc = {"layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar",
@@ -234,7 +237,7 @@ def _inconsistent_index(path: Path, names: set[str]) -> bool:
         return False
     with tarfile.open(path, "r:*") as tar:
         try:
-            return not (json.loads(_member_bytes(tar, "index.json")).get("manifests"))
+            return not (unmarshal(_member_bytes(tar, "index.json")).get("manifests"))
         except ValueError:
             return True
 

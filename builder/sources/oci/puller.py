@@ -18,7 +18,6 @@ no unverified blob enters the cache).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -31,6 +30,7 @@ from typing import BinaryIO, Protocol
 
 from base.env import apptainer_flag
 from base.errors import ImageError
+from base.gojson import unmarshal
 from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
 from builder.sources.oci.client import INDEX_TYPES, ClientOptions, RegistryClient
@@ -208,7 +208,7 @@ def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
         for n, (index, desc) in enumerate(layers):
             tar = pump.reader(n)
             try:
-                stats = applier.apply(tar)
+                stats = applier.apply(tar, layer=desc["digest"])
                 tar.drain()
             except LayerError as e:
                 found = verdict(n) if verdict is not None else None
@@ -229,7 +229,7 @@ def _algorithm(diff_id: object) -> str:
 
 def _json(data: bytes, what: str) -> dict:
     try:
-        doc = json.loads(data)
+        doc = unmarshal(data)
     except ValueError as e:
         raise RegistryError(f"reading {what}: not valid JSON: {e}") from e
     if not isinstance(doc, dict):

@@ -9,6 +9,8 @@ Understood: v7, ustar (name prefix), GNU (``L``/``K`` long names and links, base
 numbers, old sparse ``S``) and pax (``x``: path, linkpath, size, uid, gid, mtime,
 atime with nanoseconds, ``SCHILY.xattr.*`` kept as raw bytes, GNU sparse 0.0/0.1/1.0).
 Global pax headers (``g``) are ignored, as Go's archive/tar users (umoci, containerd) do.
+Pax records are parsed and checked in ``tarpax``: a NUL in a path or link is refused, so
+are owners, device numbers and sparse maps out of the kernel's range; times are clamped.
 Header checksums are verified. Every name is returned as written (decoded as UTF-8 with
 surrogate escapes): cleaning and resolving it inside the root is the applier's job.
 
@@ -23,6 +25,7 @@ import struct
 from collections.abc import Callable, Iterator
 
 from builder.sources.oci.errors import LayerError
+from builder.sources.oci.tarpax import apply_pax, check_ranges, pax_records
 
 __all__ = ["Entry", "TarReader", "REGTYPE", "LNKTYPE", "SYMTYPE", "CHRTYPE", "BLKTYPE", "DIRTYPE",
            "FIFOTYPE"]
@@ -93,36 +96,6 @@ def _num(field: bytes) -> int:
         return int(text, 8) if text else 0
     except ValueError:
         raise LayerError(f"reading layer: corrupt tar header (bad number {field!r})") from None
-
-
-def _time_ns(text: bytes) -> int:
-    """A pax time (``-12.5``, ``1600000000.123456789``) in nanoseconds, exactly."""
-    neg = text.startswith(b"-")
-    whole, _, frac = text.lstrip(b"-").partition(b".")
-    try:
-        ns = int(whole or b"0") * 1_000_000_000 + int((frac[:9] or b"0").ljust(9, b"0"))
-    except ValueError:
-        raise LayerError(f"reading layer: bad pax time {text!r}") from None
-    return -ns if neg else ns
-
-
-def _pax_records(data: bytes) -> list[tuple[bytes, bytes]]:
-    records, pos = [], 0
-    while pos < len(data) and data[pos] != 0:
-        space = data.find(b" ", pos)
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise LayerError("reading layer: corrupt pax header") from None
-        end = pos + length
-        if space < 0 or length <= 0 or end > len(data) or data[end - 1] != 0x0A:
-            raise LayerError("reading layer: corrupt pax header")
-        key, eq, value = data[space + 1:end - 1].partition(b"=")
-        if not eq:
-            raise LayerError("reading layer: corrupt pax record")
-        records.append((key, value))
-        pos = end
-    return records
 
 
 class TarReader:
@@ -233,7 +206,7 @@ class TarReader:
                 raise LayerError("reading layer: unexpected end of data in a header")
             self._skip(_padded(entry.size) - entry.size)
             if entry.type in (b"x", b"X"):
-                pax.extend(_pax_records(body))
+                pax.extend(pax_records(body))
             elif entry.type == b"L":
                 longname = _cstr(body)
             elif entry.type == b"K":
@@ -242,7 +215,7 @@ class TarReader:
             entry.name = _text(longname)
         if longlink is not None:
             entry.linkname = _text(longlink)
-        v1 = _apply_pax(entry, pax) if pax else False
+        v1 = apply_pax(entry, pax) if pax else False
         if entry.type == b"S":
             self._gnu_sparse(entry, header)
         if entry.type in (LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE):
@@ -253,6 +226,7 @@ class TarReader:
         self._data, self._pad = entry.size, _padded(entry.size) - entry.size
         if v1:
             self._sparse_map_v1(entry)
+        check_ranges(entry)
         return entry
 
     def _gnu_sparse(self, e: Entry, h: bytes) -> None:
@@ -325,54 +299,6 @@ def _header(h: bytes) -> Entry:
 
 def _signed_sum(h: bytes) -> int:
     return sum(b - 256 if b > 127 else b for b in _SUMS.unpack_from(h)) + 256
-
-
-def _apply_pax(e: Entry, records: list[tuple[bytes, bytes]]) -> bool:
-    """Apply pax records to ``e``; True when a GNU sparse 1.0 map starts the data."""
-    fields: dict[bytes, bytes] = {}
-    regions: list[int] = []
-    for key, value in records:
-        if key.startswith(b"SCHILY.xattr."):
-            e.xattrs[_text(key[13:])] = value
-        elif key in (b"GNU.sparse.offset", b"GNU.sparse.numbytes"):
-            regions.append(_int(value, key))  # format 0.0: repeated records, in order
-        else:
-            fields[key] = value
-    if b"path" in fields:
-        e.name = _text(fields[b"path"])
-    if b"linkpath" in fields:
-        e.linkname = _text(fields[b"linkpath"])
-    for key in (b"size", b"uid", b"gid"):
-        if key in fields:
-            setattr(e, key.decode(), _int(fields[key], key))
-    if b"mtime" in fields:
-        e.mtime_ns = _time_ns(fields[b"mtime"])
-    if b"atime" in fields:
-        e.atime_ns = _time_ns(fields[b"atime"])
-    major, minor = fields.get(b"GNU.sparse.major"), fields.get(b"GNU.sparse.minor")
-    if not (regions or b"GNU.sparse.map" in fields or major is not None or minor is not None):
-        return False
-    if b"GNU.sparse.name" in fields:
-        e.name = _text(fields[b"GNU.sparse.name"])
-    real = fields.get(b"GNU.sparse.size", fields.get(b"GNU.sparse.realsize"))
-    if real is None:
-        raise LayerError(f"reading layer: {e.name!r}: sparse member without a real size")
-    e.realsize = _int(real, b"GNU.sparse.realsize")
-    if major == b"1":
-        return True
-    if b"GNU.sparse.map" in fields:
-        regions = [_int(x, b"GNU.sparse.map") for x in fields[b"GNU.sparse.map"].split(b",") if x]
-    if len(regions) % 2:
-        raise LayerError(f"reading layer: {e.name!r}: corrupt sparse map")
-    e.sparse = list(zip(regions[::2], regions[1::2]))
-    return False
-
-
-def _int(value: bytes, key: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise LayerError(f"reading layer: bad pax {key.decode(errors='replace')} {value!r}") from None
 
 
 def _sparse_structs(raw: bytes, count: int) -> list[tuple[int, int]]:
