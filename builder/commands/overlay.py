@@ -11,6 +11,7 @@ import argparse
 import logging
 
 from builder.commands import add_output_flags
+from builder.commands.flags import add_flag
 
 __all__ = ["register"]
 
@@ -21,10 +22,13 @@ def _add_create_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMG", help="the overlay image to create")
     parser.add_argument("-s", "--size", type=int, default=64, metavar="MiB",
                         help="size in MiB (default and minimum 64)")
-    parser.add_argument("--sparse", action="store_true", help="create a sparse file")
+    add_flag(parser, "-S", "--sparse", env="SPARSE", action="store_true", help="create a sparse file")
     parser.add_argument("--create-dir", action="append", default=[], metavar="DIR",
                         help="also create upper/DIR (repeatable)")
     parser.add_argument("-F", "--force", action="store_true", help="overwrite an existing IMG")
+    # the caller owns upper/ and work/, which is root under --fakeroot: nothing more to do
+    add_flag(parser, "-f", "--fakeroot", env="FAKEROOT", action="store_true", help="for use with --fakeroot")
+    parser.add_argument("--tmpdir", help=argparse.SUPPRESS)  # Apptainer's; sbuild needs no temp dir here
     add_output_flags(parser)
     parser.set_defaults(handler=_create)
 

@@ -1,0 +1,292 @@
+"""Apptainer's flag rules for the argparse commands: env twins, non-interspersed parsing, errors.
+
+A command declares each flag once, with the environment keys Apptainer binds to it::
+
+    add_flag(p, "-F", "--force", env="FORCE", action="store_true", help="overwrite")
+    add_flag(p, "-B", "--bind", env=("BIND", "BINDPATH"), env_append=True, action="append")
+
+``add_flag`` passes everything but ``env``/``env_append``/``default`` to ``add_argument`` and
+records the flag on the parser; the parsed value is None when the flag is not on the command
+line. After parsing, ``apply_env(args)`` gives each such flag, in declaration order,
+Apptainer's value (reference apptainer-cli.md §2-3, ``base.env.twin``): the command line's if
+given, else the first set key's ``APPTAINER_<KEY>``/``SINGULARITY_<KEY>`` (a ``store_true``
+flag reads it with the strict ``base.env.parse_bool``, a typed flag through its ``type``, an
+``append`` flag as one element), else the declared ``default``. With ``env_append`` (``--bind``,
+``--mount``) the values of every key are added after the command line's. The notes Apptainer
+prints (legacy name used, both names differ) are logged on ``sbuild.flags``.
+
+``Flag`` and ``parse_leading`` do the same without argparse for a table of flags read before
+a command word (the global flags; cheap to import: the runtime's launch path uses it).
+
+``non_interspersed(parser, argv)`` makes argparse stop at the first positional, as Apptainer's
+parser does: it inserts ``--`` before the first positional of the leaf command, so that later
+words starting with ``-`` are arguments. ``parser_class(name)`` is an ``ArgumentParser`` whose
+usage errors raise ``CommandLineError`` (command, message, usage) instead of exiting, so that
+``builder.cli`` reports them per program name.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = ["add_flag", "apply_env", "Flag", "parse_leading", "non_interspersed", "leaf_parser", "parser_class",
+           "CommandLineError"]
+
+
+class _EnvFlag:
+    """A flag ``add_flag`` declared: ``append``: env values are added after the command
+    line's (--bind, --mount); ``kind``: "bool", "append" or "value"."""
+
+    __slots__ = ("dest", "keys", "append", "kind", "convert", "default")
+
+    def __init__(self, dest: str, keys: tuple[str, ...], append: bool, kind: str,
+                 convert: Callable[[str], object] | None, default: object) -> None:
+        self.dest, self.keys, self.append, self.kind, self.convert, self.default = (
+            dest, keys, append, kind, convert, default)
+
+
+def add_flag(parser: argparse.ArgumentParser, *names: str, env: str | Sequence[str] = (),
+             env_append: bool = False, default: object = None, **kwargs: object) -> argparse.Action:
+    """``parser.add_argument(*names, **kwargs)``, with the flag's env keys and default recorded
+    for ``apply_env`` (see the module docstring)."""
+    keys = (env,) if isinstance(env, str) else tuple(env)
+    action = parser.add_argument(*names, default=None, **kwargs)
+    kind = "bool" if action.nargs == 0 else "append" if kwargs.get("action") == "append" else "value"
+    if kind == "append" and default is None:
+        default = []
+    table = parser.get_default("_env_flags")
+    if table is None:
+        table = []
+        parser.set_defaults(_env_flags=table)
+    table.append(_EnvFlag(action.dest, keys, env_append, kind, kwargs.get("type"), default))
+    return action
+
+
+def _env_value(flag: _EnvFlag, found, environ: Mapping[str, str]) -> object:  # noqa: ANN001
+    from base.env import parse_bool
+    from base.errors import UsageError
+
+    if flag.kind == "bool":
+        return parse_bool(found.value, found.name)
+    if flag.kind == "append":
+        return [found.value]
+    try:
+        return flag.convert(found.value) if flag.convert else found.value
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"while parsing environment variables: {found.name}={found.value!r}: {e}") from e
+
+
+def _note(found, log) -> None:  # noqa: ANN001
+    if found.note is not None:
+        level, text = found.note
+        (log.warning if level == "warning" else log.info)("%s", text)
+
+
+def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Fill in the flags ``add_flag`` declared on the parsed command (see the module docstring)."""
+    import logging
+
+    from base.env import twin
+
+    log = logging.getLogger("sbuild.flags")
+    env = os.environ if environ is None else environ
+    for flag in getattr(args, "_env_flags", None) or ():
+        value = getattr(args, flag.dest, None)
+        if flag.append:
+            extra = []
+            for key in flag.keys:
+                found = twin((key,), env)
+                if found is not None:
+                    _note(found, log)
+                    extra += found.value.split("\n") if key == "MOUNT" else [found.value]
+            setattr(args, flag.dest, [*(value or ()), *extra])
+            continue
+        if value is not None:
+            continue
+        found = twin(flag.keys, env) if flag.keys else None
+        if found is None:
+            setattr(args, flag.dest, list(flag.default) if isinstance(flag.default, list) else flag.default)
+            continue
+        _note(found, log)
+        setattr(args, flag.dest, _env_value(flag, found, env))
+    return args
+
+
+class Flag:
+    """A flag read without argparse (``parse_leading``): its spellings, its attribute name,
+    whether it takes a value, and its env keys."""
+
+    __slots__ = ("names", "dest", "takes_value", "env")
+
+    def __init__(self, names: tuple[str, ...], dest: str, takes_value: bool = False,
+                 env: tuple[str, ...] = ()) -> None:
+        self.names, self.dest, self.takes_value, self.env = names, dest, takes_value, env
+
+    def __repr__(self) -> str:
+        return f"Flag({self.names!r}, {self.dest!r})"
+
+
+def parse_leading(argv: Sequence[str], table: Sequence[Flag], environ: Mapping[str, str] | None = None,
+                  ) -> tuple[dict[str, object], list[str], list[tuple[str, str]]]:
+    """Parse the flags of ``table`` at the start of ``argv`` (``--f=v``, ``--f v``, clustered
+    shorts), up to the first word that is not one: ``(values, rest, notes)``. ``values``
+    holds each flag given on the command line, else its env twin (``True``/``False`` for a
+    switch, read strictly). ``rest[0]`` is the first other word (the command, or an unknown
+    flag: the caller reports it). ``notes``: (level, text) for the twins' notes."""
+    by_name = {name: flag for flag in table for name in flag.names}
+    values: dict[str, object] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("--") and len(token) > 2:
+            name, eq, value = token.partition("=")
+            flag = by_name.get(name)
+            if flag is None or (eq and not flag.takes_value):
+                break
+            if flag.takes_value and not eq:
+                if i + 1 == len(argv):
+                    break
+                i, value = i + 1, argv[i + 1]
+            values[flag.dest] = value if flag.takes_value else True
+        elif token.startswith("-") and len(token) > 1 and token != "--":
+            used = _cluster(token, argv[i + 1] if i + 1 < len(argv) else None, by_name, values)
+            if used is None:
+                break
+            i += used
+        else:
+            break
+        i += 1
+    notes = _leading_env(table, values, os.environ if environ is None else environ)
+    return values, list(argv[i:]), notes
+
+
+def _cluster(token: str, following: str | None, by_name: dict, values: dict) -> int | None:
+    """Clustered short flags (``-dq``, ``-cFILE``, ``-c FILE``): how many extra words they
+    used (0 or 1), or None (nothing recorded) when one letter is not in the table."""
+    found: dict[str, object] = {}
+    for j, letter in enumerate(token[1:], 1):
+        flag = by_name.get("-" + letter)
+        if flag is None:
+            return None
+        if flag.takes_value:
+            rest = token[j + 1:]
+            if rest:
+                found[flag.dest] = rest
+                values.update(found)
+                return 0
+            if following is None:
+                return None
+            found[flag.dest] = following
+            values.update(found)
+            return 1
+        found[flag.dest] = True
+    values.update(found)
+    return 0
+
+
+def _leading_env(table: Sequence[Flag], values: dict[str, object], environ: Mapping[str, str]):
+    """The env twins of the flags not given; ``base.env`` (and ``typing`` with it, ~7 ms) is
+    imported only when one of their variables is set."""
+    notes: list[tuple[str, str]] = []
+    wanted = [f for f in table if f.dest not in values and f.env]
+    if not any(p + k in environ for f in wanted for k in f.env for p in ("APPTAINER_", "SINGULARITY_")):
+        return notes
+    from base.env import parse_bool, twin
+
+    for flag in wanted:
+        found = twin(flag.env, environ)
+        if found is None:
+            continue
+        if found.note:
+            notes.append(found.note)
+        values[flag.dest] = found.value if flag.takes_value else parse_bool(found.value, found.name)
+    return notes
+
+
+def _value_follows(parser: argparse.ArgumentParser, token: str) -> int:
+    """1 when the option word ``token`` leaves its value to the next word, else 0."""
+    options = parser._option_string_actions
+    if token.startswith("--"):
+        action = options.get(token)
+        return int(action is not None and action.nargs != 0)
+    for j, letter in enumerate(token[1:], 1):
+        action = options.get("-" + letter)
+        if action is None:
+            return 0
+        if action.nargs != 0:
+            return int(j == len(token) - 1)
+    return 0
+
+
+def _subparsers(parser: argparse.ArgumentParser):  # noqa: ANN202
+    import argparse
+
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def leaf_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that ``argv`` names."""
+    i = 0
+    while i < len(argv) and argv[i] != "--":
+        token = argv[i]
+        if token.startswith("-") and len(token) > 1:
+            i += 1 + _value_follows(parser, token)
+            continue
+        sub = _subparsers(parser)
+        if sub is None or token not in sub.choices:
+            break
+        parser, i = sub.choices[token], i + 1
+    return parser
+
+
+def non_interspersed(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--`` inserted before the leaf command's first positional (see the
+    module docstring); subcommand words are followed into their parsers."""
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return argv
+        if token.startswith("-") and len(token) > 1:
+            i += 1 + _value_follows(parser, token)
+            continue
+        sub = _subparsers(parser)
+        if sub is not None and token in sub.choices:
+            parser = sub.choices[token]
+            i += 1
+            continue
+        if any(t.startswith("-") and len(t) > 1 for t in argv[i + 1:]):
+            argv.insert(i, "--")
+        return argv
+    return argv
+
+
+class CommandLineError(Exception):
+    """A usage error found by argparse: which command, the message, and the command's usage."""
+
+    def __init__(self, command: str, message: str, usage: str, prog: str) -> None:
+        super().__init__(message)
+        self.command, self.message, self.usage, self.prog = command, message, usage, prog
+
+
+def parser_class(name: str, raising: bool = True) -> type[argparse.ArgumentParser]:
+    """An ``ArgumentParser`` class for the program ``name`` whose errors raise
+    ``CommandLineError`` (its subparsers are of the same class); argparse's own, which
+    prints and exits 2, when not ``raising``."""
+    import argparse
+
+    if not raising:
+        return argparse.ArgumentParser
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # noqa: ANN201 - never returns
+            command = self.prog.split()[-1] if " " in self.prog else name
+            raise CommandLineError(command, message, self.format_usage(), self.prog)
+
+    return Parser
