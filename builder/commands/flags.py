@@ -57,8 +57,8 @@ def add_flag(parser: argparse.ArgumentParser, *names: str, env: str | Sequence[s
     keys = (env,) if isinstance(env, str) else tuple(env)
     action = parser.add_argument(*names, default=None, **kwargs)
     kind = "bool" if action.nargs == 0 else "append" if kwargs.get("action") == "append" else "value"
-    if kind == "append" and default is None:
-        default = []
+    if default is None and kind != "value":
+        default = False if kind == "bool" else []
     table = parser.get_default("_env_flags")
     if table is None:
         table = []
