@@ -13,7 +13,7 @@ global flags before the command, env twins, parsing that stops at the first posi
 messages and 255 for failures. ``run-singularity IMAGE ARGS`` (a ``.simg``'s interpreter) is
 ``singularity run IMAGE ARGS``. Under ``sbuild``: argparse's messages and exit 2 for usage
 errors, ``sbuild: error: …`` and ``base.errors``' statuses, ``check``/``doctor``, and
-``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` when both are paths or URIs.
+``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` unless a word looks like a command.
 An unknown command is an error with a "did you mean" under every name, never a build.
 
 Start-up cost is part of ``sbuild exec``'s latency, so this module imports neither argparse
@@ -143,7 +143,7 @@ def build_parser(command: str | None = None, name: str = "sbuild") -> argparse.A
     import argparse
     import importlib
 
-    from builder.commands.compat import version_action
+    from builder.commands.compat import add_global_flags, version_action
     from builder.commands.flags import parser_class
 
     compat = name in _COMPAT
@@ -155,15 +155,11 @@ def build_parser(command: str | None = None, name: str = "sbuild") -> argparse.A
     )
     parser.add_argument("--version", action=version_action(name), help="print the version and exit")
     if compat:
-        from builder.commands.compat import add_global_flags
-
         add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     hidden = _SBUILD_ONLY if compat else ()
-    if command in COMMANDS:
-        wanted = [COMMANDS[command]]
-    else:
-        wanted = list(dict.fromkeys(m for word, m in COMMANDS.items() if word not in hidden))
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(
+        dict.fromkeys(m for word, m in COMMANDS.items() if word not in hidden))
     for module_name in wanted:
         try:
             module = importlib.import_module(module_name)
@@ -180,18 +176,18 @@ def _program(argv0: str) -> str:
     return name if name in (*_COMPAT, "run-singularity") else "sbuild"
 
 
-def _pathlike(word: str) -> bool:
-    """A word that can only be an image, a recipe or a URI: it exists, or has a ``/``, a
-    ``.`` or a ``:`` in it (``verify`` and ``apps`` have none)."""
-    return os.path.exists(word) or any(c in word for c in "/.:")
+def _commandlike(word: str) -> bool:
+    from builder.commands.compat import commandlike
+
+    return commandlike(word, COMMANDS)
 
 
 def _with_implicit_build(argv: list[str]) -> tuple[list[str], bool]:
-    """``sbuild a.def a.simg``: insert ``build`` when the first word is not a command but a
-    path, a URI or a flag (``main`` then checks that both arguments are paths or URIs)."""
+    """``sbuild a.def a.simg``: insert ``build`` when the first word is not a command, and
+    does not look like one (``main`` then checks both arguments)."""
     if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
         return argv, False
-    if not argv[0].startswith("-") and not _pathlike(argv[0]):
+    if not argv[0].startswith("-") and _commandlike(argv[0]):
         return argv, False  # an unknown command, never a build
     return ["build", *argv], True
 
@@ -237,33 +233,10 @@ def main(argv: Sequence[str] | None = None, *, owns_process: bool = False, prog:
     argv = list(sys.argv[1:] if argv is None else argv)
     if name == "run-singularity":  # `./image.simg ARGS`: the kernel runs `run-singularity ./image.simg ARGS`
         name, argv = "singularity", ["run", *argv]
-    base, style, implicit = 20, None, False
-    if name in _COMPAT:
-        try:
-            argv, base, style, version = _globals(argv)
-        except SbuildError as e:
-            from builder.commands.compat import Style
-
-            return _fail(e, Style())
-        if version:
-            from builder.commands.compat import version_line
-
-            print(version_line(name, long=True))
-            return 0
-    asks_help = argv[1:] in (["-h"], ["--help"])
-    if argv[:1] == ["help"] and not asks_help:
-        argv = [*argv[1:], "--help"]
-    if name == "sbuild":
-        argv, implicit = _with_implicit_build(argv)
-    known = [w for w in COMMANDS if name == "sbuild" or w not in _SBUILD_ONLY]
-    if argv and not argv[0].startswith("-") and argv[0] not in known:
-        return _unknown(name, argv[0], known)
-    if COMMANDS.get(argv[0] if argv else "") == "builder.commands.compat" and not asks_help and argv[0] not in (
-            "version", "help", "run-help"):
-        from builder.commands.compat import UNAVAILABLE, Unavailable
-
-        return _fail(Unavailable(f"{argv[0]} is not available in this sbuild yet: {UNAVAILABLE[argv[0]]}",
-                                 hint="nothing was done"), style)
+    prepared = _prepare(argv, name)
+    if isinstance(prepared, int):
+        return prepared
+    argv, base, style, implicit = prepared
     args = _quick(argv)
     quick = args is not None
     if quick:
@@ -278,6 +251,36 @@ def main(argv: Sequence[str] | None = None, *, owns_process: bool = False, prog:
     if quick and owns_process:
         _exit_now(code)
     return code
+
+
+def _prepare(argv: list[str], name: str):  # noqa: ANN202
+    """Before dispatch: the global flags, ``help CMD``, the implicit build, unknown and
+    unavailable commands. ``(argv, level, style, implicit)``, or the exit status."""
+    base, style, implicit = 20, None, False
+    if name in _COMPAT:
+        from builder.commands.compat import Style, version_line
+
+        try:
+            argv, base, style, version = _globals(argv)
+        except SbuildError as e:
+            return _fail(e, Style())
+        if version:
+            print(version_line(name, long=True))
+            return 0
+    asks_help = argv[1:] in (["-h"], ["--help"])
+    if argv[:1] == ["help"] and not asks_help:
+        argv = [*argv[1:], "--help"]
+    if name == "sbuild":
+        argv, implicit = _with_implicit_build(argv)
+    known = [w for w in COMMANDS if name == "sbuild" or w not in _SBUILD_ONLY]
+    if argv and not argv[0].startswith("-") and argv[0] not in known:
+        return _unknown(name, argv[0], known)
+    word = argv[0] if argv else ""
+    if COMMANDS.get(word) == "builder.commands.compat" and not asks_help and word not in ("version", "run-help"):
+        from builder.commands.compat import unavailable
+
+        return _fail(unavailable(word), style)
+    return argv, base, style, implicit
 
 
 def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
@@ -303,25 +306,24 @@ def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
             return 0
         parser.print_help(sys.stderr)
         return 2
-    if implicit and not (_pathlike(args.source) and _pathlike(args.target)):
-        word = args.target if _pathlike(args.source) else args.source
-        return _unknown(name, word, list(COMMANDS))
+    if implicit and (_commandlike(args.source) or _commandlike(args.target)):
+        return _unknown(name, args.source if _commandlike(args.source) else args.target, list(COMMANDS))
     return args
 
 
 def _usage_error(error, name: str) -> int:  # noqa: ANN001
     from builder.commands.compat import usage_error
 
-    return _say(*usage_error(error, name))
+    return _emit(*usage_error(error, name))
 
 
 def _unknown(name: str, word: str, known: list[str]) -> int:
     from builder.commands.compat import unknown_command
 
-    return _say(*unknown_command(name, word, known))
+    return _emit(*unknown_command(name, word, known))
 
 
-def _say(stderr: str, stdout: str, code: int) -> int:
+def _emit(stderr: str, stdout: str, code: int) -> int:
     sys.stderr.write(stderr)
     sys.stdout.write(stdout)
     return code

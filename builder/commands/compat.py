@@ -23,7 +23,8 @@ from base.errors import UsageError
 from builder.commands.flags import Flag
 
 __all__ = ["COMPAT", "program", "parse_globals", "add_global_flags", "GLOBAL_FLAGS", "level", "prefix", "version_line", "APPTAINER_VERSION",
-           "UNAVAILABLE", "SBUILD_ONLY", "Style", "version_action", "register", "suggest", "Unavailable", "usage_error", "unknown_command"]
+           "UNAVAILABLE", "SBUILD_ONLY", "Style", "version_action", "register", "suggest", "Unavailable", "usage_error", "unknown_command", "unavailable",
+           "commandlike"]
 
 COMPAT = ("apptainer", "singularity")
 APPTAINER_VERSION = "1.5.0"
@@ -168,11 +169,21 @@ def _sbuild_version() -> str:
         return "0+unknown"
 
 
-def suggest(word: str, commands) -> str | None:  # noqa: ANN001
-    """The command closest to ``word``, if one is close."""
+def commandlike(word: str, commands) -> bool:  # noqa: ANN001
+    """A word that must not become an implicit build's SOURCE or TARGET: not a path (it does
+    not exist and has no ``/``, ``.`` or ``:``) and one of ``commands``, close to one
+    (``verfy``), or ``apps`` (spython's command that Apptainer lacks)."""
+    if os.path.exists(word) or any(c in word for c in "/.:"):
+        return False
+    return word in commands or word == "apps" or suggest(word, commands, cutoff=0.8) is not None
+
+
+def suggest(word: str, commands, cutoff: float = 0.6) -> str | None:  # noqa: ANN001
+    """The command closest to ``word``, if one is close (``difflib``'s ratio >= ``cutoff``:
+    0.8 takes ``verfy`` for ``verify`` but not ``plain`` for ``plugin``)."""
     import difflib
 
-    close = difflib.get_close_matches(word, sorted(commands), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, sorted(commands), n=1, cutoff=cutoff)
     return close[0] if close else None
 
 
@@ -196,8 +207,8 @@ def unknown_command(name: str, word: str, known) -> tuple[str, str, int]:  # noq
             text += f"\nDid you mean this?\n\t{close}\n\n"
         return text, f"Run '{name} --help' for usage.\n", 1
     hint = f"did you mean {close!r}?" if close else "see sbuild --help"
-    return (f"sbuild: error: unknown command {word!r}\n  hint: {hint} (`sbuild SOURCE TARGET` builds only "
-            "when both are paths or URIs)\n", "", 2)
+    return (f"sbuild: error: unknown command {word!r}\n  hint: {hint} (`sbuild SOURCE TARGET` never takes "
+            "a command's name as SOURCE or TARGET)\n", "", 2)
 
 
 def register(subparsers, only: str | None = None) -> None:  # noqa: ANN001
@@ -237,6 +248,10 @@ def _run_help(args) -> int:  # noqa: ANN001
     return 0
 
 
+def unavailable(word: str) -> Unavailable:
+    """The error for an Apptainer command this sbuild does not have."""
+    return Unavailable(f"{word} is not available in this sbuild yet: {UNAVAILABLE[word]}", hint="nothing was done")
+
+
 def _unavailable(args) -> int:  # noqa: ANN001
-    raise Unavailable(f"{args.word} is not available in this sbuild yet: {UNAVAILABLE[args.word]}",
-                      hint="nothing was done")
+    raise unavailable(args.word)

@@ -48,14 +48,18 @@ def test_unknown_command_as_apptainer_says_it(cli, name):
     assert f"Run '{name} --help'" in r.out
 
 
-def test_sbuild_source_target_shortcut_needs_paths(cli, tmp_path, busybox_image):
+def test_sbuild_source_target_shortcut_never_takes_a_command_name(cli, tmp_path, busybox_image):
     (tmp_path / "out").mkdir()
-    r = cli("sbuild", "-F", "verify", busybox_image["simg"])
-    assert r.status == 2 and "unknown command 'verify'" in r.err
-    assert not (tmp_path / "verify").exists()
+    for word in ("verify", "inspekt", "apps"):
+        r = cli("sbuild", "-F", word, busybox_image["simg"])
+        assert r.status == 2 and f"unknown command '{word}'" in r.err
+        assert not (tmp_path / word).exists()
     r = cli("sbuild", busybox_image["simg"], "out/copy.simg")
     assert r.status == 0, r.err
     assert (tmp_path / "out" / "copy.simg").read_bytes() == busybox_image["simg"].read_bytes()
+    r = cli("sbuild", "plain", busybox_image["simg"])  # TARGET SOURCE, a bare name: still a build
+    assert r.status == 0, r.err
+    assert (tmp_path / "plain").read_bytes() == busybox_image["simg"].read_bytes()
 
 
 @pytest.mark.parametrize("name", COMPAT)
