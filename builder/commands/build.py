@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
     add_flag(p, "--fix-perms", env="FIXPERMS", action="store_true", help="give the owner rwx on dirs, rw on files")
     p.add_argument("-B", "--bind", action="append", default=[], metavar="SRC[:DST[:OPTS]]")  # no env twin
     add_flag(p, "--arch", env="BUILD_ARCH", help="architecture for pulls and labels (Go name, e.g. amd64)")
-    add_flag(p, "--nohttps", "--no-https", env=("NOHTTPS", "NO_HTTPS"), action="store_true")
+    add_flag(p, "--nohttps", "--no-https", env=("NOHTTPS", "NO_HTTPS"), action="store_true",
+             deprecated={"--nohttps": "use --no-https"})
     add_flag(p, "--authfile", env="AUTH_FILE")
     add_flag(p, "--library", env="LIBRARY", metavar="URL", help="library URL for library:// sources without a host")
     add_flag(p, "--docker-login", env="DOCKER_LOGIN", action="store_true")
@@ -215,7 +216,10 @@ def run(args: argparse.Namespace) -> int:
 
     from builder.images import file_digest, format_for_target
 
-    source, target_s, swapped = decide_direction(args.source, args.target, sandbox=args.sandbox)
+    if getattr(args, "program", "sbuild") != "sbuild":  # Apptainer's `build TARGET SOURCE`, strictly
+        source, target_s, swapped = args.target, args.source, False
+    else:
+        source, target_s, swapped = decide_direction(args.source, args.target, sandbox=args.sandbox)
     target = Path(target_s)
     fmt = format_for_target(target, sandbox=args.sandbox, fmt=args.format)
     log.info("building %s from %s%s", target, source, " (read as TARGET SOURCE)" if swapped else "")

@@ -51,12 +51,20 @@ class _EnvFlag:
 
 
 def add_flag(parser: argparse.ArgumentParser, *names: str, env: str | Sequence[str] = (),
-             env_append: bool = False, default: object = None, **kwargs: object) -> argparse.Action:
+             env_append: bool = False, default: object = None, deprecated: Mapping[str, str] | None = None,
+             **kwargs: object) -> argparse.Action:
     """``parser.add_argument(*names, **kwargs)``, with the flag's env keys and default recorded
-    for ``apply_env`` (see the module docstring)."""
+    for ``apply_env`` (see the module docstring). ``deprecated``: spelling -> advice, e.g.
+    ``{"--nohttps": "use --no-https"}``; under Apptainer's names ``apply_env`` then warns as
+    it does (``Flag --nohttps has been deprecated, use --no-https``)."""
+    import argparse
+
     keys = (env,) if isinstance(env, str) else tuple(env)
+    base = parser._registry_get("action", kwargs.get("action"), kwargs.get("action"))
+    if deprecated:
+        kwargs["action"] = _deprecating(base, dict(deprecated))
     action = parser.add_argument(*names, default=None, **kwargs)
-    kind = "bool" if action.nargs == 0 else "append" if kwargs.get("action") == "append" else "value"
+    kind = "bool" if action.nargs == 0 else "append" if issubclass(base, argparse._AppendAction) else "value"
     if default is None and kind != "value":
         default = False if kind == "bool" else []
     table = parser.get_default("_env_flags")
@@ -65,6 +73,20 @@ def add_flag(parser: argparse.ArgumentParser, *names: str, env: str | Sequence[s
         parser.set_defaults(_env_flags=table)
     table.append(_EnvFlag(action.dest, keys, env_append, kind, kwargs.get("type"), default))
     return action
+
+
+def _deprecating(base: type, deprecated: dict[str, str]) -> type:
+    """``base`` (an argparse action class) that also notes a deprecated spelling's use."""
+
+    class Deprecated(base):
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+            if option_string in deprecated:
+                used = getattr(namespace, "_deprecated", None) or []
+                namespace._deprecated = [*used, f"Flag {option_string} has been deprecated, "
+                                                f"{deprecated[option_string]}"]
+            super().__call__(parser, namespace, values, option_string)
+
+    return Deprecated
 
 
 def _env_value(flag: _EnvFlag, found, environ: Mapping[str, str]) -> object:  # noqa: ANN001
@@ -94,6 +116,11 @@ def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     from base.env import twin
 
     log = logging.getLogger("sbuild.flags")
+    compat = getattr(args, "program", "sbuild") != "sbuild"
+    for text in getattr(args, "_deprecated", None) or () if compat else ():
+        log.warning("%s", text)
+    if not compat:  # under sbuild the legacy names are as good as the new ones: no INFO about them
+        log = _Quieter(log)
     env = os.environ if environ is None else environ
     for flag in getattr(args, "_env_flags", None) or ():
         value = getattr(args, flag.dest, None)
@@ -115,6 +142,18 @@ def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         _note(found, log)
         setattr(args, flag.dest, _env_value(flag, found, env))
     return args
+
+
+class _Quieter:
+    """A logger whose INFO notes go to DEBUG (sbuild's name: ``SINGULARITY_X`` is not
+    second-best there); warnings stay warnings."""
+
+    def __init__(self, log) -> None:  # noqa: ANN001
+        self.log = log
+        self.warning = log.warning
+
+    def info(self, *args: object) -> None:
+        self.log.debug(*args)
 
 
 class Flag:

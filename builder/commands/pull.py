@@ -52,7 +52,7 @@ def _fetch_flags(p: argparse.ArgumentParser, arch: str | None = None) -> None:
     """The registry flags of pull and push, with their env twins (``arch``: --arch's key)."""
     add_flag(p, "--arch", env=arch or (), help="platform to pull (amd64, arm64, arm/v7 ...)")
     add_flag(p, "--nohttps", "--no-https", env=("NOHTTPS", "NO_HTTPS"), action="store_true",
-             help="plain HTTP to the registry")
+             deprecated={"--nohttps": "use --no-https"}, help="plain HTTP to the registry")
     add_flag(p, "--authfile", env="AUTH_FILE", help="docker config.json style credentials file")
     add_flag(p, "--docker-login", env="DOCKER_LOGIN", action="store_true", help="prompt for registry credentials")
     add_flag(p, "--disable-cache", env="DISABLE_CACHE", action="store_true",

@@ -97,6 +97,18 @@ def test_fatal_is_255_and_formatted(cli, name, tmp_path):
     assert r.status == 255 and r.err.startswith("FATAL:   ")
 
 
+def test_apptainer_build_is_target_then_source_strictly(cli, busybox_image, tmp_path):
+    """Both exist: sbuild reads SOURCE TARGET, Apptainer's names TARGET SOURCE."""
+    first, second = tmp_path / "first.simg", tmp_path / "second.simg"
+    first.write_bytes(busybox_image["simg"].read_bytes())
+    second.write_bytes(b"not an image")
+    r = cli("apptainer", "build", "-F", first, second)
+    assert r.status == 255 and first.read_bytes() == busybox_image["simg"].read_bytes()  # second is no image
+    r = cli("apptainer", "build", "-F", second, first)
+    assert r.status == 0, r.err
+    assert second.read_bytes() == first.read_bytes()
+
+
 def test_info_and_warning_lines_follow_the_message_level(cli, busybox_image, tmp_path):
     out = tmp_path / "o.sif"
     r = cli("apptainer", "build", out, busybox_image["simg"])
@@ -178,3 +190,13 @@ def test_parsing_stops_at_the_first_positional():
     assert non_interspersed(p, ["-Fs8", "img"]) == ["-Fs8", "img"]  # nothing after it to protect
     assert non_interspersed(p, ["-Fs", "8", "img", "-F"]) == ["-Fs", "8", "--", "img", "-F"]  # clustered
     assert non_interspersed(p, ["--size=8", "img", "-F"]) == ["--size=8", "--", "img", "-F"]
+
+
+def test_deprecated_spelling_warns_as_apptainer_and_sbuild_notes_stay_quiet(cli, busybox_image, tmp_path):
+    out = tmp_path / "o.sif"
+    r = cli("apptainer", "build", "--nohttps", out, busybox_image["simg"])
+    assert r.status == 0, r.err
+    assert "WARNING: Flag --nohttps has been deprecated, use --no-https\n" in r.err
+    r = cli("sbuild", "build", "--nohttps", busybox_image["simg"], out, env={"SINGULARITY_FORCE": "1"})
+    assert r.status == 0, r.err  # the legacy name works under sbuild, without an INFO about it
+    assert "has been deprecated" not in r.err and "preferred" not in r.err
