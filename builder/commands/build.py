@@ -57,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
     add_flag(p, "--authfile", env="AUTH_FILE")
     add_flag(p, "--library", env="LIBRARY", metavar="URL", help="library URL for library:// sources without a host")
     add_flag(p, "--docker-login", env="DOCKER_LOGIN", action="store_true")
+    # (their env twins, bare DOCKER_* and *_DOCKER_USERNAME/PASSWORD, are read by builder.sources.oci.auth)
+    p.add_argument("--docker-username", help=argparse.SUPPRESS)
+    p.add_argument("--docker-password", help=argparse.SUPPRESS)
+    p.add_argument("--remote", action="store_true", help=argparse.SUPPRESS)  # Apptainer's: always fatal
     add_flag(p, "--tmpdir", env="TMPDIR", help="where bundles are made")
     add_flag(p, "--no-cleanup", env="NO_CLEANUP", action="store_true", help="keep the build bundle")
     add_flag(p, "--disable-cache", env="DISABLE_CACHE", action="store_true")
@@ -158,6 +162,10 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity, pack, tran
         from builder.commands.pull import prompt_login
 
         login = prompt_login()  # UsageError (exit 2) without a terminal to ask on
+    elif args.docker_username:
+        from builder.sources.oci import Credentials
+
+        login = Credentials(args.docker_username, args.docker_password or "")
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
                          disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=args.tmpdir,
                          identity=identity, login=login, library=args.library, transfer=transfer)
@@ -216,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
 
     from builder.images import file_digest, format_for_target
 
+    if args.remote:
+        raise UsageError("--remote builds are not supported", hint="build locally (sbuild needs no root)")
     if getattr(args, "program", "sbuild") != "sbuild":  # Apptainer's `build TARGET SOURCE`, strictly
         source, target_s, swapped = args.target, args.source, False
     else:
