@@ -41,16 +41,22 @@ def register(subparsers, only: str | None = None) -> None:
     overlay = subparsers.add_parser("overlay", help="manage overlay images",
                                     description="Manage persistent overlay images.")
     add_output_flags(overlay)
-    overlay.set_defaults(handler=lambda args: _usage(overlay))
+    overlay.set_defaults(handler=lambda args: _usage(overlay, getattr(args, "program", "sbuild")))
     sub = overlay.add_subparsers(dest="overlay_command", metavar="SUBCOMMAND")
     _add_create_args(sub.add_parser(
         "create", help="create an ext3 overlay image",
         description="Create an ext3 overlay image (with upper/ and work/) for --overlay."))
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
+def _usage(parser: argparse.ArgumentParser, program: str) -> int:
+    """A group without its subcommand: sbuild's usage error (2), or Apptainer's usage on
+    stdout and exit 1."""
     import sys
 
+    if program != "sbuild":
+        parser.print_usage(sys.stdout)
+        print(f"\nRun '{parser.prog} --help' for more detailed usage information.")
+        return 1
     parser.print_usage(sys.stderr)
     print("sbuild overlay: a subcommand is required (create)", file=sys.stderr)
     return 2

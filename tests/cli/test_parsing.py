@@ -200,3 +200,10 @@ def test_deprecated_spelling_warns_as_apptainer_and_sbuild_notes_stay_quiet(cli,
     r = cli("sbuild", "build", "--nohttps", busybox_image["simg"], out, env={"SINGULARITY_FORCE": "1"})
     assert r.status == 0, r.err  # the legacy name works under sbuild, without an INFO about it
     assert "has been deprecated" not in r.err and "preferred" not in r.err
+
+
+@pytest.mark.parametrize("group", ["cache", "overlay"])
+def test_a_group_without_its_subcommand_exits_1_as_apptainer(cli, group):
+    r = cli("apptainer", group)
+    assert r.status == 1 and f"Run 'apptainer {group} --help'" in r.out
+    assert cli("sbuild", group).status == 2
