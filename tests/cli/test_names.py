@@ -115,3 +115,21 @@ def test_run_help_without_help_says_so(cli, tmp_path, busybox_image):
     (sb / ".singularity.d" / "runscript.help").unlink()
     r = cli("apptainer", "run-help", sb)
     assert r.status == 0 and r.out == "No help sections were defined for this image\n"
+
+
+@pytest.mark.parametrize("name", COMPAT)
+def test_apptainer_exec_keeps_the_fast_path(busybox_image, name, tmp_path):
+    """Global flags and the compat modules cost no argparse, logging or typing import on
+    `apptainer --quiet exec IMG CMD` (the launcher starts Python with -S)."""
+    from tests.cli.conftest import BIN, ROOT
+
+    script = f"""
+import sys
+sys.path.append({str(ROOT)!r})
+from builder.cli import main
+code = main(["--quiet", "exec", {str(busybox_image['sandbox'])!r}, "true"], prog={name!r})
+print(code, sorted(m for m in ("argparse", "logging", "typing", "re") if m in sys.modules))
+"""
+    r = subprocess.run([str(BIN / "python"), "-S", "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "0 []", r.stdout + r.stderr
