@@ -16,11 +16,10 @@ errors, ``sbuild: error: …`` and ``base.errors``' statuses, ``check``/``doctor
 ``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` unless a word looks like a command.
 An unknown command is an error with a "did you mean" under every name, never a build.
 
-Start-up cost is part of ``sbuild exec``'s latency, so this module imports neither argparse
-nor logging at load time. The runtime's actions take a fast path: their module's
-``parse_quick(argv)`` parses the common command lines exactly as argparse would, and logging
-is configured only if something imports it. The launcher that ``write_launcher`` installs
-starts Python without ``site`` (``-S``); every other path loads it first.
+Start-up cost is part of ``exec``'s latency, so this module imports neither argparse nor
+logging at load time: the actions' ``parse_quick(argv)`` parses their common command lines
+exactly as argparse would, logging is configured only if something imports it, and the
+launcher (``write_launcher``) starts Python without ``site`` (``-S``).
 """
 
 from __future__ import annotations
@@ -61,8 +60,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("sign", "verify", "key", "keys", "remote", "plugin", "capability", "config", "oci",
                      "checkpoint", "delete", "search", "keyserver", "registry", "sif"), "builder.commands.compat"),
 }
-_COMPAT = ("apptainer", "singularity")
-_SBUILD_ONLY = ("check", "doctor")
+_COMPAT, _SBUILD_ONLY = ("apptainer", "singularity"), ("check", "doctor")
 # the commands that make argparse stop at their first positional themselves (the actions)
 _OWN_PARSING = ("exec", "run", "shell", "test", "instance")
 # commands whose module has ``parse_quick(argv) -> namespace | None`` and imports only the
@@ -72,8 +70,7 @@ _QUICK = ("exec", "run", "shell", "test")
 
 def _configure_logging(level: int, module=None, style=None) -> None:  # noqa: ANN001
     """Send sbuild's log records at ``level`` and above to stderr (``module``: the logging
-    module, when it is being imported by ``_LoggingOnImport``; ``style``: a
-    ``compat.Style`` under Apptainer's names)."""
+    module, when it is being imported by ``_LoggingOnImport``; ``style``: ``leading.Style``)."""
     logging = module
     if logging is None:
         import logging
@@ -176,18 +173,14 @@ def _program(argv0: str) -> str:
     return name if name in (*_COMPAT, "run-singularity") else "sbuild"
 
 
-def _commandlike(word: str) -> bool:
-    from builder.commands.compat import commandlike
-
-    return commandlike(word, COMMANDS)
-
-
 def _with_implicit_build(argv: list[str]) -> tuple[list[str], bool]:
     """``sbuild a.def a.simg``: insert ``build`` when the first word is not a command, and
     does not look like one (``main`` then checks both arguments)."""
     if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
         return argv, False
-    if not argv[0].startswith("-") and _commandlike(argv[0]):
+    from builder.commands.compat import commandlike
+
+    if not argv[0].startswith("-") and commandlike(argv[0], COMMANDS):
         return argv, False  # an unknown command, never a build
     return ["build", *argv], True
 
@@ -210,7 +203,7 @@ def _quick(argv: list[str]):
 def _globals(argv: list[str]):  # noqa: ANN202
     """Apptainer's global flags off the front of ``argv``: (the rest, the logging level, the
     message style, whether --version was asked); the env twins' notes are printed."""
-    from builder.commands.compat import Style, parse_globals
+    from builder.commands.leading import Style, parse_globals
 
     rest, level, values, notes = parse_globals(argv)
     style = Style(debug=bool(values.get("debug")), nocolor=bool(values.get("nocolor")))
@@ -258,13 +251,15 @@ def _prepare(argv: list[str], name: str):  # noqa: ANN202
     unavailable commands. ``(argv, level, style, implicit)``, or the exit status."""
     base, style, implicit = 20, None, False
     if name in _COMPAT:
-        from builder.commands.compat import Style, version_line
+        from builder.commands.leading import Style
 
         try:
             argv, base, style, version = _globals(argv)
         except SbuildError as e:
             return _fail(e, Style())
         if version:
+            from builder.commands.compat import version_line
+
             print(version_line(name, long=True))
             return 0
     asks_help = argv[1:] in (["-h"], ["--help"])
@@ -306,8 +301,12 @@ def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
             return 0
         parser.print_help(sys.stderr)
         return 2
-    if implicit and (_commandlike(args.source) or _commandlike(args.target)):
-        return _unknown(name, args.source if _commandlike(args.source) else args.target, list(COMMANDS))
+    if implicit:
+        from builder.commands.compat import commandlike
+
+        odd = [w for w in (args.source, args.target) if commandlike(w, COMMANDS)]
+        if odd:
+            return _unknown(name, odd[0], list(COMMANDS))
     return args
 
 

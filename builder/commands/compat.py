@@ -4,15 +4,16 @@ One program answers to ``sbuild``, ``apptainer``, ``singularity`` and ``run-sing
 interpreter a ``.simg``'s first line names): ``program(argv0)`` says which. Under
 ``apptainer``/``singularity`` (``COMPAT``) it is Apptainer 1.5's command line
 (reference apptainer-cli.md §1-2): the global flags of ``GLOBAL_FLAGS`` before the command,
-``level(values)`` their message level, messages as ``prefix`` writes them, ``version_line``
+``level(values)`` their message level, messages as ``prefix`` writes them (these three live in
+``builder.commands.leading``, the part on the launch path, and are re-exported), ``version_line``
 what the version parsers of Snakemake, cwltool, spython and Nextflow read as Apptainer
 ``APPTAINER_VERSION`` (its local part says sbuild: ``apptainer version 1.5.0+sbuild.0.1.0``).
 
 ``register`` adds ``version``, ``help`` (``builder.cli`` rewrites ``help CMD`` to
 ``CMD --help``), ``run-help IMAGE`` and the commands this sbuild does not have yet
 (``UNAVAILABLE``: signing, keys, remotes, plugins …), which fail with a clear error and
-write nothing. ``suggest`` is the "did you mean" of an unknown command. Import-cheap: the
-launch path of ``apptainer exec`` reads the global flags through this module.
+write nothing. ``suggest`` is the "did you mean" of an unknown command. Not on the launch
+path: ``builder.cli`` imports it for the argparse commands and for errors.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 
 from base.errors import UsageError
-from builder.commands.flags import Flag
+from builder.commands.leading import GLOBAL_FLAGS, Style, level, parse_globals, prefix
 
 __all__ = ["COMPAT", "program", "parse_globals", "add_global_flags", "GLOBAL_FLAGS", "level", "prefix", "version_line", "APPTAINER_VERSION",
            "UNAVAILABLE", "SBUILD_ONLY", "Style", "version_action", "register", "suggest", "Unavailable", "usage_error", "unknown_command", "unavailable",
@@ -29,17 +30,6 @@ __all__ = ["COMPAT", "program", "parse_globals", "add_global_flags", "GLOBAL_FLA
 COMPAT = ("apptainer", "singularity")
 APPTAINER_VERSION = "1.5.0"
 SBUILD_ONLY = ("check", "doctor")  # sbuild's own commands: not under the Apptainer names
-
-GLOBAL_FLAGS = (
-    Flag(("-d", "--debug"), "debug", env=("DEBUG",)),
-    Flag(("-v", "--verbose"), "verbose", env=("VERBOSE",)),
-    Flag(("-q", "--quiet"), "quiet", env=("QUIET",)),
-    Flag(("-s", "--silent"), "silent", env=("SILENT",)),
-    Flag(("--nocolor",), "nocolor", env=("NOCOLOR",)),
-    Flag(("-c", "--config"), "config", takes_value=True, env=("CONFIG_FILE",)),
-    Flag(("--build-config",), "build_config"),
-    Flag(("--version",), "version"),
-)
 
 _SIGNING = "SIF signing and verification come with the signing issue"
 UNAVAILABLE = {
@@ -65,15 +55,6 @@ def program(argv0: str) -> str:
     return name if name in (*COMPAT, "run-singularity") else "sbuild"
 
 
-def parse_globals(argv, environ=None):  # noqa: ANN001, ANN201
-    """``flags.parse_leading`` with ``GLOBAL_FLAGS``: (the rest of argv, the logging level,
-    the flags' values, the env twins' notes as (logging level, text))."""
-    from builder.commands.flags import parse_leading
-
-    values, rest, notes = parse_leading(argv, GLOBAL_FLAGS, environ)
-    return rest, level(values, environ), values, [(20 if k == "info" else 30, t) for k, t in notes]
-
-
 def add_global_flags(parser) -> None:  # noqa: ANN001
     """The global flags on the root parser, for ``--help`` only (``parse_globals`` has taken
     them off argv before argparse runs)."""
@@ -81,56 +62,6 @@ def add_global_flags(parser) -> None:  # noqa: ANN001
         if flag.dest != "version":
             parser.add_argument(*flag.names, action="store" if flag.takes_value else "store_true",
                                 help=f"global flag (env {flag.env[0]})" if flag.env else "global flag")
-
-
-def level(values: dict[str, object], environ=None) -> int:  # noqa: ANN001
-    """The ``logging`` level the global flags ask for: debug > verbose > quiet > silent, then
-    ``APPTAINER_MESSAGELEVEL`` (Apptainer's numbers: 5 debug … 1 info, -1 quiet, -3 silent)."""
-    if values.get("debug") or values.get("verbose"):
-        return 10
-    if values.get("quiet"):
-        return 30
-    if values.get("silent"):
-        return 40
-    env = os.environ if environ is None else environ
-    text = (env.get("APPTAINER_MESSAGELEVEL") or env.get("SINGULARITY_MESSAGELEVEL") or "").strip()
-    try:
-        number = int(text) if text else 1
-    except ValueError:
-        number = 1
-    return 10 if number >= 2 else 20 if number >= 0 else 30 if number >= -2 else 40
-
-
-_LABELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "FATAL"}
-_COLOURS = {20: "\x1b[34m", 30: "\x1b[33m", 40: "\x1b[31m", 50: "\x1b[31m"}
-
-
-def prefix(levelno: int, *, debug: bool = False, colour: bool = False, where: str = "") -> str:
-    """Apptainer's message prefix (``pkg/sylog``): ``INFO:    ``, ``WARNING: ``, ``ERROR:   ``,
-    ``FATAL:   ``; with ``debug``, ``DEBUG   [U=0,P=1]      function()   ``; ``colour`` as on a
-    terminal."""
-    label = _LABELS.get(levelno, "VERBOSE" if levelno < 20 else "ERROR")
-    if levelno == 10 and not debug:
-        label = "VERBOSE"
-    start, end = (_COLOURS.get(levelno, ""), "\x1b[0m") if colour and levelno in _COLOURS else ("", "")
-    if debug:
-        who = f"[U={os.geteuid()},P={os.getpid()}]"
-        return f"{start}{label:<8}{end}{who:<19}{where + '()':<30}"
-    return f"{start}{label + ':':<8}{end} "
-
-
-class Style:
-    """How messages look under Apptainer's names: ``debug`` (its debug prefix), ``colour``
-    (stderr is a terminal and --nocolor was not given)."""
-
-    def __init__(self, debug: bool = False, nocolor: bool = False) -> None:
-        import sys
-
-        self.debug = debug
-        self.colour = not nocolor and sys.stderr.isatty()
-
-    def line(self, levelno: int, text: str, where: str = "") -> str:
-        return prefix(levelno, debug=self.debug, colour=self.colour, where=where) + text
 
 
 def version_line(name: str, *, long: bool) -> str:

@@ -15,8 +15,8 @@ flag reads it with the strict ``base.env.parse_bool``, a typed flag through its 
 ``--mount``) the values of every key are added after the command line's. The notes Apptainer
 prints (legacy name used, both names differ) are logged on ``sbuild.flags``.
 
-``Flag`` and ``parse_leading`` do the same without argparse for a table of flags read before
-a command word (the global flags; cheap to import: the runtime's launch path uses it).
+``Flag`` and ``parse_leading`` (``builder.commands.leading``, re-exported) do the same without
+argparse for a table of flags read before a command word (the global flags, on the launch path).
 
 ``non_interspersed(parser, argv)`` makes argparse stop at the first positional, as Apptainer's
 parser does: it inserts ``--`` before the first positional of the leaf command, so that later
@@ -28,6 +28,8 @@ usage errors raise ``CommandLineError`` (command, message, usage) instead of exi
 from __future__ import annotations
 
 import os
+
+from builder.commands.leading import Flag, parse_leading  # re-exported: the same rules without argparse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -154,97 +156,6 @@ class _Quieter:
 
     def info(self, *args: object) -> None:
         self.log.debug(*args)
-
-
-class Flag:
-    """A flag read without argparse (``parse_leading``): its spellings, its attribute name,
-    whether it takes a value, and its env keys."""
-
-    __slots__ = ("names", "dest", "takes_value", "env")
-
-    def __init__(self, names: tuple[str, ...], dest: str, takes_value: bool = False,
-                 env: tuple[str, ...] = ()) -> None:
-        self.names, self.dest, self.takes_value, self.env = names, dest, takes_value, env
-
-    def __repr__(self) -> str:
-        return f"Flag({self.names!r}, {self.dest!r})"
-
-
-def parse_leading(argv: Sequence[str], table: Sequence[Flag], environ: Mapping[str, str] | None = None,
-                  ) -> tuple[dict[str, object], list[str], list[tuple[str, str]]]:
-    """Parse the flags of ``table`` at the start of ``argv`` (``--f=v``, ``--f v``, clustered
-    shorts), up to the first word that is not one: ``(values, rest, notes)``. ``values``
-    holds each flag given on the command line, else its env twin (``True``/``False`` for a
-    switch, read strictly). ``rest[0]`` is the first other word (the command, or an unknown
-    flag: the caller reports it). ``notes``: (level, text) for the twins' notes."""
-    by_name = {name: flag for flag in table for name in flag.names}
-    values: dict[str, object] = {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token.startswith("--") and len(token) > 2:
-            name, eq, value = token.partition("=")
-            flag = by_name.get(name)
-            if flag is None or (eq and not flag.takes_value):
-                break
-            if flag.takes_value and not eq:
-                if i + 1 == len(argv):
-                    break
-                i, value = i + 1, argv[i + 1]
-            values[flag.dest] = value if flag.takes_value else True
-        elif token.startswith("-") and len(token) > 1 and token != "--":
-            used = _cluster(token, argv[i + 1] if i + 1 < len(argv) else None, by_name, values)
-            if used is None:
-                break
-            i += used
-        else:
-            break
-        i += 1
-    notes = _leading_env(table, values, os.environ if environ is None else environ)
-    return values, list(argv[i:]), notes
-
-
-def _cluster(token: str, following: str | None, by_name: dict, values: dict) -> int | None:
-    """Clustered short flags (``-dq``, ``-cFILE``, ``-c FILE``): how many extra words they
-    used (0 or 1), or None (nothing recorded) when one letter is not in the table."""
-    found: dict[str, object] = {}
-    for j, letter in enumerate(token[1:], 1):
-        flag = by_name.get("-" + letter)
-        if flag is None:
-            return None
-        if flag.takes_value:
-            rest = token[j + 1:]
-            if rest:
-                found[flag.dest] = rest
-                values.update(found)
-                return 0
-            if following is None:
-                return None
-            found[flag.dest] = following
-            values.update(found)
-            return 1
-        found[flag.dest] = True
-    values.update(found)
-    return 0
-
-
-def _leading_env(table: Sequence[Flag], values: dict[str, object], environ: Mapping[str, str]):
-    """The env twins of the flags not given; ``base.env`` (and ``typing`` with it, ~7 ms) is
-    imported only when one of their variables is set."""
-    notes: list[tuple[str, str]] = []
-    wanted = [f for f in table if f.dest not in values and f.env]
-    if not any(p + k in environ for f in wanted for k in f.env for p in ("APPTAINER_", "SINGULARITY_")):
-        return notes
-    from base.env import parse_bool, twin
-
-    for flag in wanted:
-        found = twin(flag.env, environ)
-        if found is None:
-            continue
-        if found.note:
-            notes.append(found.note)
-        values[flag.dest] = found.value if flag.takes_value else parse_bool(found.value, found.name)
-    return notes
 
 
 def _value_follows(parser: argparse.ArgumentParser, token: str) -> int:
