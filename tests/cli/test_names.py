@@ -52,7 +52,7 @@ def test_snakemake_accepts_our_apptainer(monkeypatch, cli_env):
     from snakemake.deployment.singularity import Singularity
 
     _in_env(monkeypatch, cli_env)
-    Singularity.instance = None  # a singleton: check again, against our binary
+    monkeypatch.setattr(Singularity, "instance", None)  # a singleton: check again, against our binary
     checker = Singularity()
     checker.check()  # raises WorkflowError("Minimum ... version ...") if the line does not parse
     assert checker.binary == "apptainer"
