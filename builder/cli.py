@@ -137,7 +137,6 @@ def _load_site() -> None:
 def build_parser(command: str | None = None, name: str = "sbuild") -> argparse.ArgumentParser:
     """The parser for the program ``name``; with ``command``, only that command's module is
     imported and registered."""
-    import argparse
     import importlib
 
     from builder.commands.compat import add_global_flags, version_action
