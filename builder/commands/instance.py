@@ -46,9 +46,10 @@ def register(subparsers, only: str | None = None) -> None:  # noqa: ARG001 - one
 
 
 def _start(args: argparse.Namespace) -> int:
+    from builder.commands.uri import image_path
     from runtime import instances
 
-    entry = instances.start(args.image, args.name, list(args.args), run_options(args))
+    entry = instances.start(image_path(args.image, args), args.name, list(args.args), run_options(args))
     print(f"instance started successfully: {entry.name} (pid {entry.pid})")
     return 0
 

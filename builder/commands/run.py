@@ -189,6 +189,10 @@ def _action(args: argparse.Namespace) -> int:
     # the CLI process only waits for the container: let it hold the namespaces itself, and
     # give a squashfs image a head start before the rest of the runtime is imported
     here = getattr(args, "owns_process", False)
+    if ":" in args.image and not args.image.startswith("instance://"):  # a URI: its cached SIF
+        from builder.commands.uri import image_path
+
+        args.image = image_path(args.image, args)
     prefetched = None
     if here and not args.image.startswith("instance://") and os.getuid() == 0:  # (prefetch is root-only)
         from runtime.prefetch import prefetch
