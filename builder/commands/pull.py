@@ -245,14 +245,16 @@ def _pull(args: argparse.Namespace) -> int:
     if len(args.args) > 2:
         raise UsageError("pull takes [TARGET] URI")
     uri = args.args[-1]
+    compat = getattr(args, "program", "sbuild") != "sbuild"  # called as apptainer / singularity
     if ":" not in uri:
-        if getattr(args, "program", "sbuild") != "sbuild":
+        if compat:
             raise UsageError("No transport type URI supplied")
         uri = "docker://" + uri  # sbuild's convenience: a bare name is a Docker Hub image
     target = _target(args, uri)
     _refuse_existing(target, args.force)
     options = _options(args, args.library)
-    fmt = format_for_target(target, sandbox=args.sandbox)
+    # Apptainer writes a SIF whatever the name (Snakemake's <md5>.simg); sbuild follows the name
+    fmt = "sandbox" if args.sandbox else "sif" if compat else format_for_target(target)
     if uri.startswith("oras://"):
         from builder.sources.oci.agent import pull_options
         from builder.sources.oci.oras import pull_oras
