@@ -33,6 +33,7 @@ Apptainer prints them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -93,9 +94,22 @@ def image_path(text: str, args=None) -> str:  # noqa: ANN001
         if site.ENABLE_USER_SITE is None:
             site.main()
     options = fetch_options(args)
-    if options.disable_cache:
+    root = Path(cache_root()) / "images"
+    if options.disable_cache or not _writable(root):
         return str(_uncached(text, options))
-    return str(cached_image(text, options))
+    return str(cached_image(text, options, store=ImageStore(root)))
+
+
+def _writable(root: Path) -> bool:
+    """Whether the image cache can be used; if not, Apptainer's WARNING (the cache is disabled)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK | os.X_OK):
+            return True
+    except OSError:
+        pass
+    log.warning("cache directory %s is not writable: the image cache is disabled", root)
+    return False
 
 
 def _uncached(uri: str, options: FetchOptions) -> Path:
@@ -105,8 +119,7 @@ def _uncached(uri: str, options: FetchOptions) -> Path:
 
     work = tempfile.mkdtemp(prefix="sbuild-tmp-cache-", dir=options.tmpdir)
     atexit.register(shutil.rmtree, work, True)
-    store = ImageStore(Path(work))
-    return cached_image(uri, options, store=store)
+    return cached_image(uri, dataclasses.replace(options, disable_cache=True), store=ImageStore(Path(work)))
 
 
 def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = None) -> Path:

@@ -166,3 +166,14 @@ def test_an_image_without_labels_gets_an_empty_labels_json(reg, cli, tmp_path):
     assert (sandbox / ".singularity.d" / "labels.json").read_text() == "{}"
     r = cli("inspect", sandbox)
     assert r.returncode == 0 and "unable to parse labels" not in r.stderr, r.stderr
+
+
+def test_an_unwritable_cache_warns_and_pulls_into_a_temporary_dir(reg, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "APPTAINER_CACHEDIR": "/proc/no-such-dir",
+           "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    r = subprocess.run([SBUILD, "exec", f"docker://{reg.host}/test/run:1.0", "cat", "/etc/marker"], env=env,
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    assert (r.returncode, r.stdout) == (0, "A\n"), r.stderr
+    assert "is not writable: the image cache is disabled" in r.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []  # the temporary pull is removed at exit
