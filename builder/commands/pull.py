@@ -67,6 +67,8 @@ def _fetch_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tmpdir", help="where temporary rootfs and blobs go")
     p.add_argument("--ca-bundle", help="CA certificates to trust for the registry")
     p.add_argument("--docker-host", help=argparse.SUPPRESS)  # Apptainer's docker-daemon: host (unused here)
+    p.add_argument("--docker-username", help=argparse.SUPPRESS)  # hidden in Apptainer too
+    p.add_argument("--docker-password", help=argparse.SUPPRESS)
 
 
 def prompt_login(stdin=None, ask_password=None):
@@ -96,6 +98,11 @@ def _options(args: argparse.Namespace, library: str | None = None):
     from builder.options import FetchOptions
 
     login = prompt_login() if args.docker_login else None
+    user, password = getattr(args, "docker_username", None), getattr(args, "docker_password", None)
+    if login is None and (user or password):
+        from builder.sources.oci import Credentials
+
+        login = Credentials(user or "", password or "")
     arch = f"{args.arch}/{args.arch_variant}" if getattr(args, "arch_variant", None) and args.arch else args.arch
     return FetchOptions(arch=arch, nohttps=args.nohttps, authfile=args.authfile, login=login,
                         disable_cache=args.disable_cache, tmpdir=args.tmpdir, ca_bundle=args.ca_bundle,

@@ -80,3 +80,14 @@ def test_inspect_json_of_an_image_without_labels_has_empty_attributes(sbuild, re
     assert (env / "box/.singularity.d/labels.json").read_text() == "{}"
     r = sbuild("inspect", "--json", "box")
     assert (r.status, r.out, r.err) == (0, '{\n\t"data": {\n\t\t"attributes": {}\n\t},\n\t"type": "container"\n}\n', "")
+
+
+def test_docker_username_and_password_flags_log_in(sbuild, basic_registry, env):
+    import servers
+
+    uri = f"docker://{basic_registry.host}/{REPO}:1.0"
+    r = sbuild("pull", "--sandbox", "no", uri)
+    assert r.status != 0 and not (env / "no").exists()
+    r = sbuild("pull", "--docker-username", servers.USER, "--docker-password", servers.PASSWORD,
+               "--sandbox", "yes", uri)
+    assert r.status == 0 and (env / "yes/.singularity.d").is_dir(), r.err
