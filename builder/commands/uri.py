@@ -128,8 +128,11 @@ def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = 
 
     scheme = scheme_of(uri)
     if scheme not in PULLABLE:
-        raise UsageError(f"Unsupported transport type: {scheme}",
-                         hint="images by URI: " + ", ".join(f"{s}://" for s in PULLABLE))
+        runnable = ", ".join(f"{s}://" for s in PULLABLE)
+        if scheme in TRANSPORTS:  # Apptainer's, not (yet) sbuild's for running
+            raise UsageError(f"{scheme}: images cannot be run from this transport here",
+                             hint=f"build or pull it to a file first; images by URI: {runnable}")
+        raise UsageError(f"Unsupported transport type: {scheme}", hint=f"images by URI: {runnable}")
     store = store or ImageStore(Path(cache_root()) / "images")
     kind = PULLABLE[scheme]
     try:

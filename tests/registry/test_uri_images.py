@@ -154,6 +154,8 @@ def test_oras_uri_runs_the_pushed_sif(reg, cli, tmp_path):
 def test_unknown_transport_is_named_and_other_colons_are_paths(cli, tmp_path):
     r = cli("exec", "foo://x/y", "true")
     assert r.returncode != 0 and "Unsupported transport type: foo" in r.stderr
+    r = cli("exec", "oci-archive:x.tar", "true")
+    assert r.returncode != 0 and "oci-archive: images cannot be run from this transport" in r.stderr
     r = cli("exec", "my:f.sif", "true")
     assert r.returncode != 0 and "my:f.sif" in r.stderr and "transport" not in r.stderr
 
