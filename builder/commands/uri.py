@@ -3,9 +3,9 @@
 ``exec/run/shell/test``, ``inspect`` and ``instance start`` accept a URI in the place of an
 image file, as Apptainer does (its ``replaceURIWithImage``): the image is pulled once into
 the cache as a SIF and the cached SIF is run. ``image_path(text, args)`` is the one call
-those commands make; it returns ``text`` unchanged for anything that is not a URI, so a
-plain path costs nothing but the check (``is_uri``) and this module is imported only when
-the argument holds a ``:``.
+those commands make; it returns ``text`` unchanged for anything that is not a URI
+(``scheme_of``), and the actions import this module only when the argument holds a ``:``,
+so a plain path costs nothing.
 
 Which text is a URI (Apptainer's ``uri.go``): ``x://…`` always is; ``x:…`` only for the
 transports of ``TRANSPORTS`` (``my:f.sif`` is a file). Of those, the pullable ones are
@@ -48,7 +48,7 @@ from base.cachedir import cache_root
 from base.errors import UsageError
 from builder.options import FetchOptions
 
-__all__ = ["TRANSPORTS", "PULLABLE", "is_uri", "scheme_of", "image_path", "cached_image",
+__all__ = ["TRANSPORTS", "PULLABLE", "scheme_of", "image_path", "cached_image",
            "fetch_options", "ImageStore"]
 
 log = logging.getLogger("sbuild.images")
@@ -67,10 +67,6 @@ def scheme_of(text: str) -> str | None:
     if rest.startswith("//") or scheme in TRANSPORTS:
         return scheme
     return None
-
-
-def is_uri(text: str) -> bool:
-    return scheme_of(text) is not None and not text.startswith("instance://")
 
 
 def fetch_options(args) -> FetchOptions:  # noqa: ANN001 - argparse (or parse_quick) namespace
