@@ -151,8 +151,13 @@ def _registry_image(uri: str, kind: str, options: FetchOptions, store: ImageStor
 
     ref = parse_reference(uri.split("://", 1)[1])
     pulled = pull_options(options)
-    digest = ref.digest if ref.digest and store.get(kind, ref.digest) else _manifest_digest(ref, pulled)
-    pinned = f"{uri.split('://', 1)[0]}://{ref.with_digest(digest)}"
+    if ref.digest and store.get(kind, ref.digest):
+        top = digest = ref.digest  # pinned and cached: no need to ask the registry
+    else:
+        top, digest = _manifest_digest(ref, pulled)
+    # pulled by the repository digest just resolved, so that a tag moving meanwhile cannot put
+    # another image under this key
+    pinned = f"{uri.split('://', 1)[0]}://{ref.with_digest(top)}"
     if kind == "oras":
         from builder.sources.oci.oras import pull_oras
 
@@ -166,18 +171,19 @@ def _registry_image(uri: str, kind: str, options: FetchOptions, store: ImageStor
     return store.ensure(kind, digest, uri, pull)
 
 
-def _manifest_digest(ref, options) -> str:  # noqa: ANN001
-    """The digest of ``ref``'s manifest for the wanted platform (an index is resolved)."""
+def _manifest_digest(ref, options) -> tuple[str, str]:  # noqa: ANN001
+    """The digests of ``ref``'s manifest (an index, maybe) and of the image in it for the
+    wanted platform: (repository digest, image manifest digest)."""
     from builder.sources.oci.client import INDEX_TYPES
     from builder.sources.oci.platform import select_manifest
     from builder.sources.oci.puller import registry_client
 
     client = registry_client(ref, options)
-    body, media, digest = client.get_manifest(ref.repository, ref.version)
+    body, media, top = client.get_manifest(ref.repository, ref.version)
     doc = json.loads(body)
     if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
-        digest = select_manifest(doc.get("manifests") or [], options.want())["digest"]
-    return digest
+        return top, select_manifest(doc.get("manifests") or [], options.want())["digest"]
+    return top, top
 
 
 def _downloaded_image(uri: str, kind: str, options: FetchOptions, store: ImageStore) -> Path:

@@ -38,7 +38,10 @@ def _image(marker: str, labels: dict | None = None) -> images.Image:
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("uri-layout")
-    return images.write_layout(root / "oci", {"a": _image("A", {"org.example": "yes"}), "b": _image("B")})
+    arm = _image("ARM")
+    arm.arch, arm.variant = "arm64", "v8"
+    return images.write_layout(root / "oci", {"a": _image("A", {"org.example": "yes"}), "b": _image("B"),
+                                              "idx": [arm, _image("AMD")]})
 
 
 @pytest.fixture
@@ -179,3 +182,18 @@ def test_an_unwritable_cache_warns_and_pulls_into_a_temporary_dir(reg, tmp_path)
     assert (r.returncode, r.stdout) == (0, "A\n"), r.stderr
     assert "is not writable: the image cache is disabled" in r.stderr
     assert list((tmp_path / "tmp").iterdir()) == []  # the temporary pull is removed at exit
+
+
+def test_an_index_is_keyed_by_the_digest_of_the_hosts_image(reg, cli):
+    if os.uname().machine != "x86_64":
+        pytest.skip("the index holds arm64 and amd64 images; the amd64 one is expected here")
+    servers.skopeo_push(reg.layout, "idx", f"{reg.host}/test/run:idx", all_=True)
+    uri = f"docker://{reg.host}/test/run:idx"
+    r = cli("exec", uri, "cat", "/etc/marker")
+    assert (r.returncode, r.stdout) == (0, "AMD\n"), r.stderr
+    index = json.loads((reg.layout / "index.json").read_text())
+    [top] = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "idx"]
+    doc = json.loads((reg.layout / "blobs" / "sha256" / top["digest"].partition(":")[2]).read_bytes())
+    [amd] = [m["digest"] for m in doc["manifests"] if m["platform"]["architecture"] == "amd64"]
+    [entry] = [p for p in (cli.images / "oci-tmp").iterdir() if not p.name.startswith(".")]
+    assert entry.name == amd.partition(":")[2]
