@@ -74,8 +74,18 @@ def fetch_options(args) -> FetchOptions:  # noqa: ANN001 - argparse (or parse_qu
     def flag(name: str) -> bool:
         return bool(getattr(args, name, False))
 
+    login = None
+    user, password = getattr(args, "docker_username", None), getattr(args, "docker_password", None)
+    if flag("docker_login"):
+        from builder.commands.pull import prompt_login
+
+        login = prompt_login()
+    elif user or password:
+        from builder.sources.oci import Credentials
+
+        login = Credentials(user or "", password or "")
     return FetchOptions(nohttps=flag("nohttps") or flag("no_https"), authfile=getattr(args, "authfile", None),
-                        disable_cache=flag("disable_cache"), tmpdir=getattr(args, "tmpdir", None),
+                        disable_cache=flag("disable_cache"), tmpdir=getattr(args, "tmpdir", None), login=login,
                         library=getattr(args, "library", None), arch=getattr(args, "arch", None))
 
 
