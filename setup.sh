@@ -29,7 +29,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # compat mode: a plain .pth path entry, not an import hook that every interpreter start loads;
-# then sbuild's own launcher replaces pip's console script (python -S, no `import re`: builder.cli)
+# then sbuild's own launcher replaces pip's console scripts (python -S, no `import re`: builder.cli),
+# one per name it answers to: sbuild, apptainer, singularity, run-singularity (a .simg's interpreter)
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat \
-  && .venv/bin/python -c 'from builder.cli import write_launcher; write_launcher(".venv/bin/sbuild")'
+  && .venv/bin/python -c 'from builder.cli import write_launcher
+for name in ("sbuild", "apptainer", "singularity", "run-singularity"):
+    write_launcher(".venv/bin/" + name)'
 echo "setup: sbuild is at $(pwd)/.venv/bin/sbuild"

@@ -1,18 +1,25 @@
-"""The ``sbuild`` command line: argument parsing, dispatch, and the mapping of errors.
+"""The command line: argument parsing, dispatch, and the mapping of errors.
 
-This is the one module that prints to the user and decides exit statuses. Every
-command lives in a module of its own that exposes ``register(subparsers, only=None)``
-(``only``: the invoked command word, so a module may add just that one); the parser it adds
-sets ``handler`` to a function ``(args) -> int``. Library code below raises
-``SbuildError`` subclasses; they are rendered here.
+This is the one module that prints to the user and decides exit statuses. Every command
+lives in a module of its own that exposes ``register(subparsers, only=None)`` (``only``: the
+invoked command word, so a module may add just that one); the parser it adds sets
+``handler`` to a function ``(args) -> int``. Library code raises ``SbuildError``
+subclasses; they are rendered here.
 
-``sbuild SOURCE TARGET`` (no command word) means ``sbuild build SOURCE TARGET``.
+The program answers to the name it was called by. Under ``apptainer``/``singularity`` it is
+Apptainer 1.5's command line (``builder.commands.compat``, ``builder.commands.flags``):
+global flags before the command, env twins, parsing that stops at the first positional,
+``Error for command "x": …`` and exit 1 for usage errors, ``INFO:    ``/``FATAL:   ``
+messages and 255 for failures. ``run-singularity IMAGE ARGS`` (a ``.simg``'s interpreter) is
+``singularity run IMAGE ARGS``. Under ``sbuild``: argparse's messages and exit 2 for usage
+errors, ``sbuild: error: …`` and ``base.errors``' statuses, ``check``/``doctor``, and
+``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` unless a word looks like a command.
+An unknown command is an error with a "did you mean" under every name, never a build.
 
-Start-up cost is part of ``sbuild exec``'s latency, so this module imports neither
-argparse nor logging at load time. The runtime's actions take a fast path: their module's
-``parse_quick(argv)`` parses the common command lines exactly as argparse would, and
-logging is configured only if something imports it. The launcher that ``write_launcher``
-installs starts Python without ``site`` (``-S``); every other path loads it first.
+Start-up cost is part of ``exec``'s latency, so this module imports neither argparse nor
+logging at load time: the actions' ``parse_quick(argv)`` parses their common command lines
+exactly as argparse would, logging is configured only if something imports it, and the
+launcher (``write_launcher``) starts Python without ``site`` (``-S``).
 """
 
 from __future__ import annotations
@@ -46,15 +53,24 @@ COMMANDS: dict[str, str] = {
     "test": "builder.commands.run",
     "instance": "builder.commands.instance",
     "doctor": "builder.commands.doctor",
+    "version": "builder.commands.compat",
+    "help": "builder.commands.compat",
+    "run-help": "builder.commands.compat",
+    # Apptainer's commands that this sbuild lacks: a clear error (builder.commands.compat.UNAVAILABLE)
+    **dict.fromkeys(("sign", "verify", "key", "keys", "remote", "plugin", "capability", "config", "oci",
+                     "checkpoint", "delete", "search", "keyserver", "registry", "sif"), "builder.commands.compat"),
 }
+_COMPAT, _SBUILD_ONLY = ("apptainer", "singularity"), ("check", "doctor")
+# the commands that make argparse stop at their first positional themselves (the actions)
+_OWN_PARSING = ("exec", "run", "shell", "test", "instance")
 # commands whose module has ``parse_quick(argv) -> namespace | None`` and imports only the
 # standard library (it runs before site-packages are on sys.path)
 _QUICK = ("exec", "run", "shell", "test")
 
 
-def _configure_logging(verbosity: int, module=None) -> None:  # noqa: ANN001
-    """Send sbuild's log records to stderr (``module``: the logging module, when it is being
-    imported by ``_LoggingOnImport``)."""
+def _configure_logging(level: int, module=None, style=None) -> None:  # noqa: ANN001
+    """Send sbuild's log records at ``level`` and above to stderr (``module``: the logging
+    module, when it is being imported by ``_LoggingOnImport``; ``style``: ``leading.Style``)."""
     logging = module
     if logging is None:
         import logging
@@ -62,11 +78,12 @@ def _configure_logging(verbosity: int, module=None) -> None:  # noqa: ANN001
     class Formatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             message = record.getMessage()
+            if style is not None:
+                return style.line(record.levelno, message, where=record.funcName)
             if record.levelno >= logging.WARNING:
                 return f"sbuild: {record.levelname.lower()}: {message}"
             return message
 
-    level = {-1: logging.ERROR, 0: logging.INFO, 1: logging.DEBUG}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(Formatter())
     root = logging.getLogger("sbuild")
@@ -79,8 +96,8 @@ class _LoggingOnImport:
     """A ``sys.meta_path`` finder that configures sbuild's logger right after the first
     ``import logging`` (which costs ~14 ms: the fast path does not pay it unless it logs)."""
 
-    def __init__(self, verbosity: int) -> None:
-        self.verbosity = verbosity
+    def __init__(self, level: int, style) -> None:  # noqa: ANN001
+        self.level, self.style = level, style
 
     def find_spec(self, name: str, path=None, target=None):  # noqa: ANN001
         if name != "logging":
@@ -95,17 +112,17 @@ class _LoggingOnImport:
 
         def exec_module(module) -> None:  # noqa: ANN001
             load(module)
-            _configure_logging(self.verbosity, module)
+            _configure_logging(self.level, module, self.style)
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
-def _defer_logging(verbosity: int) -> None:
+def _defer_logging(level: int, style) -> None:  # noqa: ANN001
     if "logging" in sys.modules:
-        _configure_logging(verbosity)
+        _configure_logging(level, style=style)
     else:
-        sys.meta_path.insert(0, _LoggingOnImport(verbosity))
+        sys.meta_path.insert(0, _LoggingOnImport(level, style))
 
 
 def _load_site() -> None:
@@ -117,35 +134,29 @@ def _load_site() -> None:
             site.main()
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``command``, only that command's module is imported and registered."""
+def build_parser(command: str | None = None, name: str = "sbuild") -> argparse.ArgumentParser:
+    """The parser for the program ``name``; with ``command``, only that command's module is
+    imported and registered."""
     import argparse
     import importlib
 
-    class VersionAction(argparse.Action):
-        """``--version``: looks the version up only when asked (importlib.metadata is slow)."""
+    from builder.commands.compat import add_global_flags, version_action
+    from builder.commands.flags import parser_class
 
-        def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):  # noqa: A002
-            super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-        def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
-            try:
-                from importlib.metadata import version
-
-                text = version("sbuild")
-            except Exception:  # not installed (running from a checkout)
-                text = "0+unknown"
-            print(f"sbuild {text}")
-            parser.exit()
-
-    parser = argparse.ArgumentParser(
-        prog="sbuild",
-        description="Build, convert and run Singularity/Apptainer images.",
-        epilog="`sbuild SOURCE TARGET` is short for `sbuild build SOURCE TARGET`.",
+    compat = name in _COMPAT
+    parser = parser_class(name, raising=compat)(
+        prog=name,
+        description="Build, convert and run Singularity/Apptainer images"
+                    + (" (sbuild, as Apptainer's command line)." if compat else "."),
+        epilog=None if compat else "`sbuild SOURCE TARGET` is short for `sbuild build SOURCE TARGET`.",
     )
-    parser.add_argument("--version", action=VersionAction, help="print the version and exit")
+    parser.add_argument("--version", action=version_action(name), help="print the version and exit")
+    if compat:
+        add_global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    hidden = _SBUILD_ONLY if compat else ()
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(
+        dict.fromkeys(m for word, m in COMMANDS.items() if word not in hidden))
     for module_name in wanted:
         try:
             module = importlib.import_module(module_name)
@@ -157,19 +168,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _with_implicit_build(argv: list[str]) -> list[str]:
-    """Insert ``build`` when the first word is not a command (``sbuild a.def a.simg``)."""
+def _program(argv0: str) -> str:
+    name = os.path.basename(argv0)
+    return name if name in (*_COMPAT, "run-singularity") else "sbuild"
+
+
+def _with_implicit_build(argv: list[str]) -> tuple[list[str], bool]:
+    """``sbuild a.def a.simg``: insert ``build`` when the first word is not a command, and
+    does not look like one (``main`` then checks both arguments)."""
     if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
-        return argv
-    return ["build", *argv]
+        return argv, False
+    from builder.commands.compat import commandlike
+
+    if not argv[0].startswith("-") and commandlike(argv[0], COMMANDS):
+        return argv, False  # an unknown command, never a build
+    return ["build", *argv], True
 
 
-def _verbosity(args: argparse.Namespace) -> int:
-    if getattr(args, "quiet", False):
-        return -1
+def _level(args: argparse.Namespace, base: int) -> int:
+    """The logging level: the command's -v/-q (or SBUILD_DEBUG) over the global one."""
     if getattr(args, "verbose", False) or os.environ.get("SBUILD_DEBUG"):
-        return 1
-    return 0
+        return 10
+    if getattr(args, "quiet", False):
+        return max(base, 40)
+    return base
 
 
 def _quick(argv: list[str]):
@@ -178,43 +200,143 @@ def _quick(argv: list[str]):
     return __import__(COMMANDS[argv[0]], fromlist=["parse_quick"]).parse_quick(argv)
 
 
-def main(argv: Sequence[str] | None = None, *, owns_process: bool = False) -> int:
-    """Run one sbuild command and return its exit status.
+def _globals(argv: list[str]):  # noqa: ANN202
+    """Apptainer's global flags off the front of ``argv``: (the rest, the logging level, the
+    message style, whether --version was asked); the env twins' notes are printed."""
+    from builder.commands.leading import Style, parse_globals
 
-    ``owns_process``: the process ends when this returns (the console script), so a handler
-    may use the process itself (``args.owns_process``; the runtime creates its namespaces in
-    it), and after a quick-path command ``main`` ends the process itself (``_exit_now``).
-    Never set it when calling ``main`` from a process that goes on.
+    rest, level, values, notes = parse_globals(argv)
+    style = Style(debug=bool(values.get("debug")), nocolor=bool(values.get("nocolor")))
+    for levelno, text in notes:
+        if levelno >= level:
+            print(style.line(levelno, text), file=sys.stderr)
+    return rest, level, style, bool(values.get("version"))
+
+
+def main(argv: Sequence[str] | None = None, *, owns_process: bool = False, prog: str | None = None) -> int:
+    """Run one command and return its exit status.
+
+    ``prog``: the name the program was called by (default: ``sys.argv[0]`` when ``argv`` is
+    None, else ``sbuild``). ``owns_process``: the process ends when this returns (the console
+    script), so a handler may use the process itself (``args.owns_process``; the runtime
+    creates its namespaces in it), and after a quick-path command ``main`` ends the process
+    itself (``_exit_now``). Never set it when calling ``main`` from a process that goes on.
     """
-    argv = _with_implicit_build(list(sys.argv[1:] if argv is None else argv))
+    name = _program(prog if prog is not None else sys.argv[0] if argv is None else "sbuild")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if name == "run-singularity":  # `./image.simg ARGS`: the kernel runs `run-singularity ./image.simg ARGS`
+        name, argv = "singularity", ["run", *argv]
+    prepared = _prepare(argv, name)
+    if isinstance(prepared, int):
+        return prepared
+    argv, base, style, implicit = prepared
     args = _quick(argv)
     quick = args is not None
     if quick:
-        _defer_logging(_verbosity(args))
+        _defer_logging(_level(args, base), style)
     else:
-        _load_site()
-        parser = build_parser(argv[0] if argv else None)
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as e:  # argparse reports usage errors by exiting 2
-            return int(e.code or 0)
-        if not getattr(args, "handler", None):
-            parser.print_help(sys.stderr)
-            return 2
-        _configure_logging(_verbosity(args))
-    args.owns_process = owns_process
-    code = _run(args)
+        args = _parse(argv, name, implicit)
+        if isinstance(args, int):
+            return args
+        _configure_logging(_level(args, base), style=style)
+    args.owns_process, args.program = owns_process, name
+    code = _run(args, style)
     if quick and owns_process:
         _exit_now(code)
     return code
 
 
-def _run(args: argparse.Namespace) -> int:
+def _prepare(argv: list[str], name: str):  # noqa: ANN202
+    """Before dispatch: the global flags, ``help CMD``, the implicit build, unknown and
+    unavailable commands. ``(argv, level, style, implicit)``, or the exit status."""
+    base, style, implicit = 20, None, False
+    if name in _COMPAT:
+        from builder.commands.leading import Style
+
+        try:
+            argv, base, style, version = _globals(argv)
+        except SbuildError as e:
+            return _fail(e, Style())
+        if version:
+            from builder.commands.compat import version_line
+
+            print(version_line(name, long=True))
+            return 0
+    asks_help = argv[1:] in (["-h"], ["--help"])
+    if argv[:1] == ["help"] and not asks_help:
+        argv = [*argv[1:], "--help"]
+    if name == "sbuild":
+        argv, implicit = _with_implicit_build(argv)
+    known = [w for w in COMMANDS if name == "sbuild" or w not in _SBUILD_ONLY]
+    if argv and not argv[0].startswith("-") and argv[0] not in known:
+        return _unknown(name, argv[0], known)
+    word = argv[0] if argv else ""
+    if COMMANDS.get(word) == "builder.commands.compat" and not asks_help and word not in ("version", "run-help"):
+        from builder.commands.compat import unavailable
+
+        return _fail(unavailable(word), style)
+    return argv, base, style, implicit
+
+
+def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
+    """argparse's namespace for ``argv``, or the exit status of a usage error or --help."""
+    from builder.commands.flags import CommandLineError, leaf_parser, non_interspersed
+
+    _load_site()
+    parser = build_parser(argv[0] if argv else None, name)
     try:
+        if name in _COMPAT and argv and argv[0] not in _OWN_PARSING:
+            argv = non_interspersed(parser, argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the command they were given to, as Apptainer does
+            unknown = "unknown flag: " if name in _COMPAT and extra[0].startswith("-") else "unrecognized arguments: "
+            leaf_parser(parser, argv).error(unknown + " ".join(extra))
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except CommandLineError as e:
+        return _usage_error(e, name)
+    if not getattr(args, "handler", None):
+        if name in _COMPAT:
+            parser.print_help(sys.stdout)
+            return 0
+        parser.print_help(sys.stderr)
+        return 2
+    if implicit:
+        from builder.commands.compat import commandlike
+
+        odd = [w for w in (args.source, args.target) if commandlike(w, COMMANDS)]
+        if odd:
+            return _unknown(name, odd[0], list(COMMANDS))
+    return args
+
+
+def _usage_error(error, name: str) -> int:  # noqa: ANN001
+    from builder.commands.compat import usage_error
+
+    return _emit(*usage_error(error, name))
+
+
+def _unknown(name: str, word: str, known: list[str]) -> int:
+    from builder.commands.compat import unknown_command
+
+    return _emit(*unknown_command(name, word, known))
+
+
+def _emit(stderr: str, stdout: str, code: int) -> int:
+    sys.stderr.write(stderr)
+    sys.stdout.write(stdout)
+    return code
+
+
+def _run(args: argparse.Namespace, style) -> int:  # noqa: ANN001
+    try:
+        if getattr(args, "_env_flags", None):
+            from builder.commands.flags import apply_env
+
+            apply_env(args)
         return int(args.handler(args) or 0)
     except SbuildError as e:
-        print(_render_error(e), file=sys.stderr)
-        return e.exit_status
+        return _fail(e, style)
     except KeyboardInterrupt:
         print("sbuild: interrupted", file=sys.stderr)
         return 130
@@ -226,6 +348,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sbuild: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         print("  this is a bug in sbuild; rerun with SBUILD_DEBUG=1 for the traceback", file=sys.stderr)
         return 1
+
+
+def _fail(error: SbuildError, style) -> int:  # noqa: ANN001
+    """An error's message and exit status: ``FATAL:   …`` and 255 under Apptainer's names
+    (``style``: their ``compat.Style``)."""
+    if style is not None:
+        print(style.line(50, error.render()), file=sys.stderr)
+        return 255
+    print(_render_error(error), file=sys.stderr)
+    return error.exit_status
 
 
 def _exit_now(code: int) -> None:
@@ -255,27 +387,12 @@ def entry() -> None:
     sys.exit(main(owns_process=True))
 
 
-_LAUNCHER = '''#!{python} -S
-# sbuild's launcher, written by builder.cli.write_launcher (setup.sh) in place of pip's
-# console script: Python starts without site (-S) and without pip's `import re`, ~10 ms
-# less per command; builder.cli loads site-packages for every command that needs them.
-import sys
-sys.path.append({root!r})
-from builder.cli import entry
-entry()
-'''
-
-
 def write_launcher(path: str) -> None:
-    """Write the ``sbuild`` launcher script at ``path`` (atomically, mode 0755) for the
-    running interpreter and this checkout or install."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    text = _LAUNCHER.format(python=sys.executable, root=root)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    """Write the fast launcher at ``path`` (``builder.commands.launcher``; setup.sh writes one
+    per name: sbuild, apptainer, singularity, run-singularity)."""
+    from builder.commands.launcher import write_launcher as write
+
+    write(path)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import re
 import sys
 from pathlib import Path
 
-from base.env import apptainer_env, apptainer_flag
 from builder.commands import add_output_flags
+from builder.commands.flags import add_flag
 from builder.commands.check import add_build_arg_flags, build_args_from
 from base.errors import UsageError
 
@@ -42,32 +42,33 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
                               description="Build TARGET from SOURCE (recipe, image, sandbox or URI).")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("target", metavar="TARGET")
-    p.add_argument("-s", "--sandbox", action="store_true", help="write a sandbox directory")
+    add_flag(p, "-s", "--sandbox", env="SANDBOX", action="store_true", help="write a sandbox directory")
     p.add_argument("--format", choices=("simg", "sif", "squashfs", "sandbox", "ext3"), help="output format")
-    p.add_argument("-F", "--force", action="store_true", help="overwrite TARGET; %%labels override")
-    p.add_argument("-T", "--notest", action="store_true", help="do not run %%test")
-    p.add_argument("--section", default="all", help="comma-separated sections to run (default all)")
-    p.add_argument("-u", "--update", action="store_true", help="run the sections on an existing sandbox")
-    p.add_argument("-f", "--fakeroot", action="store_true", help="build as root in a user namespace")
-    p.add_argument("--fix-perms", action="store_true", help="give the owner rwx on dirs, rw on files")
-    p.add_argument("-B", "--bind", action="append", default=[], metavar="SRC[:DST[:OPTS]]")
-    p.add_argument("--arch", help="architecture for pulls and labels (Go name, e.g. amd64)")
-    p.add_argument("--nohttps", action="store_true", default=_env_flag("NOHTTPS"))
-    p.add_argument("--authfile")
-    p.add_argument("--library", default=_env("LIBRARY"), metavar="URL",
-                   help="library URL for library:// sources without a host")
-    p.add_argument("--docker-login", action="store_true")
-    p.add_argument("--tmpdir", default=_env("TMPDIR"), help="where bundles are made")
-    p.add_argument("--no-cleanup", action="store_true", help="keep the build bundle")
-    p.add_argument("--disable-cache", action="store_true", default=_env_flag("DISABLE_CACHE"))
-    p.add_argument("--mksquashfs-args", default="", metavar="ARGS")
+    add_flag(p, "-F", "--force", env="FORCE", action="store_true", help="overwrite TARGET; %%labels override")
+    add_flag(p, "-T", "--notest", env="NOTEST", action="store_true", help="do not run %%test")
+    add_flag(p, "--section", env="SECTION", default="all", help="comma-separated sections to run (default all)")
+    add_flag(p, "-u", "--update", env="UPDATE", action="store_true", help="run the sections on an existing sandbox")
+    add_flag(p, "-f", "--fakeroot", env="FAKEROOT", action="store_true", help="build as root in a user namespace")
+    add_flag(p, "--fix-perms", env="FIXPERMS", action="store_true", help="give the owner rwx on dirs, rw on files")
+    p.add_argument("-B", "--bind", action="append", default=[], metavar="SRC[:DST[:OPTS]]")  # no env twin
+    add_flag(p, "--arch", env="BUILD_ARCH", help="architecture for pulls and labels (Go name, e.g. amd64)")
+    add_flag(p, "--nohttps", "--no-https", env=("NOHTTPS", "NO_HTTPS"), action="store_true",
+             deprecated={"--nohttps": "use --no-https"})
+    add_flag(p, "--authfile", env="AUTH_FILE")
+    add_flag(p, "--library", env="LIBRARY", metavar="URL", help="library URL for library:// sources without a host")
+    add_flag(p, "--docker-login", env="DOCKER_LOGIN", action="store_true")
+    # (their env twins, bare DOCKER_* and *_DOCKER_USERNAME/PASSWORD, are read by builder.sources.oci.auth)
+    p.add_argument("--docker-username", help=argparse.SUPPRESS)
+    p.add_argument("--docker-password", help=argparse.SUPPRESS)
+    p.add_argument("--remote", action="store_true", help=argparse.SUPPRESS)  # Apptainer's: always fatal
+    add_flag(p, "--tmpdir", env="TMPDIR", help="where bundles are made")
+    add_flag(p, "--no-cleanup", env="NO_CLEANUP", action="store_true", help="keep the build bundle")
+    add_flag(p, "--disable-cache", env="DISABLE_CACHE", action="store_true")
+    add_flag(p, "--mksquashfs-args", env="MKSQUASHFS_ARGS", default="", metavar="ARGS")
     p.add_argument("--json", action="store_true", help="print one JSON object describing the result")
     add_build_arg_flags(p)
     add_output_flags(p)
     p.set_defaults(handler=run)
-
-
-_env, _env_flag = apptainer_env, apptainer_flag  # flag defaults from $APPTAINER_/$SINGULARITY_<NAME>
 
 
 def looks_like_recipe(path: Path) -> bool:
@@ -161,6 +162,10 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity, pack, tran
         from builder.commands.pull import prompt_login
 
         login = prompt_login()  # UsageError (exit 2) without a terminal to ask on
+    elif args.docker_username:
+        from builder.sources.oci import Credentials
+
+        login = Credentials(args.docker_username, args.docker_password or "")
     fetch = FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile,
                          disable_cache=args.disable_cache, fix_perms=args.fix_perms, tmpdir=args.tmpdir,
                          identity=identity, login=login, library=args.library, transfer=transfer)
@@ -219,7 +224,12 @@ def run(args: argparse.Namespace) -> int:
 
     from builder.images import file_digest, format_for_target
 
-    source, target_s, swapped = decide_direction(args.source, args.target, sandbox=args.sandbox)
+    if args.remote:
+        raise UsageError("--remote builds are not supported", hint="build locally (sbuild needs no root)")
+    if getattr(args, "program", "sbuild") != "sbuild":  # Apptainer's `build TARGET SOURCE`, strictly
+        source, target_s, swapped = args.target, args.source, False
+    else:
+        source, target_s, swapped = decide_direction(args.source, args.target, sandbox=args.sandbox)
     target = Path(target_s)
     fmt = format_for_target(target, sandbox=args.sandbox, fmt=args.format)
     log.info("building %s from %s%s", target, source, " (read as TARGET SOURCE)" if swapped else "")

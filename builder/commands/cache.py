@@ -21,15 +21,32 @@ def register(subparsers, only: str | None = None) -> None:
     sub = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="list cached blobs and their sizes")
     listing.add_argument("--cachedir", help="cache directory (default: from the environment)")
+    listing.add_argument("-T", "--type", action="append", default=[], help=_TYPES_HELP)
     add_output_flags(listing)
     listing.set_defaults(handler=_list)
     clean = sub.add_parser("clean", help="remove cached blobs")
-    clean.add_argument("--days", type=float, help="only blobs unused for more than DAYS days")
-    clean.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    clean.add_argument("-D", "--days", type=float, help="only blobs unused for more than DAYS days")
+    clean.add_argument("-n", "--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    clean.add_argument("-T", "--type", action="append", default=[], help=_TYPES_HELP)
     clean.add_argument("--cachedir", help="cache directory (default: from the environment)")
     clean.add_argument("-f", "--force", action="store_true", help="accepted for Apptainer compatibility")
     add_output_flags(clean)
     clean.set_defaults(handler=_clean)
+
+
+_TYPES_HELP = "cache types, comma list: library, oci, shub, blob(s), net, oras, all (sbuild's cache holds blobs)"
+_TYPES = ("library", "oci", "shub", "blob", "blobs", "net", "oras", "all")
+
+
+def _has_blobs(args: argparse.Namespace) -> bool:
+    """Whether ``--type`` (Apptainer's cache kinds; default all) includes sbuild's blobs."""
+    from base.errors import UsageError
+
+    types = [t.strip() for v in args.type for t in v.split(",") if t.strip()] or ["all"]
+    bad = [t for t in types if t not in _TYPES]
+    if bad:
+        raise UsageError(f"--type: unknown cache type {bad[0]!r}", hint="one of " + ", ".join(_TYPES))
+    return any(t in ("blob", "blobs", "oci", "all") for t in types)
 
 
 def _cache(args: argparse.Namespace):
@@ -50,7 +67,7 @@ def _size(n: float) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     cache = _cache(args)
-    entries = cache.entries()
+    entries = cache.entries() if _has_blobs(args) else []
     now = time.time()
     if not args.quiet:
         for e in entries:
@@ -65,6 +82,9 @@ def _clean(args: argparse.Namespace) -> int:
         from base.errors import UsageError
 
         raise UsageError("--days must not be negative")
+    if not _has_blobs(args):
+        print("removed 0 blobs, 0 B")
+        return 0
     cache = _cache(args)
     done = cache.clean(days=args.days, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"

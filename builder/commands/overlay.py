@@ -11,6 +11,7 @@ import argparse
 import logging
 
 from builder.commands import add_output_flags
+from builder.commands.flags import add_flag
 
 __all__ = ["register"]
 
@@ -21,10 +22,13 @@ def _add_create_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMG", help="the overlay image to create")
     parser.add_argument("-s", "--size", type=int, default=64, metavar="MiB",
                         help="size in MiB (default and minimum 64)")
-    parser.add_argument("--sparse", action="store_true", help="create a sparse file")
+    add_flag(parser, "-S", "--sparse", env="SPARSE", action="store_true", help="create a sparse file")
     parser.add_argument("--create-dir", action="append", default=[], metavar="DIR",
                         help="also create upper/DIR (repeatable)")
     parser.add_argument("-F", "--force", action="store_true", help="overwrite an existing IMG")
+    # the caller owns upper/ and work/, which is root under --fakeroot: nothing more to do
+    add_flag(parser, "-f", "--fakeroot", env="FAKEROOT", action="store_true", help="for use with --fakeroot")
+    parser.add_argument("--tmpdir", help=argparse.SUPPRESS)  # Apptainer's; sbuild needs no temp dir here
     add_output_flags(parser)
     parser.set_defaults(handler=_create)
 
@@ -37,16 +41,22 @@ def register(subparsers, only: str | None = None) -> None:
     overlay = subparsers.add_parser("overlay", help="manage overlay images",
                                     description="Manage persistent overlay images.")
     add_output_flags(overlay)
-    overlay.set_defaults(handler=lambda args: _usage(overlay))
+    overlay.set_defaults(handler=lambda args: _usage(overlay, getattr(args, "program", "sbuild")))
     sub = overlay.add_subparsers(dest="overlay_command", metavar="SUBCOMMAND")
     _add_create_args(sub.add_parser(
         "create", help="create an ext3 overlay image",
         description="Create an ext3 overlay image (with upper/ and work/) for --overlay."))
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
+def _usage(parser: argparse.ArgumentParser, program: str) -> int:
+    """A group without its subcommand: sbuild's usage error (2), or Apptainer's usage on
+    stdout and exit 1."""
     import sys
 
+    if program != "sbuild":
+        parser.print_usage(sys.stdout)
+        print(f"\nRun '{parser.prog} --help' for more detailed usage information.")
+        return 1
     parser.print_usage(sys.stderr)
     print("sbuild overlay: a subcommand is required (create)", file=sys.stderr)
     return 2

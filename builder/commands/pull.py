@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from builder.commands import add_output_flags
+from builder.commands.flags import add_flag
 
 __all__ = ["register", "default_name", "pull_image", "place_image", "prompt_login", "layer_progress"]
 
@@ -37,16 +38,17 @@ def register(subparsers, only: str | None = None) -> None:
     pull = subparsers.add_parser("pull", help="fetch an image from a registry or a local OCI source",
                                  description="pull [TARGET] URI, or pull --name TARGET URI")
     pull.add_argument("args", nargs="+", metavar="[TARGET] URI")
-    pull.add_argument("--name", help="the file to write (overrides TARGET)")
-    pull.add_argument("--dir", help="write TARGET in this directory")
-    pull.add_argument("-F", "--force", action="store_true", help="overwrite TARGET")
-    pull.add_argument("-s", "--sandbox", action="store_true", help="write a sandbox directory")
-    pull.add_argument("--library", help="library URL for library:// references without a host")
-    pull.add_argument("--arch-variant", help="platform variant (with --arch)")
-    for flag in ("--reproducible", "--no-cleanup", "--allow-unauthenticated"):
-        pull.add_argument(flag, action="store_true", help=argparse.SUPPRESS)  # Apptainer's; no effect here
-    pull.add_argument("-U", "--allow-unsigned", action="store_true", help=argparse.SUPPRESS)
-    _fetch_flags(pull)
+    add_flag(pull, "--name", env="PULL_NAME", help="the file to write (overrides TARGET)")
+    add_flag(pull, "--dir", env=("PULLDIR", "PULLFOLDER"), help="write TARGET in this directory")
+    add_flag(pull, "-F", "--force", env="FORCE", action="store_true", help="overwrite TARGET")
+    add_flag(pull, "-s", "--sandbox", env="SANDBOX", action="store_true", help="write a sandbox directory")
+    add_flag(pull, "--library", env="LIBRARY", help="library URL for library:// references without a host")
+    add_flag(pull, "--arch-variant", env="PULL_ARCH_VARIANT", help="platform variant (with --arch)")
+    for flag, key in (("--reproducible", "REPRODUCIBLE"), ("--no-cleanup", "NO_CLEANUP"),
+                      ("--allow-unauthenticated", "ALLOW_UNAUTHENTICATED")):  # Apptainer's; no effect here
+        add_flag(pull, flag, env=key, action="store_true", help=argparse.SUPPRESS)
+    add_flag(pull, "-U", "--allow-unsigned", env="ALLOW_UNSIGNED", action="store_true", help=argparse.SUPPRESS)
+    _fetch_flags(pull, arch="PULL_ARCH")
     add_output_flags(pull)
     pull.set_defaults(handler=_pull)
     push = subparsers.add_parser("push", help="push a SIF image to oras://REF")
@@ -58,15 +60,18 @@ def register(subparsers, only: str | None = None) -> None:
     push.set_defaults(handler=_push)
 
 
-def _fetch_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", help="platform to pull (amd64, arm64, arm/v7 ...)")
-    p.add_argument("--nohttps", "--no-https", action="store_true", help="plain HTTP to the registry")
-    p.add_argument("--authfile", help="docker config.json style credentials file")
-    p.add_argument("--docker-login", action="store_true", help="prompt for registry credentials")
-    p.add_argument("--disable-cache", action="store_true", help="do not use or fill the blob cache")
-    p.add_argument("--tmpdir", help="where temporary rootfs and blobs go")
+def _fetch_flags(p: argparse.ArgumentParser, arch: str | None = None) -> None:
+    """The registry flags of pull and push, with their env twins (``arch``: --arch's key)."""
+    add_flag(p, "--arch", env=arch or (), help="platform to pull (amd64, arm64, arm/v7 ...)")
+    add_flag(p, "--nohttps", "--no-https", env=("NOHTTPS", "NO_HTTPS"), action="store_true",
+             deprecated={"--nohttps": "use --no-https"}, help="plain HTTP to the registry")
+    add_flag(p, "--authfile", env="AUTH_FILE", help="docker config.json style credentials file")
+    add_flag(p, "--docker-login", env="DOCKER_LOGIN", action="store_true", help="prompt for registry credentials")
+    add_flag(p, "--disable-cache", env="DISABLE_CACHE", action="store_true",
+             help="do not use or fill the blob cache")
+    add_flag(p, "--tmpdir", env="TMPDIR", help="where temporary rootfs and blobs go")
     p.add_argument("--ca-bundle", help="CA certificates to trust for the registry")
-    p.add_argument("--docker-host", help=argparse.SUPPRESS)  # Apptainer's docker-daemon: host (unused here)
+    add_flag(p, "--docker-host", env="DOCKER_HOST", help=argparse.SUPPRESS)  # docker-daemon: host (unused)
     p.add_argument("--docker-username", help=argparse.SUPPRESS)  # hidden in Apptainer too
     p.add_argument("--docker-password", help=argparse.SUPPRESS)
 
