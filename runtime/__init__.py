@@ -21,7 +21,10 @@ through ``run_in_sandbox``):
             in (env scripts sourced, ``--env`` applied, exec/run/shell/test/start).
 
 ``run_action``, below, walks these steps; a setup failure the container reported is raised
-as the sbuild error it names. Beside them: ``runtime.instances``
+as the sbuild error it names. Flags off the common path are resolved in the plan step by
+``runtime.features`` (``--no-mount``, namespaces, capabilities, ``--security``), with
+``runtime.gpu`` (``--nv``/``--rocm``) and ``runtime.cgroups`` (``--cpus``/``--memory``),
+imported only when used; ``runtime.envfile`` reads ``--env-file``. Beside them: ``runtime.instances``
 (named background containers), ``runtime.capabilities`` (the probes behind ``sbuild
 doctor``), ``runtime.paths`` (where things are), ``runtime._sys`` (the system calls).
 
@@ -31,7 +34,8 @@ Public API:
                    stdin, stdout, stderr, userns, action) -> int   (here)
     call_in_userns(fn, *args, **kwargs) -> fn's result          (runtime.namespaces)
     RunOptions, Bind, Identity                                   (runtime.description)
-    parse_bind(spec) -> [Bind]                                   (runtime.plan)
+    parse_bind(spec) -> [Bind], parse_mount(spec) -> [Bind]      (runtime.plan)
+    read_env_file(path, environ) -> {name: value}               (runtime.envfile)
     choose_identity(mode, user=None), host_user()                (runtime.plan)
 
 Imports: the base package, this package and ``builder.images.probe`` (the image reader),
@@ -68,10 +72,11 @@ if TYPE_CHECKING:
     from runtime.process import Launched
 
 __all__ = ["run_action", "run_in_sandbox", "call_in_userns", "RunOptions", "Bind", "Identity", "parse_bind",
-           "choose_identity", "host_user"]
+           "parse_mount", "read_env_file", "choose_identity", "host_user"]
 
 _WHERE = {"call_in_userns": "runtime.namespaces", "RunOptions": "runtime.description", "Bind": "runtime.description",
-          "Identity": "runtime.description", "parse_bind": "runtime.plan", "choose_identity": "runtime.plan", "host_user": "runtime.plan"}
+          "Identity": "runtime.description", "parse_bind": "runtime.plan", "choose_identity": "runtime.plan", "host_user": "runtime.plan",
+          "parse_mount": "runtime.plan", "read_env_file": "runtime.envfile"}
 
 
 def __getattr__(name: str):
@@ -94,6 +99,7 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
     from runtime import process
     from runtime.plan import plan
 
+    root = None
     try:
         root, proc, ident = plan(image, action, args, opts, join=join is not None,
                                  prefetched=prefetched if here else None)
@@ -106,6 +112,10 @@ def run_action(image: str, action: str, args: list[str], opts: RunOptions, *,
     finally:
         if prefetched is not None:
             os.close(prefetched.fd)  # the container attached its own copy (or failed)
+        if root is not None and root.cgroup and not detach:
+            from runtime.cgroups import remove
+
+            remove(root.cgroup)
 
 
 def run_in_sandbox(
@@ -145,7 +155,7 @@ def run_in_sandbox(
     opts = RunOptions(
         binds=tuple(parsed), writable=writable, cleanenv=cleanenv, env=tuple((env or {}).items()),
         pwd=cwd, build_config=build_config, no_home=build_config, contain=False, userns=userns,
-        stdio=(stdin, stdout, stderr), host_env=host_env,
+        stdio=(stdin, stdout, stderr), host_env=host_env, no_eval=True,
     )
     result = run_action(os.fspath(rootfs), action, list(argv), opts)
     assert isinstance(result, int)

@@ -19,7 +19,7 @@ __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "set_pdeathsig", "loop_attach",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_MOVE", "MS_REC",
     "MS_PRIVATE", "MS_SLAVE", "MNT_DETACH", "CLONE_NEWNS", "CLONE_NEWUSER", "CLONE_NEWPID",
-    "CLONE_NEWIPC", "CLONE_NEWUTS", "map_single_id", "fsmount_bdev", "move_mount", "open_in_root",
+    "CLONE_NEWIPC", "CLONE_NEWUTS", "CLONE_NEWNET", "map_single_id", "sethostname", "loopback_up", "drop_bounding", "fsmount_bdev", "move_mount", "open_in_root",
 ]
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -27,8 +27,8 @@ MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC = 32, 4096, 8192, 16384
 MS_PRIVATE, MS_SLAVE = 1 << 18, 1 << 19
 MNT_DETACH = 2
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP = 1, 38, 36, 24
 
 
 
@@ -179,6 +179,34 @@ def set_pdeathsig(sig: int, expected_parent: int) -> None:
 
 def no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def drop_bounding(caps) -> None:
+    """Drop capabilities from the bounding set: a later execve as root gets none of them."""
+    for cap in caps:
+        try:
+            prctl(PR_CAPBSET_DROP, cap)
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # (a capability this kernel does not know)
+                raise
+
+
+def sethostname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.sethostname(data, len(data)), "sethostname")
+
+
+def loopback_up() -> None:
+    """Set ``lo`` up in this (new) network namespace: SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        req = b"lo".ljust(16, b"\0") + bytes(24)
+        flags = int.from_bytes(fcntl.ioctl(sock.fileno(), 0x8913, req)[16:18], sys.byteorder)
+        fcntl.ioctl(sock.fileno(), 0x8914, req[:16] + (flags | 1).to_bytes(2, sys.byteorder) + bytes(22))
+    finally:
+        sock.close()
 
 
 # -- loop devices ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ ACTIONS = ("exec", "run", "shell", "test", "start")
 
 _PROXY = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy")
 _DROP = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"}
+_REFUSED = {"HOME", "SINGULARITY_SHELL", "APPTAINER_SHELL", "SINGULARITY_APPNAME", "APPTAINER_APPNAME"}
 
 _PRELUDE = r"""
 if ! command -v source >/dev/null 2>&1; then eval 'source() { . "$1"; }'; __sb_src=1; fi
@@ -49,23 +50,33 @@ unset -f __sb_inject 2>/dev/null
 """
 
 _ACTION = {
-    "exec": 'exec "$@"\n',
+    "exec": r"""
+case "$1" in -*|"") false;; *) command -v "$1" >/dev/null 2>&1;; esac || {
+  echo "FATAL:   \"$1\": executable file not found in \$PATH" >&2; exit 255; }
+exec "$@"
+""",
     "run": r"""
 if [ -n "${SINGULARITY_APPNAME:-}" ]; then
   __sb_r=/scif/apps/$SINGULARITY_APPNAME/scif/runscript
   if [ ! -f "$__sb_r" ]; then echo "sbuild: no runscript for app $SINGULARITY_APPNAME" >&2; exit 1; fi
 elif [ -f /.singularity.d/runscript ]; then __sb_r=/.singularity.d/runscript
 elif [ -f /singularity ]; then __sb_r=/singularity
+elif [ -f /apptainer ]; then __sb_r=/apptainer
 else exec /bin/sh "$@"
 fi
 if [ -x "$__sb_r" ]; then exec "$__sb_r" "$@"; else exec /bin/sh "$__sb_r" "$@"; fi
 """,
-    "shell": 'exec "$SINGULARITY_SHELL" "$@"\n',
+    "shell": r"""
+if [ -n "${SINGULARITY_SHELL:-}" ]; then exec "$SINGULARITY_SHELL" "$@"
+elif [ -x /bin/bash ]; then SHELL=/bin/bash; export SHELL; exec /bin/bash --norc "$@"
+else SHELL=/bin/sh; export SHELL; exec /bin/sh "$@"
+fi
+""",
     "test": r"""
 if [ -n "${SINGULARITY_APPNAME:-}" ]; then __sb_r=/scif/apps/$SINGULARITY_APPNAME/scif/test
 else __sb_r=/.singularity.d/test
 fi
-if [ ! -f "$__sb_r" ]; then echo "sbuild: no test script found in the container" >&2; exit 0; fi
+if [ ! -f "$__sb_r" ]; then echo "INFO:    No test script found in container, exiting" >&2; exit 0; fi
 if [ -x "$__sb_r" ]; then exec "$__sb_r" "$@"; else exec /bin/sh "$__sb_r" "$@"; fi
 """,
     "start": r"""
@@ -93,15 +104,25 @@ def _injections(host_env: Mapping[str, str], user_env: Mapping[str, str]) -> dic
     return out
 
 
-def _script(action: str, inject: Mapping[str, str]) -> str:
+def _evaluated(value: str) -> str:
+    """``value`` in double quotes: ``$V`` and ``$(cmd)`` expand, as Apptainer evaluates it."""
+    return '"' + value.replace('"', '\\"') + '"'
+
+
+def _script(action: str, inject: Mapping[str, str], no_eval: bool = False) -> str:
     lines = []
+    quote = _quote if no_eval else _evaluated
     for key, value in inject.items():
-        if key == "PREPEND_PATH":
-            lines.append(f"PATH={_quote(value)}:\"$PATH\"; export PATH")
+        if key in _REFUSED:
+            lines.append(f"echo {_quote(f'WARNING: Overwriting {key} environment variable is not permitted')} >&2")
+        elif key == "PREPEND_PATH":
+            lines.append(f"PATH={quote(value)}:\"$PATH\"; export PATH")
         elif key == "APPEND_PATH":
-            lines.append(f"PATH=\"$PATH\":{_quote(value)}; export PATH")
+            lines.append(f"PATH=\"$PATH\":{quote(value)}; export PATH")
+        elif key == "LD_LIBRARY_PATH":
+            lines.append(f"LD_LIBRARY_PATH={quote(value)}:/.singularity.d/libs; export LD_LIBRARY_PATH")
         elif key.isidentifier():
-            lines.append(f"{key}={_quote(value)}; export {key}")
+            lines.append(f"{key}={quote(value)}; export {key}")
     body = "\n  ".join(lines) or ":"
     return (f"__sb_inject() {{\n  {body}\n}}\n" + _PRELUDE.replace("__DEFAULT_PATH__", DEFAULT_PATH)
             + _ACTION[action])
@@ -116,14 +137,16 @@ def container_env(
     cleanenv: bool,
     shell: str | None = None,
     app: str | None = None,
+    no_env: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """The environment the action script starts with (before the image's env scripts)."""
+    """The environment the action script starts with (before the image's env scripts);
+    ``no_env``: host variables not to forward (``--no-env``)."""
     if cleanenv:
         env = {k: v for k, v in host_env.items() if k == "TERM" or k.lower() in _PROXY}
         env["LANG"] = "C"
     else:
         env = {k: v for k, v in host_env.items()
-               if k not in _DROP and not k.startswith(("SINGULARITY", "APPTAINER", "SBUILD_"))}
+               if k not in _DROP and k not in no_env and not k.startswith(("SINGULARITY", "APPTAINER", "SBUILD_"))}
     name = os.path.basename(os.path.normpath(image)) if image else ""
     env.update({
         "PATH": DEFAULT_PATH,
@@ -149,12 +172,14 @@ def action_argv(
     host_env: Mapping[str, str],
     user_env: Mapping[str, str],
     shell: str = "/bin/sh",
+    no_eval: bool = False,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(argv, fallback_argv)``: the image's /bin/sh running the action script, and what to
-    exec directly (no env scripts) when the image has no /bin/sh."""
+    exec directly (no env scripts) when the image has no /bin/sh. Injected values are
+    shell-evaluated as in double quotes, or taken literally with ``no_eval``."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    script = _script(action, _injections(host_env, user_env))
+    script = _script(action, _injections(host_env, user_env), no_eval)
     argv = ("/bin/sh", "-c", script, f"sbuild-{action}", *args)
     if action == "exec":
         fallback = tuple(args)

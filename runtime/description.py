@@ -120,6 +120,22 @@ class RunOptions:
     build_config: bool = False
     stdio: tuple[int | None, int | None, int | None] = (None, None, None)
     host_env: Mapping[str, str] | None = None
+    no_mount: tuple[str, ...] = ()  # proc sys dev devpts home tmp hostfs cwd bind-paths, or a destination
+    workdir: str | None = None  # -W: host dir for /tmp, /var/tmp, home (contained) and scratch
+    scratch: tuple[str, ...] = ()  # -S: empty writable dirs at these destinations
+    no_eval: bool = False  # injected values literal, not shell-evaluated
+    unshare: tuple[str, ...] = ()  # extra namespaces: ipc uts net
+    hostname: str | None = None
+    network: str | None = None  # "none" (loopback only) with --net
+    gpu: tuple[str, ...] = ()  # nv rocm
+    cgroups: tuple[tuple[str, str], ...] = ()  # (cpus|memory, value)
+    add_caps: tuple[str, ...] = ()
+    drop_caps: tuple[str, ...] = ()
+    no_privs: bool = False
+    security: tuple[str, ...] = ()  # uid:N gid:N ...
+    no_umask: bool = False
+    no_env: tuple[str, ...] = ()  # host variables not forwarded
+    dns: str | None = None  # comma list of name servers for /etc/resolv.conf
 
 
 @record
@@ -146,6 +162,11 @@ class MountSpec:
     build_config: bool = False  # no home, no default binds, no devpts (Apptainer --build-config)
     bind_cwd: str | None = None  # host cwd to bind at the same path, if any
     host_files: tuple[str, ...] = ("/etc/localtime", "/etc/hosts", "/etc/resolv.conf")
+    skip: tuple[str, ...] = ()  # --no-mount: proc sys dev devpts tmp (home, cwd, bind-paths: resolved in the plan)
+    workdir: str | None = None  # -W: /tmp, /var/tmp (contained) and scratch dirs live under it
+    scratch: tuple[str, ...] = ()  # -S destinations
+    hostname: str | None = None  # written to /etc/hostname
+    dns: tuple[str, ...] = ()  # name servers: a generated /etc/resolv.conf
 
 
 @record
@@ -157,6 +178,11 @@ class ProcessSpec:
     stdin: int | None = None
     stdout: int | None = None
     stderr: int | None = None
+    cwd_strict: bool = False  # --pwd: a missing cwd is an error, not a fallback to home
+    home: str = "/"  # the fallback cwd
+    umask: int | None = None  # --no-umask: 0o022
+    drop_caps: tuple[int, ...] = ()  # capability numbers to drop from the bounding set (root)
+    setids: tuple[int, int] | None = None  # --security uid:N gid:N (root): (uid, gid), -1 unchanged
 
 
 @record
@@ -213,3 +239,5 @@ class RootPlan:
     passwd: tuple[str, str] | None  # (passwd line, group lines) to add, or None
     nosuid: bool
     lower: int | None = None  # fd of the image's filesystem, mounted detached by the caller (runtime.prefetch)
+    unshare: int = 0  # extra CLONE_NEW* flags (IPC, UTS, NET) for the container's init
+    cgroup: str | None = None  # cgroup.procs files the init joins, ":"-separated (runtime.cgroups)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from base.errors import UsageError
 
-__all__ = ["Instance", "start", "listing", "find", "stop"]
+__all__ = ["Instance", "start", "listing", "find", "matching", "stop", "stop_these", "stats"]
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -32,12 +32,13 @@ class Instance:
     started: float
     starttime: str  # field 22 of /proc/PID/stat, to tell a reused PID apart
     uid: int
+    ip: str = ""  # (no CNI networks: an instance with --net --network none has no address)
 
     def as_json(self) -> dict:
-        """Apptainer's ``instance list --json`` entry (plus ``started``)."""
+        """Apptainer's ``instance list --json`` entry."""
         logs = os.path.join(_dir(), self.name)
-        return {"instance": self.name, "pid": self.pid, "img": self.image, "ip": "",
-                "logErrPath": logs + ".err", "logOutPath": logs + ".out", "started": self.started}
+        return {"instance": self.name, "pid": self.pid, "img": self.image, "ip": self.ip,
+                "logErrPath": logs + ".err", "logOutPath": logs + ".out"}
 
 
 def _dir() -> str:
@@ -125,7 +126,7 @@ def start(image: str, name: str, args: list[str], opts) -> Instance:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        raise UsageError(f"an instance named {name!r} is already running", hint="pick another name") from None
+        raise UsageError(f"instance {name} already exists", hint="pick another name") from None
     ok = False
     try:
         out = os.open(os.path.join(d, name + ".out"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
@@ -147,14 +148,27 @@ def start(image: str, name: str, args: list[str], opts) -> Instance:
             _remove(name)
 
 
+def matching(pattern: str) -> list[Instance]:
+    """Running instances whose name matches the glob ``pattern`` (at least one)."""
+    found = listing(pattern)
+    if not found:
+        raise UsageError(f"no instance found with name {pattern}", hint="see `instance list`")
+    return found
+
+
 def stop(name: str | None, *, signal_name: str = "TERM", timeout: float = 10.0) -> list[str]:
     """Stop instance ``name`` (or all with None): send the signal, SIGKILL after ``timeout``."""
+    return stop_these(listing() if name is None else [find(name)], signal_name=signal_name, timeout=timeout)
+
+
+def stop_these(targets: list[Instance], *, signal_name: str = "TERM", timeout: float = 10.0) -> list[str]:
+    """Stop ``targets``: send the signal, SIGKILL after ``timeout`` seconds."""
     try:
         sig = int(signal_name) if signal_name.isdigit() else signal.Signals[
             "SIG" + signal_name.upper().removeprefix("SIG")]
     except KeyError:
         raise UsageError(f"unknown signal {signal_name!r}") from None
-    targets = listing() if name is None else [find(name)]
+    groups = [d for inst in targets for d in _cgroups(inst).values()]
     for inst in targets:
         try:
             os.kill(inst.pid, sig)
@@ -176,4 +190,52 @@ def stop(name: str | None, *, signal_name: str = "TERM", timeout: float = 10.0) 
         time.sleep(0.02)
     for inst in targets:
         _remove(inst.name)
+    for path in groups:  # (empty once the instance is gone)
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
     return [i.name for i in targets]
+
+
+def _cgroups(inst: Instance) -> dict[str, str]:
+    """The instance's own cgroup directories (``--cpus``/``--memory``), by controller."""
+    found = {}
+    try:
+        with open(f"/proc/{inst.pid}/cgroup") as f:
+            for line in f:
+                _, ctl, path = line.strip().split(":", 2)
+                if "/sbuild-" in path:
+                    found[ctl or "unified"] = f"/sys/fs/cgroup/{ctl}{path}" if ctl else f"/sys/fs/cgroup{path}"
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def stats(inst: Instance) -> dict:
+    """CPU, memory, block I/O and process counts from the instance's cgroup (v1 or v2)."""
+    from base.errors import RunError
+
+    groups = _cgroups(inst)
+    if not groups:
+        raise RunError("stats are only available if cgroups are enabled for the instance",
+                       hint="start the instance with a limit (--cpus or --memory), as root or with a delegated cgroup v2")
+    mem_dir = groups.get("memory") or groups.get("unified", "")
+    usage = int(_read(f"{mem_dir}/memory.usage_in_bytes") or _read(f"{mem_dir}/memory.current") or 0)
+    limit_text = _read(f"{mem_dir}/memory.limit_in_bytes") or _read(f"{mem_dir}/memory.max")
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = min(int(limit_text), total) if limit_text.isdigit() else total
+    procs = [p for d in groups.values() for p in _read(f"{d}/cgroup.procs").split()]
+    raw = {"memory_stats": {"usage": {"usage": usage, "limit": limit}}, "pids_stats": {"current": len(set(procs))},
+           "cpu_stats": {}, "cpuset_stats": {}, "blkio_stats": {}, "hugetlb_stats": {}, "rdma_stats": {},
+           "misc_stats": {}}
+    return {"raw": raw, "cpu": "0.00%", "mem": f"{usage / 2**20:.2f}MiB / {limit / 2**30:.2f}GiB",
+            "mem_pct": f"{100 * usage / limit:.2f}%", "io": "0B / 0B", "pids": len(set(procs))}

@@ -277,9 +277,14 @@ def remount_ro(path: str) -> None:
 def plan_targets(plan: RootPlan, home: str | None, tmp_dirs: bool) -> list[Target]:
     """Every mount point the container will need, for pre-creation in the upper layer."""
     m = plan.mounts
-    out = [Target("/proc", True), Target("/sys", True), Target("/dev", True)]
-    if tmp_dirs:
+    out = [Target(f"/{d}", True) for d in ("proc", "sys", "dev") if d not in m.skip]
+    if tmp_dirs and "tmp" not in m.skip:
         out += [Target("/tmp", True), Target("/var/tmp", True)]
+    out += [Target(d, True) for d in m.scratch]
+    if m.hostname:
+        out.append(Target("/etc/hostname", False))
+    if m.dns:
+        out.append(Target("/etc/resolv.conf", False))
     if home:
         out.append(Target(home, True))
     if m.bind_cwd:

@@ -66,7 +66,7 @@ def assemble(plan: RootPlan) -> str:
 
 
 def _dev(b: _Root, plan: RootPlan) -> None:
-    dev = b.target("/dev")
+    dev = None if "dev" in plan.mounts.skip else b.target("/dev")
     if dev is None:
         return
     try:
@@ -80,7 +80,7 @@ def _dev(b: _Root, plan: RootPlan) -> None:
             os.symlink(to, f"{dev}/{name}")
         os.mkdir(f"{dev}/shm")
         _sys.mount("shm", f"{dev}/shm", "tmpfs", _sys.MS_NOSUID | _sys.MS_NODEV, "mode=1777")
-        if plan.mounts.build_config:
+        if plan.mounts.build_config or "devpts" in plan.mounts.skip:
             return
         os.mkdir(f"{dev}/pts")
         if plan.mounts.contain:
@@ -96,16 +96,17 @@ def _dev(b: _Root, plan: RootPlan) -> None:
 
 
 def _proc_sys(b: _Root, plan: RootPlan) -> None:
-    proc = b.target("/proc")
+    skip = plan.mounts.skip
+    proc = None if "proc" in skip else b.target("/proc")
     if proc is not None:
         try:
             _sys.mount("proc", proc, "proc", _NOSUID_NODEV_NOEXEC)
         except OSError as e:
             raise _fail("mounting /proc", e) from e
-    sys_ = b.target("/sys")
+    sys_ = None if "sys" in skip else b.target("/sys")
     if sys_ is not None:
         try:
-            if plan.identity.userns:  # sysfs needs a network namespace of our own
+            if plan.identity.userns and not plan.unshare & _sys.CLONE_NEWNET:  # (sysfs needs our own net ns)
                 _sys.mount("/sys", sys_, None, _sys.MS_BIND | _sys.MS_REC)
             else:
                 _sys.mount("sysfs", sys_, "sysfs", _NOSUID_NODEV_NOEXEC | _sys.MS_RDONLY)
@@ -114,31 +115,59 @@ def _proc_sys(b: _Root, plan: RootPlan) -> None:
 
 
 def _scratch(b: _Root, name: str) -> str:
-    path = f"{b.s}/files/{name}"
-    os.makedirs(path, 0o1777 if "tmp" in name else 0o755, exist_ok=True)
-    os.chmod(path, 0o1777 if "tmp" in name else 0o755)
+    """An empty directory for ``name`` on the session tmpfs, or under ``-W`` (0o1777 for tmp dirs)."""
+    w = b.plan.mounts.workdir
+    path = f"{w}/{name}" if w else f"{b.s}/files/{name}"
+    mode = 0o1777 if name in ("tmp", "var_tmp") else 0o700 if name == "home" else 0o755
+    os.makedirs(path, mode, exist_ok=True)
+    os.chmod(path, mode)
     return path
+
+
+def _inner_targets(plan: RootPlan, home_dst: str | None) -> list[tuple[str, bool]]:
+    """Mount points mounted after /tmp, /var/tmp and scratch dirs: ``(path, is_dir)``."""
+    m = plan.mounts
+    out = [(home_dst, True)] if home_dst else []
+    out += [(m.bind_cwd, True)] if m.bind_cwd else []
+    out += [(d, True) for d in m.scratch]
+    return out + [(x.dst, os.path.isdir(x.src)) for x in m.binds]
+
+
+def _bind_fresh(b: _Root, src: str, dst_in: str, inner: list[tuple[str, bool]]) -> None:
+    """Bind the empty dir ``src`` at ``dst_in``, first creating in it the mount points of
+    ``inner`` that lie below ``dst_in`` (the container's view of them would be gone)."""
+    dst = b.target(dst_in)
+    if dst is None:
+        return
+    prefix = dst_in.rstrip("/") + "/"
+    for path, is_dir in inner:
+        if path.startswith(prefix):
+            leaf = f"{src}/{path[len(prefix):]}"
+            os.makedirs(leaf if is_dir else os.path.dirname(leaf), 0o755, exist_ok=True)
+            if not is_dir and not os.path.lexists(leaf):
+                os.close(os.open(leaf, os.O_CREAT | os.O_WRONLY, 0o644))
+    b._bind(src, dst, rec=True)
 
 
 def _tmp_home_cwd(b: _Root, plan: RootPlan, home_src: str | None, home_dst: str | None) -> None:
     m = plan.mounts
-    if not m.build_config:
+    inner = _inner_targets(plan, home_dst)
+    if not m.build_config and "tmp" not in m.skip:
         for path in ("/tmp", "/var/tmp"):
-            dst = b.target(path)
-            if dst is None:
-                continue
-            src = _scratch(b, path.replace("/", "_")) if m.contain else path
-            b._bind(src, dst, rec=True)
+            if m.contain:
+                _bind_fresh(b, _scratch(b, path[1:].replace("/", "_")), path, inner)
+            elif (dst := b.target(path)) is not None:
+                b._bind(path, dst, rec=True)
+    for path in m.scratch:
+        _bind_fresh(b, _scratch(b, "scratch" + path), path, inner)
     if home_dst:
-        dst = b.target(home_dst)
-        if dst is not None:
-            src = home_src
-            if src is None:
-                src = _scratch(b, "home")
-                if not plan.identity.userns:
-                    os.chown(src, plan.identity.uid, plan.identity.gid)
-            if os.path.isdir(src):
-                b._bind(src, dst, rec=True)
+        if home_src is None:
+            home_src = _scratch(b, "home")
+            if not plan.identity.userns:
+                os.chown(home_src, plan.identity.uid, plan.identity.gid)
+        if os.path.isdir(home_src):
+            if (dst := b.target(home_dst)) is not None:
+                b._bind(home_src, dst, rec=True)
     if m.bind_cwd:
         dst = b.target(m.bind_cwd)
         if dst is not None and os.path.isdir(m.bind_cwd):
@@ -194,9 +223,17 @@ def _etc(b: _Root, plan: RootPlan) -> None:
     if plan.passwd:
         _merged_file(b, "/etc/passwd", plan.passwd[0])
         _merged_file(b, "/etc/group", plan.passwd[1])
+    if plan.mounts.hostname and (dst := b.target("/etc/hostname", is_dir=False)) is not None:
+        _write(f"{b.s}/files/hostname", plan.mounts.hostname.encode() + b"\n")
+        b._bind(f"{b.s}/files/hostname", dst)
     if plan.mounts.build_config:
         return
+    if plan.mounts.dns and (dst := b.target("/etc/resolv.conf", is_dir=False)) is not None:
+        _write(f"{b.s}/files/resolv.conf", "".join(f"nameserver {s}\n" for s in plan.mounts.dns).encode())
+        b._bind(f"{b.s}/files/resolv.conf", dst, readonly=True)
     for path in plan.mounts.host_files:
+        if path == "/etc/resolv.conf" and plan.mounts.dns:
+            continue
         if os.path.isfile(path):
             dst = b.target(path, is_dir=False)
             if dst is not None:

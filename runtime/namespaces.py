@@ -53,17 +53,23 @@ def set_subuid_maps(pid: int, ident: Identity) -> None:
 
 
 def join(pid: int) -> None:
-    """Enter the namespaces of instance init ``pid`` (user ns only when it has its own)."""
+    """Enter the namespaces of instance init ``pid`` (user, UTS, IPC and network namespaces
+    only when it has its own)."""
     from runtime.layers import SetupFailure
 
     fds = {}
     try:
-        for ns in ("user", "mnt", "pid"):
+        own = {}
+        for ns in ("user", "mnt", "pid", "uts", "ipc", "net"):
             fds[ns] = os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-        if os.fstat(fds["user"]).st_ino != os.stat("/proc/self/ns/user").st_ino:
+            own[ns] = os.stat(f"/proc/self/ns/{ns}").st_ino  # (before entering its mounts and its /proc)
+        if os.fstat(fds["user"]).st_ino != own["user"]:
             _sys.setns(fds["user"], _sys.CLONE_NEWUSER)
         _sys.setns(fds["mnt"], _sys.CLONE_NEWNS)
         _sys.setns(fds["pid"], _sys.CLONE_NEWPID)
+        for ns, flag in (("uts", _sys.CLONE_NEWUTS), ("ipc", _sys.CLONE_NEWIPC), ("net", _sys.CLONE_NEWNET)):
+            if os.fstat(fds[ns]).st_ino != own[ns]:  # (--hostname, --ipc, --net)
+                _sys.setns(fds[ns], flag)
     except OSError as e:
         raise SetupFailure("RunError", f"joining the instance (pid {pid}): {(e.strerror or str(e)).lower()}") from e
     finally:

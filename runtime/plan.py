@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.prefetch import Prefetched
 
-__all__ = ["plan", "parse_bind", "choose_identity", "host_user", "subid_range"]
+__all__ = ["plan", "parse_bind", "parse_mount", "choose_identity", "host_user", "subid_range"]
 
 _NO_CWD_BIND = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/root")
 
@@ -99,21 +99,71 @@ def choose_identity(mode: str, user: HostUser | None = None) -> Identity:
     return Identity(mode, user.uid, user.gid)
 
 
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` not preceded by a backslash; ``\\<sep>`` becomes ``sep``."""
+    if "\\" not in text:
+        return text.split(sep)
+    parts, cur, i = [], "", 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ",:":
+            cur += "\\" + text[i + 1] if sep != text[i + 1] else sep  # (the other escape: kept for later)
+            i += 2
+            continue
+        if text[i] == sep:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += text[i]
+        i += 1
+    return [*parts, cur]
+
+
 def parse_bind(spec: str) -> list[Bind]:
-    """``SRC[:DST[:ro|rw]]``, several separated by commas."""
+    """``SRC[:DST[:ro|rw]]``, several separated by commas (``\\,`` and ``\\:`` escape them)."""
     out = []
-    for item in filter(None, spec.split(",")):
-        parts = item.split(":")
+    for item in filter(None, _split_unescaped(spec, ",")):
+        parts = [p.replace("\\:", ":").replace("\\,", ",") for p in _split_unescaped(item, ":")]
         if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise UsageError(f"bad --bind {item!r}: expected SRC[:DST[:ro|rw]]")
-        src = parts[0]
+        src = os.path.abspath(parts[0])  # (a relative source is made absolute, and is the destination too)
         readonly = len(parts) == 3 and parts[2] == "ro"
         dst = parts[1] if len(parts) > 1 else src
         if len(parts) == 2 and parts[1] in ("ro", "rw"):
             dst, readonly = src, parts[1] == "ro"
         if not dst.startswith("/"):
             raise UsageError(f"bad --bind {item!r}: the destination must be an absolute path")
-        out.append(Bind(os.path.abspath(src), os.path.normpath(dst), readonly))
+        out.append(Bind(src, os.path.normpath(dst), readonly))
+    return out
+
+
+_MOUNT_KEYS = {"source": "src", "src": "src", "destination": "dst", "dst": "dst", "target": "dst",
+               "ro": "ro", "readonly": "ro", "type": "type", "image-src": "image-src", "id": "id", "nonested": "nonested"}
+
+
+def parse_mount(spec: str) -> list[Bind]:
+    """``--mount`` (Docker's syntax, one mount a line, CSV fields): ``type=bind,source=S,
+    destination=D[,readonly]``. As Apptainer, ``ro``/``readonly`` with any value means read-only."""
+    import csv
+
+    out = []
+    for line in filter(str.strip, spec.split("\n")):
+        fields: dict[str, str] = {}
+        for item in next(csv.reader([line])):
+            key, _, value = item.strip().partition("=")
+            name = _MOUNT_KEYS.get(key.lower())
+            if name is None:
+                raise UsageError(f"bad --mount {line!r}: {key!r} is not a supported field",
+                                 hint="use type=bind,source=SRC,destination=DST[,readonly]")
+            fields[name] = value
+        if fields.get("type", "bind") != "bind":
+            raise UsageError(f"bad --mount {line!r}: only type=bind is supported")
+        if fields.get("image-src") or fields.get("id"):
+            raise UsageError(f"bad --mount {line!r}: image-src and id are not supported by sbuild")
+        if not fields.get("src") or not fields.get("dst"):
+            raise UsageError(f"bad --mount {line!r}: source and destination are required")
+        if not fields["dst"].startswith("/"):
+            raise UsageError(f"bad --mount {line!r}: the destination must be an absolute path")
+        out.append(Bind(os.path.abspath(fields["src"]), os.path.normpath(fields["dst"]), "ro" in fields))
     return out
 
 
@@ -138,7 +188,7 @@ def _overlay(spec: str, userns: bool) -> OverlaySpec:
 def _check_binds(binds: tuple[Bind, ...]) -> None:
     for b in binds:
         if not os.path.exists(b.src):
-            raise UsageError(f"binding {b.src}: no such file or directory on the host")
+            raise UsageError(f"mount source {b.src} doesn't exist")
 
 
 def _passwd(user: HostUser, ident: Identity, home: str) -> tuple[str, str] | None:
@@ -153,16 +203,25 @@ def _passwd(user: HostUser, ident: Identity, home: str) -> tuple[str, str] | Non
 def _home(opts: RunOptions, user: HostUser, ident: Identity) -> tuple[str | None, str, bool]:
     """``(host source or None for an empty dir, container home, whether to mount it)``.
 
-    ``--home SRC[:DST]`` binds SRC at DST; otherwise the user's home is bound at the same
-    path, or at /root when the user is mapped to root (like Apptainer's --fakeroot); with
-    ``--contain`` an empty directory is used; ``--no-home`` and build mode mount nothing.
+    ``--home SRC[:DST]`` binds SRC at DST, even with ``--contain`` (a missing SRC becomes an
+    empty dir); otherwise the user's home is bound at the same path, or at /root when the
+    user is mapped to root (like Apptainer's --fakeroot); with ``--contain`` an empty
+    directory is used; ``--no-home`` and build mode mount nothing (HOME still points there).
     """
+    no_home = opts.no_home or "home" in opts.no_mount
     if opts.home:
         src, _, dst = opts.home.partition(":")
+        if ":" in dst:
+            raise UsageError(f"bad --home {opts.home!r}: expected SRC[:DST]")
         src = os.path.abspath(src)
-        return src, dst or src, not opts.build_config
+        if src == "/":
+            import logging
+
+            logging.getLogger("sbuild.runtime").warning("Home directory / is not bound")
+            return None, "/", False
+        return (src if os.path.isdir(src) else None), dst or src, not (opts.build_config or no_home)
     inside = "/root" if ident.inside_uid == 0 else user.home
-    if opts.no_home or opts.build_config:
+    if no_home or opts.build_config:
         return None, inside, False
     return (None if opts.contain else user.home), inside, True
 
@@ -173,18 +232,32 @@ def _cwd(opts: RunOptions, home: str | None) -> tuple[str, str | None]:
         return opts.pwd, None
     if opts.build_config:
         return "/", None
-    if opts.contain:
-        return home or "/", None
+    if opts.contain or "cwd" in opts.no_mount:
+        return (home or "/") if opts.contain else os.getcwd(), None
     try:
         cwd = os.getcwd()
     except OSError:
         return home or "/", None
-    covered = [p for p in ((home if not opts.no_home else None), "/tmp", "/var/tmp") if p]
+    tmp = () if "tmp" in opts.no_mount else ("/tmp", "/var/tmp")
+    covered = [p for p in ((home if not opts.no_home else None), *tmp) if p]
     if cwd in _NO_CWD_BIND or cwd.startswith(("/proc/", "/sys/", "/dev/")):
         return cwd, None
     if any(cwd == p or cwd.startswith(p.rstrip("/") + "/") for p in covered):
         return cwd, None
     return cwd, cwd
+
+
+_EXTRAS = ("no_mount", "dns", "hostname", "unshare", "gpu", "cgroups", "drop_caps", "add_caps", "no_privs", "security")
+
+
+def _process(action: str, args: list[str], opts: RunOptions, host_env: dict, image: str,
+             home: str, cwd: str) -> ProcessSpec:
+    env = actions.container_env(host_env, action=action, image=image, home=home, cleanenv=opts.cleanenv,
+                                shell=opts.shell, app=opts.app, no_env=opts.no_env)
+    argv, fallback = actions.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
+                                         shell=opts.shell or "/bin/sh", no_eval=opts.no_eval)
+    return ProcessSpec(argv, tuple(env.items()), cwd, fallback, *opts.stdio, cwd_strict=bool(opts.pwd),
+                       home=home, umask=0o022 if opts.no_umask else None)
 
 
 def plan(image: str, action: str, args: list[str], opts: RunOptions, *, join: bool = False,
@@ -197,27 +270,39 @@ def plan(image: str, action: str, args: list[str], opts: RunOptions, *, join: bo
     ident = opts.userns if isinstance(opts.userns, Identity) else choose_identity(opts.userns, user)
     home_src, home_in, mount_home = _home(opts, user, ident)
     cwd, bind_cwd = _cwd(opts, home_in)
-    env = actions.container_env(host_env, action=action, image=image, home=home_in or "/",
-                                cleanenv=opts.cleanenv, shell=opts.shell or "/bin/sh", app=opts.app)
-    argv, fallback = actions.action_argv(action, args, host_env=host_env, user_env=dict(opts.env),
-                                         shell=opts.shell or "/bin/sh")
-    proc = ProcessSpec(argv, tuple(env.items()), cwd, fallback, *opts.stdio)
+    proc = _process(action, args, opts, host_env, image, home_in or "/", cwd)
     if join:
         return None, proc, ident
-    _check_binds(opts.binds)
-    if opts.home and home_src and not os.path.isdir(home_src):
-        raise UsageError(f"binding home {home_src}: no such directory on the host")
+    more: tuple[dict, dict, dict, tuple[Bind, ...]] = ({}, {}, {}, ())
+    if any(getattr(opts, name) for name in _EXTRAS):
+        from runtime.features import resolve
+
+        more = resolve(opts, ident, MountSpec().host_files)
+        proc = proc._replace(**more[2])
+    binds = (*more[3], *opts.binds)
+    _check_binds(binds)
     fstype, path, offset, size = _source(image, ident, opts, prefetched)
     overlays = tuple(_overlay(o, ident.userns) for o in opts.overlays)
     if sum(not o.readonly for o in overlays) > 1:
         raise UsageError("only one writable --overlay is allowed; add :ro to the others")
-    mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, opts.binds, opts.contain, not mount_home,
-                       home_src, home_in if mount_home else None, opts.build_config, bind_cwd)
+    workdir = _workdir(opts.workdir)
+    mounts = MountSpec(opts.writable, opts.writable_tmpfs, overlays, binds, opts.contain, not mount_home,
+                       home_src, home_in if mount_home else None, opts.build_config, bind_cwd,
+                       workdir=workdir, scratch=tuple(os.path.normpath(d) for d in opts.scratch))._replace(**more[0])
     lower = prefetched.fd if prefetched is not None and fstype == "squashfs" else None
     root = RootPlan(os.path.join(runtime_dir(), "mnt"), path, fstype, offset, size, mounts,
-                    ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower)
+                    ident, _passwd(user, ident, home_in or "/"), nosuid=user.uid != 0, lower=lower, **more[1])
     os.makedirs(root.session, 0o700, exist_ok=True)
     return root, proc, ident
+
+
+def _workdir(path: str | None) -> str | None:
+    if not path:
+        return None
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        raise UsageError(f"workdir {path} doesn't exist or is not a directory")
+    return path
 
 
 def _source(image: str, ident: Identity, opts: RunOptions,

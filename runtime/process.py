@@ -74,22 +74,48 @@ def _missing(end: End, proc: ProcessSpec) -> None:
              " no such file in the container")
 
 
-def _chdir(cwd: str) -> None:
-    """Enter the command's working directory, or / when it does not exist in the container."""
+def _chdir(proc: ProcessSpec) -> None:
+    """Enter the command's working directory; when it does not exist in the container, home
+    or / (with ``--pwd``: an error, as Apptainer's)."""
     try:
-        os.chdir(cwd)
-    except OSError:
-        os.chdir("/")
+        os.chdir(proc.cwd)
+    except OSError as e:
+        if proc.cwd_strict:
+            from runtime.layers import SetupFailure
+
+            raise SetupFailure("RunError", f"failed to set working directory: {proc.cwd}: "
+                                           f"{(e.strerror or str(e)).lower()}") from e
+        try:
+            os.chdir(proc.home)
+        except OSError:
+            os.chdir("/")
+
+
+def _privileges(proc: ProcessSpec, ident: Identity) -> None:
+    """C, before spawning G: umask, capabilities and ids G starts with (G inherits them)."""
+    if proc.umask is not None:
+        os.umask(proc.umask)
+    if proc.drop_caps:
+        _sys.drop_bounding(proc.drop_caps)
+    if proc.setids:
+        uid, gid = proc.setids
+        if gid != -1:
+            os.setgroups([gid])
+            os.setresgid(gid, gid, gid)
+        if uid != -1:
+            os.setresuid(uid, uid, uid)
+        _sys.set_pdeathsig(signal.SIGKILL, 0)  # (a change of ids clears it)
+    if ident.mode == "self" or proc.setids:
+        _sys.no_new_privs()  # inherited by G (C, which only waits, has no use for privileges)
 
 
 def _spawn(proc: ProcessSpec, ident: Identity) -> int:
     """C: start G, the command, with posix_spawn (vfork: this process is not copied, which
     a fork of a Python process costs ~1 ms for). Same effect as ``_child`` after a fork."""
-    _chdir(proc.cwd)
+    _chdir(proc)
     env = dict(proc.env)
     env.setdefault("PWD", os.getcwd())
-    if ident.mode == "self":
-        _sys.no_new_privs()  # inherited by G (C, which only waits, has no use for privileges)
+    _privileges(proc, ident)
     kw = {"setsigmask": (), "setsigdef": _DEFAULT_SIGNALS,
           "file_actions": [(os.POSIX_SPAWN_DUP2, fd, target)
                            for target, fd in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr))
@@ -131,9 +157,8 @@ def _child(end: End, proc: ProcessSpec, ident: Identity) -> None:
         for target, fd in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr)):
             if fd is not None and fd != target:
                 os.dup2(fd, target)
-        _chdir(proc.cwd)
-        if ident.mode == "self":
-            _sys.no_new_privs()
+        _chdir(proc)
+        _privileges(proc, ident)
         env = dict(proc.env)
         env.setdefault("PWD", os.getcwd())
         try:
@@ -238,8 +263,14 @@ def _container(end: End, plan: RootPlan, proc: ProcessSpec, ident: Identity, det
     try:
         if not detach:
             _sys.set_pdeathsig(signal.SIGKILL, 0)  # PID 1: our parent is outside our PID ns
-        if unshare_mount:
-            _sys.unshare(_sys.CLONE_NEWNS)
+        if plan.cgroup:
+            from runtime.cgroups import join
+
+            join(plan.cgroup)
+        if unshare_mount or plan.unshare:
+            _sys.unshare((_sys.CLONE_NEWNS if unshare_mount else 0) | plan.unshare)
+        if plan.unshare:
+            _namespaces(plan)
         enter(assemble(plan))
         signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
         try:
@@ -255,6 +286,14 @@ def _container(end: End, plan: RootPlan, proc: ProcessSpec, ident: Identity, det
     except BaseException as e:  # noqa: BLE001
         end.report(e)
     os._exit(255)
+
+
+def _namespaces(plan: RootPlan) -> None:
+    """C, in its new UTS and network namespaces: the hostname, and loopback up."""
+    if plan.unshare & _sys.CLONE_NEWUTS and plan.mounts.hostname:
+        _sys.sethostname(plan.mounts.hostname)
+    if plan.unshare & _sys.CLONE_NEWNET:
+        _sys.loopback_up()
 
 
 def start(plan: RootPlan | None, proc: ProcessSpec, ident: Identity, *,

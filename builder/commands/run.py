@@ -1,22 +1,28 @@
 """The ``exec``, ``run``, ``shell`` and ``test`` commands: the CLI step of a launch.
 
-They turn the command line into ``runtime.description.RunOptions`` and call
-``runtime.run_action`` (the launch order is in ``runtime/__init__.py``). Flags follow
-Apptainer's names; ``builder.commands.instance`` shares them. This module imports only the
-standard library at load time (it is loaded before site-packages are on sys.path) and the
-handler imports the runtime when it runs, so that ``sbuild exec`` starts fast.
+They turn the command line into ``runtime.description.RunOptions`` (``launch_options``)
+and call ``runtime.run_action`` (the launch order is in ``runtime/__init__.py``). Flags,
+their kinds and environment twins are Apptainer's, in one table
+(``builder.commands.action_flags.OPTIONS``); ``builder.commands.instance`` shares them.
+This module imports only the standard library at load time (it is loaded before
+site-packages are on sys.path) and the handler imports the runtime when it runs, so that
+``sbuild exec`` starts fast.
 
-``parse_quick(argv)`` parses an action's command line (``exec``/``run``/``shell``/``test``)
-without argparse, which with ``re`` costs ~10 ms to import: it accepts only what it can
-parse exactly as the argparse parser would (options spelled out in full before the image,
-values not starting with ``-``) and returns None for anything else (help, abbreviations,
-joined short flags, errors), which argparse then handles. ``tests/runtime/test_cli_parse.py``
-checks that both agree. Both are built from one option table, ``_OPTIONS``.
+Parsing is pflag's non-interspersed mode, as Apptainer's: options up to the image (``--f=v``,
+``--f v``, clustered shorts ``-cB /x``, ``--flag=true|false``), and everything after the
+image, ``--`` included, goes to the container. ``parse_quick(argv)`` does this without
+argparse (which with ``re`` costs ~10 ms to import) and returns None for what it leaves to
+argparse (help, errors, a value starting with ``-``); the argparse parser, for those,
+splits the command line at the image the same way (``_split``). ``tests/runtime/
+test_cli_parse.py`` checks that both agree.
 """
 
 from __future__ import annotations
 
 import os
+
+from builder.commands.action_flags import FLAG_VALUES, dest, options_for
+from builder.commands.launch_options import prepare, run_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,73 +32,184 @@ __all__ = ["register", "parse_quick", "ACTIONS", "add_run_flags", "run_options"]
 
 ACTIONS = {"exec": "run a command in an image", "run": "run the image's runscript",
            "shell": "start a shell in an image", "test": "run the image's %test script"}
+USAGE = {"exec": "IMAGE COMMAND [ARGS...]", "run": "IMAGE [ARGS...]", "shell": "IMAGE", "test": "IMAGE [ARGS...]"}
 
-# (option strings, kind, metavar, help); kind: flag (store_true), append (repeatable value),
-# value (one value, the last one wins). dest: the long name, as argparse derives it.
-_OPTIONS = (
-    (("-B", "--bind"), "append", "SRC[:DST[:ro|rw]]", "bind a host path into the container (repeatable, comma-separated)"),
-    (("-o", "--overlay"), "append", "DIR|IMG[:ro]", "persistent overlay: a directory or an ext3 image (repeatable)"),
-    (("-w", "--writable"), "flag", None, "write into a sandbox or ext3 image"),
-    (("--writable-tmpfs",), "flag", None, "writable, with changes kept in memory only"),
-    (("-c", "--contain"), "flag", None, "empty /tmp, /var/tmp and home; a private /dev/pts"),
-    (("-C", "--containall"), "flag", None, "--contain and --cleanenv"),
-    (("-e", "--cleanenv"), "flag", None, "do not pass the host environment"),
-    (("--env",), "append", "K=V", "set a variable (repeatable)"),
-    (("--pwd",), "value", None, "working directory in the container"),
-    (("-H", "--home"), "value", "SRC[:DST]", "home directory to bind"),
-    (("--no-home",), "flag", None, "do not mount the home directory"),
-    (("--app",), "value", None, "run a SCIF app"),
-    (("-f", "--fakeroot"), "flag", None, "appear as root (user namespace)"),
-    (("-p", "--pid"), "flag", None, "own PID namespace (always on)"),
-    (("-u", "--userns"), "flag", None, "user namespace (always on when unprivileged)"),
-)
-_SHELL = (("-s", "--shell"), "value", None, "shell to run (default /bin/sh)")
-# builder.commands.add_output_flags: -q and -v exclude each other
-_OUTPUT = ((("-q", "--quiet"), "flag", None, ""), (("-v", "--verbose"), "flag", None, ""))
+# builder.commands.add_output_flags: -q and -v exclude each other (sbuild's own, before the image)
+_OUTPUT = ((("-q", "--quiet"), "flag", None, (), "", ""), (("-v", "--verbose"), "flag", None, (), "", ""))
 
 
-def _dest(strings: tuple[str, ...]) -> str:
-    return strings[-1][2:].replace("-", "_")
+_TABLES: dict[str, tuple[dict, dict]] = {}
 
 
-def add_run_flags(p: argparse.ArgumentParser, extra: tuple = ()) -> None:
-    """The output flags and the launch flags of ``_OPTIONS`` (and ``extra``) on ``p``."""
+def _table(command: str, defaults: bool = False) -> dict:
+    """Option string -> (dest, kind) for ``command``; with ``defaults``, dest -> its default."""
+    if command not in _TABLES:
+        table, values = {}, {}
+        for strings, kind, *_rest in (*_OUTPUT, *options_for(command)):
+            table.update(dict.fromkeys(strings, (dest(strings), kind)))
+            values[dest(strings)] = False if kind == "flag" else None if kind == "value" else []
+        _TABLES[command] = table, values
+    return _TABLES[command][1 if defaults else 0]
+
+
+def add_run_flags(p: argparse.ArgumentParser, command: str = "exec") -> None:
+    """The output flags and ``command``'s launch flags (``action_flags.OPTIONS``) on ``p``."""
+    import argparse
+
     from builder.commands import add_output_flags
 
+    class Extend(argparse.Action):  # pflag's stringSlice: repeatable, comma-separated
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+            text = ",".join(values) if isinstance(values, list) else values  # (argparse: "--f --" gives [])
+            items = [v.strip() for v in text.split(",") if v.strip()]
+            setattr(namespace, self.dest, [*getattr(namespace, self.dest), *items])
+
     add_output_flags(p)
-    for strings, kind, metavar, text in (*_OPTIONS, *extra):
+    for strings, kind, metavar, _keys, _scope, text in options_for(command):
+        name = dest(strings)
         if kind == "flag":
-            p.add_argument(*strings, action="store_true", help=text)
+            p.add_argument(*strings, dest=name, action="store_true", help=text)
         else:
-            p.add_argument(*strings, action="append" if kind == "append" else "store",
-                           default=[] if kind == "append" else None, metavar=metavar, help=text)
+            action = {"append": "append", "list": Extend}.get(kind, "store")
+            p.add_argument(*strings, dest=name, action=action, default=None if kind == "value" else [],
+                           metavar=metavar, help=text)
+
+
+def _split(args: list[str], table: dict[str, tuple[str, str]]) -> int:
+    """Where pflag's non-interspersed scan stops: the index of the first positional (after
+    ``--`` if that came first), or ``len(args)``. Unknown options count as switches."""
+    i, n = 0, len(args)
+    while i < n:
+        token = args[i]
+        if token == "--":
+            return i + 1
+        if not token.startswith("-") or token == "-":
+            return i
+        if token.startswith("--"):
+            kind = table.get(token, ("", "flag"))[1]
+            i += 1 if kind == "flag" or "=" in token else 2
+            continue
+        for j in range(1, len(token)):
+            if table.get("-" + token[j], ("", "flag"))[1] != "flag":
+                i += 1 if j + 1 < len(token) else 2
+                break
+        else:
+            i += 1
+    return n
+
+
+def _canonical(head: list[str], table: dict[str, tuple[str, str]]) -> list[str]:
+    """``head`` with pflag's forms argparse lacks rewritten: ``--flag=true|false`` and a
+    value that starts with ``-`` (``--bind -x``: ``--bind=-x``)."""
+    out, i = [], 0
+    while i < len(head):
+        token = head[i]
+        name, eq, value = token.partition("=")
+        entry = table.get(name) if token.startswith("--") else None
+        if entry and entry[1] == "flag" and eq and value in FLAG_VALUES:
+            out += [name] if FLAG_VALUES[value] else []
+        elif entry and entry[1] != "flag" and not eq and i + 1 < len(head) and head[i + 1].startswith("-"):
+            out.append(f"{token}={head[i + 1]}")
+            i += 1
+        else:
+            out.append(token)
+        i += 1
+    return out
+
+
+def _parser_class(base):
+    """An argparse parser class that parses like pflag's non-interspersed mode: options up
+    to the image, everything after it (``--`` included) for the container."""
+
+    class ActionParser(base):
+        def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001
+            args = list(args or [])
+            table = _table(self.sbuild_command)
+            at = _split(args, table)
+            head, tail = args[:at + 1], args[at + 1:]
+            ns, extra = super().parse_known_args(_canonical(head, table), namespace)
+            ns.args = tail
+            if self.sbuild_command in ("exec", "instance"):  # (the second positional: COMMAND, NAME)
+                if not tail:
+                    self.error("requires at least 2 arg(s), only received 1")
+                setattr(ns, "command" if self.sbuild_command == "exec" else "name", tail[0])
+                ns.args = tail[1:]
+            return ns, extra
+
+    return ActionParser
 
 
 def register(subparsers, only: str | None = None) -> None:
     """Add the action commands; with ``only`` (a command word), just that one."""
-    import argparse
-
     for name, what in ACTIONS.items():
         if only not in (None, name):
             continue
-        p = subparsers.add_parser(name, help=what.replace("%", "%%"), description=what)  # help is %-formatted
-        add_run_flags(p, (_SHELL,) if name == "shell" else ())
+        p = subparsers.add_parser(name, help=what.replace("%", "%%"), description=what,  # help is %-formatted
+                                  allow_abbrev=False, usage=f"%(prog)s [options] {USAGE[name]}")
+        p.__class__ = _parser_class(type(p))  # (the subparsers action makes the parser)
+        p.sbuild_command = name
+        add_run_flags(p, name)
         p.add_argument("image", help="image file, sandbox directory or instance://NAME")
-        if name == "exec":
-            p.add_argument("command", help="command to run")
-        p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+        p.add_argument("args", nargs="*", help="the command and its arguments" if name == "exec" else "arguments")
         p.set_defaults(handler=_action, action=name)
 
 
-def _ambiguous(token: str, strings) -> bool:
-    """argparse rejects an abbreviation matching several options anywhere before ``--``,
-    even among a command's own arguments (``_get_option_tuples``)."""
-    if token in strings or len(token) < 2 or token.split("=", 1)[0] in strings:
-        return False
-    if token.startswith("--"):
-        prefix = token.split("=", 1)[0]
-        return sum(s.startswith(prefix) for s in strings) > 1
-    return sum(s == token[:2] or s.startswith(token) for s in strings) > 1
+def _scan(argv: list[str], table: dict, values: dict) -> int | None:
+    """pflag's scan of ``argv`` (after the command word) into ``values``: the index of the
+    image, or None for what argparse should handle (help, errors, rare forms)."""
+    i, n = 1, len(argv)
+    while i < n:
+        token = argv[i]
+        if token in ("", "-", "--"):
+            return None  # (an empty image name, "-", "--": argparse)
+        if not token.startswith("-"):
+            return i
+        if token.startswith("--"):
+            name, eq, value = token.partition("=")
+            entry = table.get(name)
+            if entry is None:
+                return None  # -h, unknown options
+            if entry[1] == "flag":
+                if eq and value not in FLAG_VALUES:
+                    return None
+                values[entry[0]] = FLAG_VALUES[value] if eq else True
+                i += 1
+                continue
+            if not eq:
+                if i + 1 == n or argv[i + 1].startswith("-"):
+                    return None
+                value, i = argv[i + 1], i + 1
+            _store(values, entry, value)
+            i += 1
+            continue
+        if "=" in token:
+            return None
+        for j in range(1, len(token)):
+            entry = table.get("-" + token[j])
+            if entry is None:
+                return None
+            if entry[1] == "flag":
+                values[entry[0]] = True
+                continue
+            value = token[j + 1:]
+            if not value:
+                if i + 1 == n or argv[i + 1].startswith("-"):
+                    return None
+                value, i = argv[i + 1], i + 1
+            _store(values, entry, value)
+            break
+        i += 1
+    return None
+
+
+def _store(values: dict, entry: tuple[str, str], value: str) -> None:
+    name, kind = entry
+    if kind == "append":
+        values[name] = [*values[name], value]
+    elif kind == "list":
+        values[name] = [*values[name], *(v.strip() for v in value.split(",") if v.strip())]
+    else:
+        values[name] = value
 
 
 def parse_quick(argv: list[str]):
@@ -100,52 +217,17 @@ def parse_quick(argv: list[str]):
     if not argv or argv[0] not in ACTIONS:
         return None
     word = argv[0]
-    table = {}
     values: dict[str, object] = {"command": word}
-    for strings, kind, _m, _h in (*_OUTPUT, *_OPTIONS, *((_SHELL,) if word == "shell" else ())):
-        values[_dest(strings)] = False if kind == "flag" else [] if kind == "append" else None
-        table.update(dict.fromkeys(strings, (_dest(strings), kind)))
-    fixed = ["image", "command"] if word == "exec" else ["image"]
-    i, n = 1, len(argv)
-    while fixed:
-        if i == n:
-            return None  # a missing IMAGE or COMMAND: argparse says so
-        token = argv[i]
-        if not token or token == "--" or token.startswith("-") and len(token) == 1:
-            return None
-        if not token.startswith("-"):
-            values[fixed.pop(0)] = token
-            i += 1
-            continue
-        name, eq, value = token.partition("=") if token.startswith("--") else (token, "", "")
-        if name not in table:
-            return None  # -h, abbreviations, joined short flags, unknown options
-        dest, kind = table[name]
-        if kind == "flag":
-            if eq:
-                return None
-            values[dest] = True
-            i += 1
-            continue
-        if not eq:
-            if i + 1 == n or argv[i + 1].startswith("-"):
-                return None
-            value, i = argv[i + 1], i + 1
-        i += 1
-        values[dest] = [*values[dest], value] if kind == "append" else value
-    if values["quiet"] and values["verbose"]:
+    values.update((k, [] if v == [] else v) for k, v in _table(word, defaults=True).items())
+    at = _scan(argv, _table(word), values)
+    if at is None or (values["quiet"] and values["verbose"]):
         return None
-    rest = argv[i:]
-    if rest and rest[0] == "--":
-        rest = rest[1:]  # argparse lets the last positional swallow one "--" after it
-    else:
-        strings = {*table, "-h", "--help"}
-        for token in rest:
-            if token == "--":
-                break
-            if token.startswith("-") and _ambiguous(token, strings):
-                return None
-    values.update(args=rest, handler=_action, action=word)
+    rest = argv[at + 1:]
+    if word == "exec":
+        if not rest:
+            return None
+        values["command"], rest = rest[0], rest[1:]
+    values.update(image=argv[at], args=rest, handler=_action, action=word)
     return _Namespace(**values)
 
 
@@ -160,34 +242,15 @@ class _Namespace:
         return f"Namespace({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
 
-def run_options(args: argparse.Namespace):
-    """The ``RunOptions`` the parsed flags ask for."""
-    from base.errors import UsageError
-    from runtime.description import RunOptions
-    from runtime.plan import parse_bind
-
-    binds = tuple(b for spec in args.bind for b in parse_bind(spec))
-    env = []
-    for item in args.env:
-        parts = item.split(",") if all("=" in x for x in item.split(",")) else [item]
-        for part in parts:
-            key, sep, value = part.partition("=")
-            if not sep or not key:
-                raise UsageError(f"bad --env {item!r}: expected K=V")
-            env.append((key, value))
-    if args.writable and args.writable_tmpfs:
-        raise UsageError("--writable and --writable-tmpfs cannot be combined")
-    return RunOptions(
-        binds=binds, overlays=tuple(args.overlay), writable=args.writable, writable_tmpfs=args.writable_tmpfs,
-        contain=args.contain or args.containall, cleanenv=args.cleanenv or args.containall, env=tuple(env),
-        pwd=args.pwd, home=args.home, no_home=args.no_home, app=args.app, shell=getattr(args, "shell", None),
-        userns="auto" if args.fakeroot else "self",
-    )
-
-
 def _action(args: argparse.Namespace) -> int:
     # the CLI process only waits for the container: let it hold the namespaces itself, and
     # give a squashfs image a head start before the rest of the runtime is imported
+    prepare(args, args.action)
+    if args.action == "shell" and args.args:
+        from builder.commands.launch_options import _log
+
+        _log("warning", "Parameters to shell command are ignored")
+        args.args = []
     here = getattr(args, "owns_process", False)
     if ":" in args.image and not args.image.startswith("instance://"):  # a URI: its cached SIF
         from builder.commands.uri import image_path

@@ -49,7 +49,7 @@ def test_sif_without_system_partition(profile, workdir):
 
 
 @pytest.mark.parametrize("args", [["--overlay", "/no/such/overlay"], ["--env", "NOEQUALS"],
-                                  ["--bind", "a:b:c:d"], ["--writable", "--writable-tmpfs"]])
+                                  ["--bind", "a:b:c:d"]])
 def test_bad_flags(profile, images, args):
     r = profile.sbuild("exec", *args, images["sandbox"], "true")
     assert r.status == 2

@@ -18,7 +18,7 @@ def instances(profile):
 def test_two_instances_of_one_image_start_list_join_and_stop(instances, images, rt):
     p = instances
     r = p.sbuild("instance", "start", images["simg"], "one")
-    assert r.status == 0 and "one" in r.out, r.err
+    assert r.status == 0 and "instance started successfully" in r.err and r.out == "", r.err
     r = p.sbuild("instance", "start", "--writable-tmpfs", images["simg"], "two")
     assert r.status == 0, r.err
     listed = json.loads(p.sbuild("instance", "list", "--json").out)["instances"]
@@ -47,7 +47,7 @@ def test_name_in_use_and_unknown_instance_are_usage_errors(instances, images):
     p = instances
     assert p.sbuild("instance", "start", images["sandbox"], "dup").status == 0
     r = p.sbuild("instance", "start", images["sandbox"], "dup")
-    assert r.status == 2 and "already running" in r.err and r.err.count("\n") <= 2
+    assert r.status == 2 and "instance dup already exists" in r.err and r.err.count("\n") <= 2
     r = p.sbuild("exec", "instance://nope", "true")
     assert r.status == 2 and "no instance named 'nope'" in r.err
     r = p.sbuild("instance", "stop", "nope")
