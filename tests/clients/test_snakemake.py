@@ -30,7 +30,7 @@ rule b:
     input: "a.txt"
     output: "b.txt"
     container: "{image}"
-    shell: "cat {{input}} > {{output}}; echo \\"host var=[$CLIENT_HOST_VAR]\\" >> {{output}}"
+    shell: "cat {{input}} > {{output}}; echo \\"host var=${{{{CLIENT_HOST_VAR:-unset}}}}\\" >> {{output}}"
 '''
 
 DOCKER_RULE = '''
@@ -57,7 +57,7 @@ def test_two_rules_on_a_local_image_with_binds_and_containall(client, bash_image
     assert r.returncode == 0, r.stdout + r.stderr
     # --containall: --home <cwd> is still bound (the job's outputs land there) and the host
     # environment stays out
-    assert (client.cwd / "b.txt").read_text() == f"local\ninput data\nhome={client.cwd}\nhost var=[]\n"
+    assert (client.cwd / "b.txt").read_text() == f"local\ninput data\nhome={client.cwd}\nhost var=unset\n"
 
 
 def test_a_docker_container_is_pulled_with_pull_name_and_run(client, client_registry, tmp_path):
