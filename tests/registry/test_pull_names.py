@@ -91,3 +91,16 @@ def test_docker_username_and_password_flags_log_in(sbuild, basic_registry, env):
     r = sbuild("pull", "--docker-username", servers.USER, "--docker-password", servers.PASSWORD,
                "--sandbox", "yes", uri)
     assert r.status == 0 and (env / "yes/.singularity.d").is_dir(), r.err
+
+
+def test_under_apptainer_a_uri_needs_its_transport_and_stdout_stays_empty(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    apptainer = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "apptainer"
+    if not apptainer.exists():
+        pytest.skip("setup.sh writes the apptainer launcher")
+    r = subprocess.run([str(apptainer), "pull", "alpine"], capture_output=True, text=True, cwd=tmp_path,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    assert (r.returncode, r.stdout) == (255, "") and "FATAL:   No transport type URI supplied" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -197,3 +197,16 @@ def test_an_index_is_keyed_by_the_digest_of_the_hosts_image(reg, cli):
     [amd] = [m["digest"] for m in doc["manifests"] if m["platform"]["architecture"] == "amd64"]
     [entry] = [p for p in (cli.images / "oci-tmp").iterdir() if not p.name.startswith(".")]
     assert entry.name == amd.partition(":")[2]
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_disable_cache_pulls_into_a_temporary_dir(reg, tmp_path, how):
+    (tmp_path / "tmp").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "APPTAINER_CACHEDIR": str(tmp_path / "cachedir"),
+           "TMPDIR": str(tmp_path / "tmp"), **({"APPTAINER_DISABLE_CACHE": "true"} if how == "env" else {})}
+    flags = ["--disable-cache"] if how == "flag" else []
+    r = subprocess.run([SBUILD, "exec", *flags, f"docker://{reg.host}/test/run:1.0", "cat", "/etc/marker"],
+                       env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    assert (r.returncode, r.stdout) == (0, "A\n"), r.stderr
+    assert not (tmp_path / "cachedir" / "sbuild" / "images").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
