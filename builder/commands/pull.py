@@ -72,8 +72,8 @@ def _fetch_flags(p: argparse.ArgumentParser, arch: str | None = None) -> None:
     add_flag(p, "--tmpdir", env="TMPDIR", help="where temporary rootfs and blobs go")
     p.add_argument("--ca-bundle", help="CA certificates to trust for the registry")
     add_flag(p, "--docker-host", env="DOCKER_HOST", help=argparse.SUPPRESS)  # docker-daemon: host (unused)
-    p.add_argument("--docker-username", help=argparse.SUPPRESS)  # hidden in Apptainer too
-    p.add_argument("--docker-password", help=argparse.SUPPRESS)
+    add_flag(p, "--docker-username", env="DOCKER_USERNAME", help=argparse.SUPPRESS)  # hidden in Apptainer too
+    add_flag(p, "--docker-password", env="DOCKER_PASSWORD", help=argparse.SUPPRESS)
 
 
 def prompt_login(stdin=None, ask_password=None):
