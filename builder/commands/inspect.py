@@ -88,9 +88,10 @@ def _text(meta: dict[str, Any], app: str, list_apps: bool) -> str:
 def _inspect(args: argparse.Namespace) -> int:
     from base.errors import ImageError
     from base.gojson import marshal_indent
+    from builder.commands.uri import image_path
     from builder.images.metadata import read_metadata
 
-    full = read_metadata(args.image)
+    full = read_metadata(image_path(args.image, args))
     app = "" if args.all else args.app
     apps = full["data"]["attributes"].get("apps", {})
     if app and app not in apps:

@@ -67,10 +67,11 @@ def register(subparsers, only: str | None = None) -> None:  # noqa: ARG001 - one
 
 
 def _start(args: argparse.Namespace) -> int:
+    from builder.commands.uri import image_path
     from runtime import instances
 
     prepare(args, "instance")
-    entry = instances.start(args.image, args.name, list(args.args), run_options(args))
+    entry = instances.start(image_path(args.image, args), args.name, list(args.args), run_options(args))
     if args.pid_file:
         with open(args.pid_file, "w") as f:
             f.write(f"{entry.pid}\n")

@@ -9,7 +9,11 @@ a directory; the format follows the name as in ``sbuild build``.
 (verified, through the blob cache: ``builder.sources.library`` / ``builder.sources.shub``)
 and copy it to TARGET when TARGET's format is the image's own (a SIF to ``.sif``, a
 ``.simg`` to ``.simg``); any other format is converted, ``--sandbox`` unpacks it.
-``--library URL`` names the library. TARGET defaults to ``<name>_<tag>.sif``.
+``--library URL`` names the library. TARGET: ``--name`` (Snakemake's and shpc's form), else
+the positional TARGET, else ``default_name(URI)`` (Apptainer's ``<name>_<tag>.sif``), joined
+under ``--dir``; an existing TARGET needs ``--force`` (Apptainer's message otherwise). Under
+the Apptainer names a URI needs its transport; under ``sbuild`` a bare name is ``docker://``.
+Messages go to stderr; stdout stays empty, as Apptainer's.
 push: ``oras://`` only (Apptainer's media types).
 
 On a terminal, each layer gets a tqdm bar on stderr (bytes downloaded, or read from the
@@ -27,15 +31,23 @@ from pathlib import Path
 from builder.commands import add_output_flags
 from builder.commands.flags import add_flag
 
-__all__ = ["register", "pull_image", "place_image", "prompt_login", "layer_progress"]
+__all__ = ["register", "default_name", "pull_image", "place_image", "prompt_login", "layer_progress"]
 
 
 def register(subparsers, only: str | None = None) -> None:
-    pull = subparsers.add_parser("pull", help="fetch an image from a registry or a local OCI source")
+    pull = subparsers.add_parser("pull", help="fetch an image from a registry or a local OCI source",
+                                 description="pull [TARGET] URI, or pull --name TARGET URI")
     pull.add_argument("args", nargs="+", metavar="[TARGET] URI")
+    add_flag(pull, "--name", env="PULL_NAME", help="the file to write (overrides TARGET)")
+    add_flag(pull, "--dir", env=("PULLDIR", "PULLFOLDER"), help="write TARGET in this directory")
     add_flag(pull, "-F", "--force", env="FORCE", action="store_true", help="overwrite TARGET")
     add_flag(pull, "-s", "--sandbox", env="SANDBOX", action="store_true", help="write a sandbox directory")
     add_flag(pull, "--library", env="LIBRARY", help="library URL for library:// references without a host")
+    add_flag(pull, "--arch-variant", env="PULL_ARCH_VARIANT", help="platform variant (with --arch)")
+    for flag, key in (("--reproducible", "REPRODUCIBLE"), ("--no-cleanup", "NO_CLEANUP"),
+                      ("--allow-unauthenticated", "ALLOW_UNAUTHENTICATED")):  # Apptainer's; no effect here
+        add_flag(pull, flag, env=key, action="store_true", help=argparse.SUPPRESS)
+    add_flag(pull, "-U", "--allow-unsigned", env="ALLOW_UNSIGNED", action="store_true", help=argparse.SUPPRESS)
     _fetch_flags(pull, arch="PULL_ARCH")
     add_output_flags(pull)
     pull.set_defaults(handler=_pull)
@@ -59,6 +71,9 @@ def _fetch_flags(p: argparse.ArgumentParser, arch: str | None = None) -> None:
              help="do not use or fill the blob cache")
     add_flag(p, "--tmpdir", env="TMPDIR", help="where temporary rootfs and blobs go")
     p.add_argument("--ca-bundle", help="CA certificates to trust for the registry")
+    add_flag(p, "--docker-host", env="DOCKER_HOST", help=argparse.SUPPRESS)  # docker-daemon: host (unused)
+    add_flag(p, "--docker-username", env="DOCKER_USERNAME", help=argparse.SUPPRESS)  # hidden in Apptainer too
+    add_flag(p, "--docker-password", env="DOCKER_PASSWORD", help=argparse.SUPPRESS)
 
 
 def prompt_login(stdin=None, ask_password=None):
@@ -88,16 +103,52 @@ def _options(args: argparse.Namespace, library: str | None = None):
     from builder.options import FetchOptions
 
     login = prompt_login() if args.docker_login else None
-    return FetchOptions(arch=args.arch, nohttps=args.nohttps, authfile=args.authfile, login=login,
+    user, password = getattr(args, "docker_username", None), getattr(args, "docker_password", None)
+    if login is None and (user or password):
+        from builder.sources.oci import Credentials
+
+        login = Credentials(user or "", password or "")
+    arch = f"{args.arch}/{args.arch_variant}" if getattr(args, "arch_variant", None) and args.arch else args.arch
+    return FetchOptions(arch=arch, nohttps=args.nohttps, authfile=args.authfile, login=login,
                         disable_cache=args.disable_cache, tmpdir=args.tmpdir, ca_bundle=args.ca_bundle,
                         library=library)
 
 
-def _default_target(uri: str) -> str:
-    rest = uri.split("://", 1)[-1].split("@", 1)[0]
-    name = rest.rsplit("/", 1)[-1]
-    base, _, tag = name.partition(":")
-    return f"{base}_{tag or 'latest'}.sif"
+def default_name(uri: str) -> str:
+    """The file ``apptainer pull URI`` writes (its ``uri.GetName``): the last path segment's
+    ``name:tag`` as ``name_tag.sif`` (the first tag of a comma list; ``latest`` without one),
+    the bare last segment for http(s); ``img@sha256:ab`` gives ``img@sha256_ab.sif``."""
+    scheme, _, rest = uri.partition("://")
+    if not _:
+        scheme, _, rest = uri.partition(":")
+    last = rest.rsplit("/", 1)[-1]
+    if scheme in ("http", "https"):
+        return last
+    name, colon, tags = last.partition(":")
+    tag = tags.split(",", 1)[0] if colon else "latest"
+    return f"{name}_{tag}.sif"
+
+
+def _target(args: argparse.Namespace, uri: str) -> Path:
+    """TARGET: ``--name``, else the positional one, else ``default_name``; under ``--dir``
+    unless absolute (Apptainer joins even an absolute name: a WARNING says it is not)."""
+    import logging
+
+    name = args.name or (args.args[0] if len(args.args) == 2 else default_name(uri))
+    if not args.dir:
+        return Path(name)
+    if os.path.isabs(name):
+        logging.getLogger("sbuild.pull").warning("--dir %s ignored for the absolute name %s", args.dir, name)
+        return Path(name)
+    return Path(args.dir) / name
+
+
+def _refuse_existing(target: Path, force: bool) -> None:
+    from base.errors import ImageError
+
+    if os.path.lexists(target) and not force:
+        raise ImageError(f'Image file already exists: "{target}" - will not overwrite', path=str(target),
+                         hint="use --force to overwrite it")
 
 
 def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False, progress=None) -> None:
@@ -180,12 +231,9 @@ def _image_progress(args: argparse.Namespace, name: str):
 
 def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, options, fmt: str) -> None:
     """``library://`` and ``shub://``: download (cached, verified), then place as TARGET."""
-    from base.errors import UsageError
     from builder.sources import library, shub
     from builder.sources.download import cache_for
 
-    if os.path.lexists(target) and not args.force:
-        raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
     if uri.startswith("library:"):
         ref = library.parse_library_ref(uri)
         loptions = library.options_for(options)
@@ -202,31 +250,35 @@ def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, options, 
 
 
 def _pull(args: argparse.Namespace) -> int:
+    import logging
+
     from base.errors import UsageError
     from builder.images import format_for_target
 
     if len(args.args) > 2:
         raise UsageError("pull takes [TARGET] URI")
     uri = args.args[-1]
-    target = Path(args.args[0] if len(args.args) == 2 else _default_target(uri))
+    compat = getattr(args, "program", "sbuild") != "sbuild"  # called as apptainer / singularity
+    if ":" not in uri:
+        if compat:
+            raise UsageError("No transport type URI supplied")
+        uri = "docker://" + uri  # sbuild's convenience: a bare name is a Docker Hub image
+    target = _target(args, uri)
+    _refuse_existing(target, args.force)
     options = _options(args, args.library)
+    # Apptainer writes a SIF whatever the name (Snakemake's <md5>.simg); sbuild follows the name
+    fmt = "sandbox" if args.sandbox else "sif" if compat else format_for_target(target)
     if uri.startswith("oras://"):
         from builder.sources.oci.agent import pull_options
         from builder.sources.oci.oras import pull_oras
 
-        if target.exists() and not args.force:
-            raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
         pull_oras(uri, target, pull_options(options), None if args.quiet else layer_progress())
     elif uri.startswith(("library:", "shub:")):
-        _pull_sif_source(uri, target, args, options, format_for_target(target, sandbox=args.sandbox))
+        _pull_sif_source(uri, target, args, options, fmt)
     else:
-        if "://" not in uri and ":" not in uri:
-            uri = "docker://" + uri
-        fmt = format_for_target(target, sandbox=args.sandbox)
         pull_image(uri, target, options, fmt=fmt, force=args.force,
                    progress=None if args.quiet else layer_progress())
-    if not args.quiet:
-        print(f"pulled {uri} to {target}")
+    logging.getLogger("sbuild.pull").info("pulled %s to %s", uri, target)
     return 0
 
 

@@ -252,6 +252,10 @@ def _action(args: argparse.Namespace) -> int:
         _log("warning", "Parameters to shell command are ignored")
         args.args = []
     here = getattr(args, "owns_process", False)
+    if ":" in args.image and not args.image.startswith("instance://"):  # a URI: its cached SIF
+        from builder.commands.uri import image_path
+
+        args.image = image_path(args.image, args)
     prefetched = None
     if here and not args.image.startswith("instance://") and os.getuid() == 0:  # (prefetch is root-only)
         from runtime.prefetch import prefetch

@@ -35,7 +35,6 @@ SECTIONS = {
 }
 
 _LATER = "flag of the signing/encryption issue"
-_PULL = "pull flags (cliuri)"
 PENDING = {
     **dict.fromkeys([("build", f) for f in ("-e", "--encrypt", "--passphrase", "--pem-path")], _LATER),
     **dict.fromkeys([("build", f) for f in ("--userns", "--data", "--arch-variant", "--buildkit-host",
@@ -44,16 +43,9 @@ PENDING = {
                                              "--ignore-fakeroot-command", "--ignore-proot", "--ignore-userns")],
                     "build flag without its semantics yet"),
     **dict.fromkeys([("push", f) for f in ("--library", "-U", "--allow-unsigned", "-D", "--description",
-                                            "--annotation", "--docker-host", "--docker-username",
-                                            "--docker-password")], "push is oras:// only so far"),
-    **dict.fromkeys([("pull", f) for f in ("--name", "--dir", "--arch-variant", "--reproducible", "--no-cleanup",
-                                            "-U", "--allow-unsigned", "--allow-unauthenticated", "--docker-host",
-                                            "--docker-username", "--docker-password")], _PULL),
+                                            "--annotation")], "push is oras:// only so far"),
 }
 PENDING_ENV = {
-    ("pull", "--name"): _PULL, ("pull", "--dir"): _PULL, ("pull", "--arch-variant"): _PULL,
-    ("pull", "--reproducible"): _PULL, ("pull", "--no-cleanup"): _PULL, ("pull", "-U"): _PULL,
-    ("pull", "--allow-unsigned"): _PULL, ("pull", "--allow-unauthenticated"): _PULL,
     ("build", "--arch-variant"): "not a build flag yet", ("build", "--userns"): "not a build flag yet",
     ("build", "--data"): "not a build flag yet", ("build", "--reproducible"): "not a build flag yet",
     ("build", "--nvccli"): "not a build flag yet", ("build", "--mount"): "not a build flag yet",

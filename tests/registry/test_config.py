@@ -52,7 +52,8 @@ def test_runscript_runs_entrypoint_and_cmd(tmp_path, entrypoint, cmd, args, expe
 
 
 def test_labels_json_is_go_marshal_indent():
-    assert labels_json(None) == "null"
+    assert labels_json(None) == "{}"  # not Go's "null": an image without labels has an empty object
+    assert labels_json({}) == "{}"
     assert labels_json({"b": "<x & y>", "a": "é"}) == '{\n\t"a": "é",\n\t"b": "\\u003cx \\u0026 y\\u003e"\n}'
 
 

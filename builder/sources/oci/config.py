@@ -8,7 +8,7 @@ Pure functions produce the text; ``write_docker_metadata`` writes them into a ro
 - ``runscript(entrypoint, cmd)``: ``/.singularity.d/runscript`` with ``OCI_ENTRYPOINT``,
   ``OCI_CMD`` and Apptainer's template (eval mode and ``SINGULARITY_NO_EVAL`` mode).
 - ``labels_json(labels)``: Go ``json.MarshalIndent(labels, "", "\\t")`` (sorted keys,
-  ``<>&`` escaped, ``null`` when the image has no labels).
+  ``<>&`` escaped, ``{}`` when the image has no labels, where Go writes ``null``).
 - ``base_labels(image)``: ``org.opencontainers.image.base.name/digest``.
 - ``oci_config_json(image)``: the ``config`` object for the SIF ``oci-config.json``, in the
   field order and ``omitempty`` form of go-containerregistry's ``v1.Config`` (Apptainer 1.5).
@@ -231,8 +231,9 @@ def runscript(entrypoint: list[str], cmd: list[str]) -> str:
 
 
 def labels_json(labels: dict[str, str] | None) -> str:
-    """Go ``json.MarshalIndent(labels, "", "\\t")``."""
-    return marshal_indent(labels, sort_keys=True)
+    """Go ``json.MarshalIndent(labels, "", "\\t")``; an image without labels gets ``{}``, not
+    ``null`` (which readers of labels.json, sbuild's own included, take for a broken file)."""
+    return marshal_indent(labels or {}, sort_keys=True)
 
 
 def base_labels(image: ImageConfig) -> dict[str, str]:
