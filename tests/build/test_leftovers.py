@@ -25,7 +25,7 @@ SBUILD = str(ROOT / ".venv" / "bin" / "sbuild")
 if not Path(SBUILD).exists():
     SBUILD = shutil.which("sbuild") or SBUILD
 
-pytestmark = [pytest.mark.skipif(not Path("/bin/busybox").is_file(), reason="apt-get install busybox-static")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/bin/busybox").is_file(), reason="apt-get install busybox-static")]
 
 SLOW = """\
 Bootstrap: busybox

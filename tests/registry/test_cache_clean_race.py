@@ -33,7 +33,7 @@ SBUILD = str(ROOT / ".venv" / "bin" / "sbuild")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
-pytestmark = [pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 class Gate:

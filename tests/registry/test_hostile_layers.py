@@ -95,6 +95,7 @@ def test_entry_deeper_than_path_max_is_refused_with_its_name(tmp_path, canary, r
     assert len(str(info.value)) < 400  # the name is shortened, not 5000 characters long
 
 
+@pytest.mark.slow
 @MODES
 def test_thousands_of_nested_directory_entries(tmp_path, canary, rootless):
     entries = [I.d("/".join(["n"] * i), mode=0o555) for i in range(1, 1801)]
@@ -182,6 +183,7 @@ def _pax_sparse_layer(name: str, realsize: int, regions: list[tuple[int, bytes]]
     return I.tar_bytes([(ti, body)])
 
 
+@pytest.mark.slow
 @MODES
 def test_1tb_sparse_claim_in_a_1kb_layer_packs_at_once_and_extracts_sparse(tmp_path, canary, rootless):
     regions = [(5 << 30, b"hello"), (TB - 3, b"end")]
@@ -307,6 +309,7 @@ print("removed" if not os.path.lexists(work + "/r") else "left")
 """
 
 
+@pytest.mark.slow
 def test_unprivileged_user_applies_packs_and_removes_a_deep_read_only_tree(unprivileged_user, canary):
     work = Path(tempfile.mkdtemp(prefix="sbuild-hostile-", dir="/tmp"))
     try:

@@ -82,7 +82,9 @@ def test_partial_images_cached_and_run(profile, images, workdir, fmt):
             assert "killed by SIGBUS" in r.err and f"the image {bad} may be corrupt" in r.err, r.err
             continue
         assert r.status == 2, r.err
-        assert f"unpacking {bad} with unsquashfs" in r.err and "failed to read" in r.err, r.err
+        # unsquashfs's own words vary with which of its threads hits the bad block first
+        # ("failed to read", "gzip uncompress failed"): the status and the image are what count
+        assert f"unpacking {bad} with unsquashfs: exit status 1: " in r.err, r.err
         assert _cache_entries(profile) == before, attempt  # no partial tree, no temp dir
     r = profile.sbuild("exec", images["squashfs"], "true")  # the cache still works for a sound image
     assert r.status == 0, r.err
