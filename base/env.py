@@ -16,6 +16,9 @@ apptainer-cli.md §2–3), for the drop-in command line:
   ``SINGULARITY_<key>``; empty or whitespace-only values are ignored. Returns a ``Twin``
   (variable name, value, and the note Apptainer prints: an INFO line when only the legacy
   name is set, a WARNING when both are set to different values) or ``None``.
+- ``appended(keys, environ)``: Apptainer's append handler (``--bind``, ``--mount``): every
+  key that is set contributes its value, to go after the command line's (``MOUNT`` holds one
+  mount per line); returns the values and the notes.
 - ``parse_bool(text, name)``: Go's ``strconv.ParseBool`` (``1 t T TRUE true True`` / ``0 f
   F FALSE false False``); anything else, ``yes`` included, is a ``UsageError`` saying which
   variable, as Apptainer's fatal "While parsing environment variables".
@@ -30,7 +33,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-__all__ = ["apptainer_env", "apptainer_flag", "twin", "parse_bool", "Twin", "PREFIXES"]
+__all__ = ["apptainer_env", "apptainer_flag", "twin", "appended", "parse_bool", "Twin", "PREFIXES"]
 
 PREFIXES = ("APPTAINER_", "SINGULARITY_")
 _TRUE = ("1", "true", "yes")
@@ -73,6 +76,20 @@ def twin(keys: Sequence[str], environ: Mapping[str, str] | None = None) -> Twin 
             return Twin(PREFIXES[1] + key, old, ("info", f"Environment variable {PREFIXES[1]}{key} is set, "
                                                           f"but {PREFIXES[0]}{key} is preferred"))
     return None
+
+
+def appended(keys: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """The values every key in ``keys`` adds after the command line's, and the notes to print."""
+    values: list[str] = []
+    notes: list[tuple[str, str]] = []
+    for key in keys:
+        found = twin((key,), environ)
+        if found is None:
+            continue
+        if found.note:
+            notes.append(found.note)
+        values += [v for v in found.value.split("\n") if v.strip()] if key == "MOUNT" else [found.value]
+    return values, notes
 
 
 _BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,

@@ -142,7 +142,7 @@ def apply_env(args, command: str, environ=None) -> list[tuple[str, str]]:
     env = os.environ if environ is None else environ
     if not any(k.startswith(("APPTAINER_", "SINGULARITY_")) for k in env):
         return []
-    from base.env import parse_bool, twin
+    from base.env import appended, parse_bool, twin
 
     notes = []
     for strings, kind, _m, keys, _s, _h in options_for(command):
@@ -150,12 +150,9 @@ def apply_env(args, command: str, environ=None) -> list[tuple[str, str]]:
             continue
         name = dest(strings)
         if keys[0].startswith("+"):  # the append handler: every key contributes
-            for key in keys:
-                found = twin((key[1:],), env)
-                if found is not None:
-                    notes += [found.note] if found.note else []
-                    extra = found.value.split("\n") if key == "+MOUNT" else [found.value]
-                    setattr(args, name, [*getattr(args, name), *filter(str.strip, extra)])
+            extra, found_notes = appended([k[1:] for k in keys], env)
+            setattr(args, name, [*getattr(args, name), *extra])
+            notes += found_notes
             continue
         if _given(getattr(args, name, None)):
             continue

@@ -105,17 +105,16 @@ def _env_value(flag: _EnvFlag, found, environ: Mapping[str, str]) -> object:  # 
         raise UsageError(f"while parsing environment variables: {found.name}={found.value!r}: {e}") from e
 
 
-def _note(found, log) -> None:  # noqa: ANN001
-    if found.note is not None:
-        level, text = found.note
-        (log.warning if level == "warning" else log.info)("%s", text)
+def _log_note(note: tuple[str, str], log) -> None:  # noqa: ANN001
+    level, text = note
+    (log.warning if level == "warning" else log.info)("%s", text)
 
 
 def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
     """Fill in the flags ``add_flag`` declared on the parsed command (see the module docstring)."""
     import logging
 
-    from base.env import twin
+    from base.env import appended, twin
 
     log = logging.getLogger("sbuild.flags")
     compat = getattr(args, "program", "sbuild") != "sbuild"
@@ -127,12 +126,9 @@ def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     for flag in getattr(args, "_env_flags", None) or ():
         value = getattr(args, flag.dest, None)
         if flag.append:
-            extra = []
-            for key in flag.keys:
-                found = twin((key,), env)
-                if found is not None:
-                    _note(found, log)
-                    extra += found.value.split("\n") if key == "MOUNT" else [found.value]
+            extra, notes = appended(flag.keys, env)
+            for note in notes:
+                _log_note(note, log)
             setattr(args, flag.dest, [*(value or ()), *extra])
             continue
         if value is not None:
@@ -141,7 +137,8 @@ def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         if found is None:
             setattr(args, flag.dest, list(flag.default) if isinstance(flag.default, list) else flag.default)
             continue
-        _note(found, log)
+        if found.note is not None:
+            _log_note(found.note, log)
         setattr(args, flag.dest, _env_value(flag, found, env))
     return args
 
