@@ -12,10 +12,9 @@ unprivileged build from a recipe):
 
 ``caller_identity()`` is the identity of a conversion without ``--fakeroot``: the caller as
 itself, no namespace. The build passes its identity to ``runtime.run_in_sandbox`` for every
-``%post`` and ``%test``, so the runtime never decides it again. ``call_in_userns(fn, *args)``
-is the runtime's (``runtime.call_in_userns``): ``fn`` runs in a subuid-mapped user namespace,
-where files owned by subordinate ids can be read, written or removed (debootstrap, copying
-between stages, packing the image, removing bundles). Only the runtime's public API is used.
+``%post`` and ``%test``, so the runtime never decides it again. Work on files owned by
+subordinate ids (debootstrap, copying between stages, packing, removing bundles) runs in the
+build's user namespace through ``runtime.call_in_userns``. Only the runtime's public API is used.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import os
 import runtime
 from runtime.description import Identity
 
-__all__ = ["build_identity", "caller_identity", "call_in_userns", "Identity"]
+__all__ = ["build_identity", "caller_identity", "Identity"]
 
 log = logging.getLogger("sbuild.build")
 
@@ -48,9 +47,3 @@ def build_identity(fakeroot: bool = False, *, euid: int | None = None) -> Identi
 def caller_identity() -> Identity:
     """The caller as itself, in no user namespace (a conversion without --fakeroot)."""
     return Identity("host", os.geteuid(), os.getegid())
-
-
-def call_in_userns(fn, /, *args, **kwargs):  # noqa: ANN001, ANN201 - fn's own types
-    """``fn(*args, **kwargs)`` in a new subuid-mapped user namespace and mount namespace
-    (``runtime.call_in_userns``)."""
-    return runtime.call_in_userns(fn, *args, **kwargs)

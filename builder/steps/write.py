@@ -12,7 +12,7 @@
   images beside the same TARGET (``.TARGET.sbuild-*``).
 
 With ``identity.mode == "subuid"`` (a rootless build with subordinate ids, or ``--fakeroot``
-for a conversion) these run inside the build's user namespace (``builder.steps.userns``)
+for a conversion) these run inside the build's user namespace (``runtime.call_in_userns``)
 and pack every file as root (root there, the user outside). A packer that fails for
 lack of space gets a hint that says where.
 """
@@ -34,7 +34,7 @@ from builder.images import ImageResult, PackOptions, convert_image, write_image
 from builder.images.convert import OCI_CONFIG
 from builder.options import BuildPlan
 from builder.steps import checks
-from builder.steps.userns import call_in_userns
+from runtime import call_in_userns
 
 __all__ = ["write_bundle", "convert_source", "remove_bundle", "in_build_userns", "reclaim_leftovers"]
 
