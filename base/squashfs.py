@@ -91,21 +91,11 @@ def unpack(image: str | os.PathLike, dest: str | os.PathLike, *, offset: int = 0
         os.makedirs(os.path.join(dest, "dev"), 0o755, exist_ok=True)
 
 
-def _load_site() -> None:
-    """PySquashfsImage is a third-party package: load site-packages if Python was started
-    without them (``-S``, as sbuild's launcher does; see ``builder.cli``)."""
-    import sys
-
-    if sys.flags.no_site:
-        import site
-
-        if site.ENABLE_USER_SITE is None:  # site.main() has not run yet
-            site.main()
-
-
 def open_image(path: str | os.PathLike, offset: int = 0):  # noqa: ANN201 - a PySquashfsImage.SquashFsImage
     """A PySquashfsImage.SquashFsImage for the squashfs at ``offset`` (caller closes it)."""
-    _load_site()
+    from base import sitepackages
+
+    sitepackages.load()  # PySquashfsImage is a third-party package
     try:
         import PySquashfsImage
     except ImportError as e:  # a dependency of sbuild; only missing in a broken install

@@ -125,15 +125,6 @@ def _defer_logging(level: int, style) -> None:  # noqa: ANN001
         sys.meta_path.insert(0, _LoggingOnImport(level, style))
 
 
-def _load_site() -> None:
-    """Put site-packages on sys.path when the launcher started Python with ``-S``."""
-    if sys.flags.no_site:
-        import site
-
-        if site.ENABLE_USER_SITE is None:  # site.main() has not run yet
-            site.main()
-
-
 def build_parser(command: str | None = None, name: str = "sbuild") -> argparse.ArgumentParser:
     """The parser for the program ``name``; with ``command``, only that command's module is
     imported and registered."""
@@ -281,7 +272,9 @@ def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
     """argparse's namespace for ``argv``, or the exit status of a usage error or --help."""
     from builder.commands.flags import CommandLineError, leaf_parser, non_interspersed
 
-    _load_site()
+    from base import sitepackages
+
+    sitepackages.load()
     parser = build_parser(argv[0] if argv else None, name)
     try:
         if name in _COMPAT and argv and argv[0] not in _OWN_PARSING:

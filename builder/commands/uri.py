@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,11 +93,9 @@ def image_path(text: str, args=None) -> str:  # noqa: ANN001
     scheme = scheme_of(text)
     if scheme is None or scheme == "instance":
         return text
-    if sys.flags.no_site:  # the quick path of an action starts Python with -S (builder.cli)
-        import site
+    from base import sitepackages
 
-        if site.ENABLE_USER_SITE is None:
-            site.main()
+    sitepackages.load()  # the quick path of an action starts Python with -S (builder.cli)
     options = fetch_options(args)
     root = Path(cache_root()) / "images"
     if options.disable_cache or not _writable(root):
