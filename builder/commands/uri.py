@@ -251,7 +251,11 @@ class ImageStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             with _locked(path.parent / f".{path.name}.lock"):
                 if not path.is_file():  # another process may have pulled it meanwhile
-                    _atomic(path, pull)
+                    from builder.images.convert import atomic_target
+
+                    with atomic_target(path, force=True) as tmp:
+                        pull(tmp)
+                        os.chmod(tmp, 0o755)
                 else:
                     log.info("Using cached SIF image")
         else:
@@ -285,18 +289,3 @@ def _locked(path: Path) -> Iterator[None]:
     finally:
         os.close(fd)
 
-
-def _atomic(path: Path, pull: Callable[[Path], object]) -> None:
-    """``pull`` writes a temporary file beside ``path``, renamed into place when it succeeds."""
-    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
-    try:
-        pull(tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-    finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)

@@ -38,7 +38,7 @@ from builder.images.reader import open_tree
 from builder.images.squashfs import PackOptions, unpack
 
 __all__ = ["FORMATS", "ImageResult", "format_for_target", "write_image", "extract_image",
-           "convert_image", "copy_image", "create_overlay", "file_digest"]
+           "convert_image", "copy_image", "create_overlay", "file_digest", "atomic_target"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -82,8 +82,9 @@ def file_digest(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _atomic(target: Path, force: bool) -> Iterator[Path]:
-    """Yield a fresh temp path beside ``target``; rename it into place on success."""
+def atomic_target(target: Path, force: bool) -> Iterator[Path]:
+    """Yield a fresh temp path beside ``target`` (in a directory with an owner record, reclaimed
+    if this process is killed); rename it into place on success, a file or a directory."""
     target = Path(target)
     parent = target.parent
     try:
@@ -150,7 +151,7 @@ def write_image(rootfs: Path, target: Path, fmt: str, *, deffile: bytes = b"",
         raise ImageError(f"writing {target}: rootfs {rootfs} is not a directory", path=str(rootfs))
     if fix_perms:
         sandbox.fix_perms(rootfs)
-    with _atomic(target, force) as tmp:
+    with atomic_target(target, force) as tmp:
         if fmt == "sandbox":
             sandbox.place_tree(rootfs, tmp, move=move)
         else:
@@ -174,7 +175,7 @@ def _extract_into(info: ImageInfo, dest: Path) -> None:
 def extract_image(image: Path, dest: Path, *, fix_perms: bool = False, force: bool = False) -> ImageInfo:
     """Extract any image (or copy a sandbox) into the new directory ``dest``."""
     info = probe(image)
-    with _atomic(Path(dest), force) as tmp:
+    with atomic_target(Path(dest), force) as tmp:
         _extract_into(info, tmp)
         if fix_perms:
             sandbox.fix_perms(tmp)
@@ -231,7 +232,7 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
     direct = (info.fstype == "squashfs" and fmt in _SQUASH_TARGETS and not fix_perms
               and not options.mksquashfs_args)
     if direct:
-        with _atomic(target, force) as tmp:
+        with atomic_target(target, force) as tmp:
             _repackage(info, tmp, fmt, options)
         return ImageResult(target, fmt, target.stat().st_size)
     deffile, carried = _sif_carry(info)
@@ -253,7 +254,7 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
 def copy_image(image: Path, target: Path, *, force: bool = False) -> ImageResult:
     """Copy an image file, already in the wanted format, to ``target`` (mode 0755)."""
     target = Path(target)
-    with _atomic(target, force) as tmp:
+    with atomic_target(target, force) as tmp:
         shutil.copyfile(image, tmp)
         os.chmod(tmp, 0o755)
     return ImageResult(target, probe(target).kind, target.stat().st_size)
@@ -271,7 +272,7 @@ def create_overlay(target: Path, options: ext3.OverlayOptions = ext3.OverlayOpti
                    force: bool = False) -> ImageResult:
     """Create the ext3 overlay image ``target`` (``sbuild overlay create``)."""
     target = Path(target)
-    with _atomic(target, force) as tmp:
+    with atomic_target(target, force) as tmp:
         ext3.write_overlay(tmp, options)
         probe(tmp)  # the runtime's own checks: journal, features
     return ImageResult(target, "ext3", target.stat().st_size)
