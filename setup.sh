@@ -11,6 +11,7 @@ PACKAGES=(
   squashfs-tools squashfs-tools-ng e2fsprogs busybox-static uidmap squashfuse fuse3
   debootstrap siftool skopeo umoci docker-registry docker.io apache2-utils openssl ca-certificates
 )
+PACKAGES+=(gnupg)  # sbuild sign/verify/key: OpenPGP through the real gpg (builder.signing.pgp)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
