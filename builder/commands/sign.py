@@ -43,6 +43,14 @@ def passphrase(prompt: str = "Enter key passphrase : ") -> str:
         return os.environ[PASSPHRASE_ENV]
     import getpass
 
+    from builder.signing import SigningError
+
+    try:
+        with open("/dev/tty", "r+b", buffering=0):
+            pass
+    except OSError:
+        raise SigningError("the key is protected and there is no terminal to ask its passphrase on",
+                           hint=f"set {PASSPHRASE_ENV}") from None
     return getpass.getpass(prompt)
 
 

@@ -100,8 +100,9 @@ def run_verify(path: str, *, dsse_keys=None, pgp=None, groups=(), objects=(), le
             raise IntegrityError(f"integrity: {e}", changed=e.changed, object_id=e.object_id) from None
 
 
-def print_result(image, result, out=sys.stdout) -> None:  # noqa: ANN001
+def print_result(image, result, out=None) -> None:  # noqa: ANN001
     """One signature's block, as Apptainer's ``outputVerify``."""
+    out = out or sys.stdout
     from builder.signing.image import group_of, linked
 
     if result.signer is not None:

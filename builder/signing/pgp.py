@@ -129,7 +129,7 @@ class Gpg:
                                       "--output", dst, "--clearsign", src], passphrase=passphrase, agent=True)
         words = {w[0] for w in lines}
         if rc != 0 or not os.path.exists(dst):
-            if words & {"BAD_PASSPHRASE", "MISSING_PASSPHRASE", "NEED_PASSPHRASE"} and "GOOD_PASSPHRASE" not in words:
+            if words & {"BAD_PASSPHRASE", "MISSING_PASSPHRASE"} or "passphrase" in err.lower():
                 raise NeedPassphrase("the secret key is protected: " + (
                     "the passphrase is wrong" if passphrase else "a passphrase is needed"))
             raise SigningError(f"gpg could not sign: {_last(err)}")
