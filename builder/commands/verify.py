@@ -66,7 +66,12 @@ def _key_material(args: argparse.Namespace):  # noqa: ANN202
         log.info("Verifying image with key material from certificate '%s'", args.certificate)
         if args.ocsp_verify:
             raise UsageError("--ocsp-verify: OCSP revocation checks are not supported by sbuild")
-        return [certificate_key(args.certificate, args.certificate_intermediates, args.certificate_roots)], None
+        try:
+            return [certificate_key(args.certificate, args.certificate_intermediates, args.certificate_roots)], None
+        except SigningError as e:
+            if e.message.startswith("Failed to load"):
+                raise
+            raise SigningError(f"Failed to verify container: {e.message}") from None
     if args.key:
         log.info("Verifying image with key material from '%s'", args.key)
         try:
