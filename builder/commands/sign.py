@@ -107,6 +107,9 @@ def _sign(args: argparse.Namespace) -> int:
     from builder.signing import SigningError, sign_image
     from builder.signing.errors import IntegrityError
 
+    for value, what in ((args.group_id, "group"), (args.sif_id, "object")):
+        if value is not None and value <= 0:
+            raise SigningError(f"Failed to sign container: integrity: invalid {what} ID")
     signer, gpg = _dsse_signer(args.key) if args.key else _pgp_signer(args.keyidx)
     try:
         sign_image(args.image, signer, [args.group_id] if args.group_id else [],

@@ -96,7 +96,7 @@ def run_verify(path: str, *, dsse_keys=None, pgp=None, groups=(), objects=(), le
             if legacy and not legacy_all and not groups and not objects:
                 prim = image.layout.primary_partition()
                 if prim is None:
-                    raise IntegrityError("descriptor not found")
+                    raise IntegrityError("object not found")
                 objects = [prim.id]
             tasks = tasks_for(image, list(groups), list(objects), legacy=legacy, legacy_all=legacy_all)
             verify_image(image, tasks, dsse_keys=dsse_keys, pgp=pgp,
@@ -149,9 +149,9 @@ def _verify(args: argparse.Namespace) -> int:
     from builder.signing import IntegrityError
 
     if args.group_id is not None and args.group_id <= 0:
-        raise _fail("integrity: group ID invalid")
+        raise _fail("integrity: invalid group ID")
     if args.sif_id is not None and args.sif_id <= 0:
-        raise _fail("integrity: object ID invalid")
+        raise _fail("integrity: invalid object ID")
     dsse_keys, pgp = _key_material(args)
     groups = [args.group_id] if args.group_id else []
     objects = [args.sif_id] if args.sif_id else []

@@ -57,7 +57,7 @@ class VerifyKeys:
             for source, path in (("GLOBAL", global_path or global_keyring()),
                                  ("LOCAL", os.path.join(local_dir or keys_dir(), "pgp-public"))):
                 if _nonempty(path):
-                    for fpr in self.gpg.import_keys(path):
+                    for fpr in self.gpg.import_keys(path, agent=False):
                         self._sources.setdefault(fpr, source)
         except BaseException:
             self.gpg.close()

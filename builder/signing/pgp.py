@@ -99,15 +99,16 @@ class Gpg:
             os.unlink(status)
         return proc.returncode, lines, proc.stdout, proc.stderr.decode("utf-8", "replace")
 
-    def import_keys(self, path_or_data: str | bytes) -> list[str]:
-        """Import a key file (or bytes); the fingerprints imported, in file order."""
+    def import_keys(self, path_or_data: str | bytes, *, agent: bool = True) -> list[str]:
+        """Import a key file (or bytes); the fingerprints imported, in file order
+        (``agent=False``: public keys only, no gpg-agent started)."""
         if isinstance(path_or_data, bytes):
             path = os.path.join(self.home, "in.key")
             with open(path, "wb") as fh:
                 fh.write(path_or_data)
         else:
             path = path_or_data
-        _, lines, _, err = self.run(["--import", path], agent=True)
+        _, lines, _, err = self.run(["--import", path], agent=agent)
         fprs = list(dict.fromkeys(w[2].upper() for w in lines if w[0] == "IMPORT_OK" and len(w) > 2))
         if not fprs and not any(w[0] == "IMPORT_RES" for w in lines):
             raise SigningError(f"gpg could not read the keys: {_last(err)}")
