@@ -24,16 +24,13 @@ _NO_SERVER = "no key server is configured in sbuild: keys are only kept in the l
 
 
 def register(subparsers, only: str | None = None) -> None:  # noqa: ANN001
-    for word in ("key", "keys"):
-        if only not in (None, word):
-            continue
-        p = subparsers.add_parser(word, help="manage OpenPGP keys" if word == "key" else argparse.SUPPRESS,
-                                  description="Manage the local OpenPGP keyrings used to sign and verify.")
-        p.add_argument("-d", "--keysdir", default=None, help="the keyring directory ($APPTAINER_KEYSDIR)")
-        sub = p.add_subparsers(dest="verb", metavar="VERB")
-        _verbs(sub)
-        add_output_flags(p)
-        p.set_defaults(handler=_no_verb)
+    p = subparsers.add_parser("key", aliases=["keys"], help="manage OpenPGP keys",
+                              description="Manage the local OpenPGP keyrings used to sign and verify.")
+    p.add_argument("-d", "--keysdir", default=None, help="the keyring directory ($APPTAINER_KEYSDIR)")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    _verbs(sub)
+    add_output_flags(p)
+    p.set_defaults(handler=_no_verb)
 
 
 def _verbs(sub) -> None:  # noqa: ANN001

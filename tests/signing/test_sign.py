@@ -148,5 +148,24 @@ def test_secrets_never_leak(cli, images, keys, keysdir, copy, tmp_path, monkeypa
     assert secret.encode() not in blob and der[-64:] not in blob
     assert b"PRIVATE KEY" not in blob
     assert (keysdir / "pgp-secret").stat().st_mode & 0o077 == 0
-    monkeypatch.delenv("SBUILD_SIGN_PASSPHRASE")
     assert cli("verify", path).status == 255  # two signature formats: never both pass (reference §4.2)
+    monkeypatch.setenv("SBUILD_SIGN_PASSPHRASE", secret)
+    signed = tmp_path / "signed.sif"  # a build from the signed image, the passphrase still set
+    r5 = run_cli("build", "-F", signed, *_scratch_recipe(tmp_path, secret), prog="sbuild")
+    assert r5.status == 0, r5
+    assert cli("sign", "--key", pem, signed).status == 0
+    recipe = tmp_path / "next.def"
+    recipe.write_text(f"Bootstrap: localimage\nFrom: {signed}\n\n%labels\n    Next yes\n")
+    r6 = run_cli("build", tmp_path / "next.sif", recipe, prog="sbuild")
+    assert r6.status == 0, r6
+    for r in (r5, r6):
+        assert secret not in r.out + r.err
+    assert secret.encode() not in (tmp_path / "next.sif").read_bytes()
+    assert secret.encode() not in signed.read_bytes()
+
+
+def _scratch_recipe(tmp_path: Path, secret: str) -> list[Path]:
+    """A scratch recipe (its copy goes into the image) built while the passphrase is set."""
+    recipe = tmp_path / "scratch.def"
+    recipe.write_text("Bootstrap: scratch\n\n%files\n    /etc/hostname /hostname\n")
+    return [recipe]
