@@ -24,13 +24,17 @@ _NO_SERVER = "no key server is configured in sbuild: keys are only kept in the l
 
 
 def register(subparsers, only: str | None = None) -> None:  # noqa: ANN001
-    p = subparsers.add_parser("key", aliases=["keys"], help="manage OpenPGP keys",
-                              description="Manage the local OpenPGP keyrings used to sign and verify.")
-    p.add_argument("-d", "--keysdir", default=None, help="the keyring directory ($APPTAINER_KEYSDIR)")
-    sub = p.add_subparsers(dest="verb", metavar="VERB")
-    _verbs(sub)
-    add_output_flags(p)
-    p.set_defaults(handler=_no_verb)
+    for word in ("key", "keys"):  # `keys` is Apptainer's alias, left out of the command list
+        if only not in (None, word):
+            continue
+        extra = {"help": "manage OpenPGP keys"} if word == "key" else {}
+        p = subparsers.add_parser(word, description="Manage the local OpenPGP keyrings used to sign and verify.",
+                                  **extra)
+        p.add_argument("-d", "--keysdir", default=None, help="the keyring directory ($APPTAINER_KEYSDIR)")
+        sub = p.add_subparsers(dest="verb", metavar="VERB")
+        _verbs(sub)
+        add_output_flags(p)
+        p.set_defaults(handler=_no_verb)
 
 
 def _verbs(sub) -> None:  # noqa: ANN001
