@@ -104,6 +104,7 @@ def _pgp_signer(index: int | None):  # noqa: ANN202
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from base.errors import ImageError
     from builder.signing import SigningError, sign_image
     from builder.signing.errors import IntegrityError
 
@@ -114,9 +115,9 @@ def _sign(args: argparse.Namespace) -> int:
     try:
         sign_image(args.image, signer, [args.group_id] if args.group_id else [],
                    [args.sif_id] if args.sif_id else [])
-    except (IntegrityError, SigningError) as e:
+    except (IntegrityError, SigningError, ImageError) as e:
         raise SigningError(f"Failed to sign container: integrity: {e}" if isinstance(e, IntegrityError)
-                           else f"Failed to sign container: {e}") from None
+                           else f"Failed to sign container: {e.message}") from None
     finally:
         if gpg is not None:
             gpg.close()

@@ -88,10 +88,16 @@ def _key_material(args: argparse.Namespace):  # noqa: ANN202
 
 def run_verify(path: str, *, dsse_keys=None, pgp=None, groups=(), objects=(), legacy=False,  # noqa: ANN001
                legacy_all=False, on_result=None) -> None:
-    """Verify ``path``; IntegrityError ``integrity: …`` on failure."""
+    """Verify ``path``; IntegrityError ``integrity: …`` on failure (also for a file that is
+    not a SIF: ``…: not a sif file``)."""
+    from base.errors import ImageError
     from builder.signing import IntegrityError, SignImage, tasks_for, verify_image
 
-    with SignImage(path) as image:
+    try:
+        image = SignImage(path)
+    except ImageError as e:
+        raise IntegrityError(e.message) from None
+    with image:
         try:
             if legacy and not legacy_all and not groups and not objects:
                 prim = image.layout.primary_partition()
