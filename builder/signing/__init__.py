@@ -5,7 +5,9 @@
   key handling through the real ``gpg``; ``keyring``: Apptainer's keyring files;
 - ``sign``: appending Signature objects; ``verify``: the SIF library's verification rules;
 - ``image``: raw SIF access for the above (streamed reads, signature appends);
-- ``fingerprints``: the ``Fingerprints:`` recipe header's check.
+- ``x509``: certificate chains for ``verify --certificate``;
+- ``fingerprints``: the ``Fingerprints:`` check of SIF bases, verified pulls, the warning
+  when a signed SIF is converted; ``report``: who signed an image (``inspect --signatures``).
 
 Limits: no key server, no legacy (``SIFHASH``) signing (only verifying), no OCSP.
 """
