@@ -11,6 +11,7 @@ PACKAGES=(
   squashfs-tools squashfs-tools-ng e2fsprogs busybox-static uidmap squashfuse fuse3
   debootstrap siftool skopeo umoci docker-registry docker.io apache2-utils openssl ca-certificates
 )
+PACKAGES+=(gnupg golang-go golang-github-sylabs-sif-dev)  # sign/verify/key: the real gpg; tests: the Go SIF verifier
 
 missing=()
 for p in "${PACKAGES[@]}"; do

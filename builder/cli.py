@@ -53,11 +53,15 @@ COMMANDS: dict[str, str] = {
     "test": "builder.commands.run",
     "instance": "builder.commands.instance",
     "doctor": "builder.commands.doctor",
+    "sign": "builder.commands.sign",
+    "verify": "builder.commands.verify",
+    "key": "builder.commands.key",
+    "keys": "builder.commands.key",
     "version": "builder.commands.compat",
     "help": "builder.commands.compat",
     "run-help": "builder.commands.compat",
     # Apptainer's commands that this sbuild lacks: a clear error (builder.commands.compat.UNAVAILABLE)
-    **dict.fromkeys(("sign", "verify", "key", "keys", "remote", "plugin", "capability", "config", "oci",
+    **dict.fromkeys(("remote", "plugin", "capability", "config", "oci",
                      "checkpoint", "delete", "search", "keyserver", "registry", "sif"), "builder.commands.compat"),
 }
 _COMPAT, _SBUILD_ONLY = ("apptainer", "singularity"), ("check", "doctor")

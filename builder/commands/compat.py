@@ -31,9 +31,8 @@ COMPAT = ("apptainer", "singularity")
 APPTAINER_VERSION = "1.5.0"
 SBUILD_ONLY = ("check", "doctor")  # sbuild's own commands: not under the Apptainer names
 
-_SIGNING = "SIF signing and verification come with the signing issue"
+_SIGNING = "no key server is configured in sbuild (keys are local: sbuild key)"
 UNAVAILABLE = {
-    "sign": _SIGNING, "verify": _SIGNING, "key": _SIGNING, "keys": _SIGNING,
     "remote": "remote endpoints are not configurable in this sbuild (library:// takes --library)",
     "plugin": "sbuild has no plugins", "capability": "sbuild has no capability file (no setuid install)",
     "config": "sbuild reads no apptainer.conf", "oci": "sbuild has no OCI runtime commands",

@@ -37,6 +37,7 @@ def register(subparsers, only: str | None = None) -> None:
     p.add_argument("--list-apps", action="store_true", help="list the SCIF apps")
     p.add_argument("--all", action="store_true", help="show everything (implies --json)")
     p.add_argument("-j", "--json", action="store_true", help="print JSON instead of sections")
+    p.add_argument("--signatures", action="store_true", help="list who signed a SIF (not verified: see verify)")
     add_output_flags(p)
     p.set_defaults(handler=_inspect)
 
@@ -91,6 +92,10 @@ def _inspect(args: argparse.Namespace) -> int:
     from builder.commands.uri import image_path
     from builder.images.metadata import read_metadata
 
+    if args.signatures:
+        from builder.signing.report import print_signers
+
+        return print_signers(image_path(args.image, args), as_json=args.json)
     full = read_metadata(image_path(args.image, args))
     app = "" if args.all else args.app
     apps = full["data"]["attributes"].get("apps", {})

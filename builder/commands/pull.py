@@ -214,6 +214,9 @@ def place_image(image: Path, target: Path, fmt: str, *, force: bool = False) -> 
     from builder.images.convert import copy_image
 
     kind = probe(image).kind
+    from builder.signing.fingerprints import warn_if_signed
+
+    warn_if_signed(str(image), fmt)  # a signed SIF as .simg/sandbox: the signatures are lost
     if fmt == "sandbox":
         extract_image(image, target, force=force)
     elif kind == fmt:
@@ -239,6 +242,9 @@ def _pull_sif_source(uri: str, target: Path, args: argparse.Namespace, options, 
         loptions = library.options_for(options)
         with cache_for(loptions.download) as cache:
             image = library.fetch_library(ref, loptions, cache, _image_progress(args, ref.name))
+            from builder.signing.fingerprints import verify_pull
+
+            verify_pull(str(image))  # Apptainer's PGP verify: a failure warns, the pull goes on
             place_image(image, target, fmt, force=args.force)
         return
     sref = shub.parse_shub_ref(uri)

@@ -7,8 +7,8 @@ for the rest). ``write_sif`` reproduces the Go library's ``CreateContainer`` out
 for byte (checked against the SIF golden files); ``parse_sif`` reads any v01 file and
 checks that every used descriptor lies inside it.
 
-Limits: no signing, no encryption, no in-place modification (add/delete objects); the
-reader does not verify signatures.
+Limits: no encryption, no in-place modification (add/delete objects); signing, signature
+appends and verification are ``builder.signing``'s.
 
 The records here (and ``probe.ImageInfo``) are ``Frozen`` plain classes rather than frozen
 dataclasses: the reader is on the runtime's launch path, where importing ``dataclasses``

@@ -23,9 +23,9 @@ Pull (protocols §3.4): look the image up (``/v1/images``: its sha256 hash is th
 key; a miss says which tags and architectures exist); on a cache miss try the library's
 OCI registry (``/v1/oci-redirect``), else the legacy ``/v1/imagefile`` (a 303 to object
 storage is downloaded in parallel Range parts). The sha256 is checked while the bytes
-arrive; only a verified image enters the cache. Limits: SIF signatures are not verified
-(``Fingerprints:`` is refused rather than ignored); a ``sif.<uuid>`` hash cannot be checked,
-so such images are downloaded but not cached.
+arrive; only a verified image enters the cache. A build checks the SIF's signatures and
+``Fingerprints:`` (``builder.signing.fingerprints``). Limits: a ``sif.<uuid>`` hash cannot be
+checked, so such images are downloaded but not cached.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from base.env import apptainer_env
-from base.errors import CapabilityError, ImageError
+from base.errors import ImageError
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
@@ -269,10 +269,9 @@ class LibrarySource(Source):
     def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
         from builder.images import extract_image
 
+        from builder.signing.fingerprints import check_base
+
         header = stage.header or {}
-        if (header.get("fingerprints") or "").split("#", 1)[0].strip():
-            raise CapabilityError("library: Fingerprints: needs SIF signature verification, which sbuild does not "
-                                  "do yet", hint="remove Fingerprints: to build without verifying the signature")
         try:
             ref = parse_library_ref(header["from"])
         except ReferenceError_ as e:
@@ -280,6 +279,7 @@ class LibrarySource(Source):
         library = options_for(options, header)
         with cache_for(library.download) as cache:
             image = fetch_library(ref, library, cache, options.transfer)
+            check_base(str(image), header.get("fingerprints"), what="library")  # Fingerprints: (builder.signing)
             extract_image(image, bundle.rootfs, force=True, fix_perms=options.fix_perms)
         write_base_env(bundle.rootfs, overwrite=False)
         bundle.bootstrapped = True

@@ -38,6 +38,10 @@ class LocalImageSource(Source):
         if not path.exists():
             raise BuildError(f"localimage: {path} does not exist",
                              hint="From: must name an image or sandbox directory")
+        from builder.signing.fingerprints import check_base, is_sif
+
+        if not path.is_dir() and is_sif(str(path)):  # signatures and Fingerprints: (builder.signing)
+            check_base(str(path), (stage.header or {}).get("fingerprints"), what="localimage")
         os.rmdir(bundle.rootfs)
         if path.is_dir() and options.identity.mode == "subuid":
             from runtime import call_in_userns

@@ -209,6 +209,10 @@ class ShubSource(Source):
         with cache_for(shub.download) as cache:
             cached = fetch_shub(ref, shub, cache, options.transfer)
             with open_image(cached, shub.download.tmpdir) as image:
+                from builder.signing.fingerprints import check_base, is_sif
+
+                if is_sif(str(image)):  # a SIF base: its signatures and Fingerprints: (builder.signing)
+                    check_base(str(image), (stage.header or {}).get("fingerprints"), what="shub")
                 extract_image(image, bundle.rootfs, force=True, fix_perms=options.fix_perms)
         write_base_env(bundle.rootfs, overwrite=False)
         bundle.bootstrapped = True

@@ -80,6 +80,9 @@ def convert_source(source: Path, plan: BuildPlan) -> ImageResult:
     if source.is_dir():
         checks.check_room(source, plan.target, plan.format)
     log.info("converting %s to %s (%s)", source, plan.target, plan.format)
+    from builder.signing.fingerprints import warn_if_signed
+
+    warn_if_signed(str(source), plan.format)  # signatures do not survive a conversion
     if plan.identity.mode != "subuid" and os.geteuid() != 0 and source.is_dir():
         unreadable = checks.first_unreadable(source)
         if unreadable:

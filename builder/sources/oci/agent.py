@@ -83,6 +83,9 @@ class OrasSource(Source):
             pull_oras(ref_for_stage(stage.header or {}), sif, pull_options(options), options.transfer)
         except ReferenceError_ as e:
             raise header_error(stage, "from", e) from e
+        from builder.signing.fingerprints import check_base
+
+        check_base(str(sif), (stage.header or {}).get("fingerprints"), what="oras")  # signatures, Fingerprints:
         extract_image(sif, bundle.rootfs, force=True)
         sif.unlink()
         write_base_env(bundle.rootfs, overwrite=False)
