@@ -56,7 +56,7 @@ AGENTS: dict[str, Agent] = {
         Agent("yum", "builder.sources.yum:YumSource", ("mirrorurl",)),
         Agent("dnf", "builder.sources.yum:YumSource", ("mirrorurl",)),
         Agent("zypper", "", (), supported=False),
-        Agent("arch", "", (), supported=False),
+        Agent("arch", "builder.sources.arch:ArchSource"),
         Agent("buildkit", "", ("from",), supported=False),
         Agent("dockerfile", "", ("from",), supported=False),
     )
