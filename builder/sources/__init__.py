@@ -55,7 +55,7 @@ AGENTS: dict[str, Agent] = {
         Agent("debootstrap", "builder.sources.debootstrap:DebootstrapSource", ("mirrorurl", "osversion")),
         Agent("yum", "builder.sources.yum:YumSource", ("mirrorurl",)),
         Agent("dnf", "builder.sources.yum:YumSource", ("mirrorurl",)),
-        Agent("zypper", "", (), supported=False),
+        Agent("zypper", "builder.sources.zypper:ZypperSource"),
         Agent("arch", "builder.sources.arch:ArchSource"),
         Agent("buildkit", "", ("from",), supported=False),
         Agent("dockerfile", "", ("from",), supported=False),
