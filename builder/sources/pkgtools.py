@@ -20,6 +20,7 @@ Limits: no proxy or CA settings of our own (urllib's defaults, i.e. the host's).
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import re
@@ -55,9 +56,11 @@ Step = tuple[str, Sequence[str]]  # (what it is, for the error; argv)
 
 
 def _which(name: str) -> str | None:
+    """``name`` on PATH or in the sbin directories a user's PATH may lack (``dnf``: or yum)."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     if name == "dnf":
-        return shutil.which("dnf", path=_PATH) or shutil.which("yum", path=_PATH)
-    return shutil.which(name, path=os.environ.get("PATH", "") + ":" + _PATH)
+        return shutil.which("dnf", path=path) or shutil.which("yum", path=path)
+    return shutil.which(name, path=path)
 
 
 def missing_tools(agent: str) -> list[tuple[str, str]]:
@@ -107,7 +110,7 @@ def _open(url: str, what: str, timeout: float):  # noqa: ANN202 - a urllib respo
     except urllib.error.HTTPError as e:
         raise BuildError(f"{what} {url} failed: HTTP {e.code} {e.reason}",
                          hint="check the URL and that the server is up") from e
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         raise BuildError(f"{what} {url} failed: {reason}", hint="check the URL and that the server is up") from e
 
@@ -118,17 +121,21 @@ def fetch_url(url: str, dest: Path, what: str, timeout: float = 60) -> None:
         try:
             with open(dest, "wb") as out:
                 shutil.copyfileobj(resp, out)
-        except OSError as e:  # a cut connection while reading
+        except (OSError, http.client.HTTPException) as e:  # a cut connection while reading
             raise BuildError(f"{what} {url} failed while reading: {e}",
                              hint="check that the server is up") from e
 
 
-def probe_url(url: str, what: str, timeout: float = 30) -> None:
-    """Read a little of ``url``: ``BuildError`` naming it when it cannot be fetched."""
+def probe_url(url: str, what: str, timeout: float = 30, limit: int = 16 << 20) -> None:
+    """Read ``url`` (up to ``limit`` bytes): ``BuildError`` naming it when it cannot be fetched."""
     with _open(url, what, timeout) as resp:
         try:
-            resp.read(1)
-        except OSError as e:
+            got = 0
+            while got < limit and (chunk := resp.read(65536)):
+                got += len(chunk)
+            if got < limit and getattr(resp, "length", None):  # an http server closed before the Content-Length it sent
+                raise http.client.IncompleteRead(b"", resp.length)
+        except (OSError, http.client.HTTPException) as e:
             raise BuildError(f"{what} {url} failed while reading: {e}", hint="check that the server is up") from e
 
 
