@@ -40,6 +40,9 @@ def repo_root():
     work.chmod(0o755)
     fixtures.make_keys(work / "gnupg")
     yield work
+    for home in ("gnupg", "pacman-gnupg"):  # the agents gpg and pacman-key started
+        if (work / home).is_dir():
+            subprocess.run(["gpgconf", "--homedir", str(work / home), "--kill", "all"], capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
 
 
