@@ -113,6 +113,10 @@ class ArchSource(Source):
         if len(packages) > 1:
             log.warning("Include names %d packages: each is installed (Apptainer passes them to pacstrap as "
                         "one name, which fails with 'target not found')", len(packages))
+        post = stage.scripts.get("post")
+        if post is not None and "pac-conf" in post.script:
+            log.warning("%%post names pac-conf: sbuild keeps the downloaded pacman.conf out of the image "
+                        "(Apptainer leaves it as /pac-conf-XXXX); copy it in with %%files if it is needed")
         root = str(bundle.rootfs)
         with tempfile.TemporaryDirectory(prefix="sbuild-arch-", dir=options.tmpdir) as tmp:
             os.chmod(tmp, 0o755)

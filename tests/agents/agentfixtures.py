@@ -85,6 +85,22 @@ echo "post ran" > /etc/sbt-hello.post
 """
 
 
+_SYSIMAGE_SPEC = """Name: sbt-sysimage
+Version: 1.0
+Release: 1
+Summary: an rpm whose macros put the database in /usr/lib/sysimage/rpm (as Fedora's)
+License: MIT
+BuildArch: noarch
+%description
+x
+%install
+mkdir -p %{buildroot}/usr/lib/rpm
+echo '%%_dbpath %%{_usr}/lib/sysimage/rpm' > %{buildroot}/usr/lib/rpm/macros
+%files
+/usr/lib/rpm/macros
+"""
+
+
 def _sign_repomd(repo: Path, gnupg: Path) -> None:
     env = {**os.environ, "GNUPGHOME": str(gnupg)}
     run("gpg", "--batch", "--yes", "-u", "sbt@example.invalid", "--detach-sign", "--armor",
@@ -93,11 +109,13 @@ def _sign_repomd(repo: Path, gnupg: Path) -> None:
 
 
 def make_rpm_repos(work: Path, gnupg: Path) -> None:
-    """``work/rpm-{plain,signed,othersig,corrupt}``: rpm-md repos of sbt-base and sbt-hello."""
+    """``work/rpm-{plain,signed,othersig,corrupt}``: rpm-md repos of sbt-base, sbt-hello and
+    sbt-sysimage (whose rpm macros say /usr/lib/sysimage/rpm, as Fedora's do)."""
     top = work / "rpmbuild"
     (top / "SPECS").mkdir(parents=True)
     env = {**os.environ, "GNUPGHOME": str(gnupg), "HOME": str(work)}
-    for name, spec in (("sbt-base", _BASE_SPEC.replace("APPLETS", " ".join(APPLETS))), ("sbt-hello", _HELLO_SPEC)):
+    for name, spec in (("sbt-base", _BASE_SPEC.replace("APPLETS", " ".join(APPLETS))), ("sbt-hello", _HELLO_SPEC),
+                       ("sbt-sysimage", _SYSIMAGE_SPEC)):
         path = top / "SPECS" / f"{name}.spec"
         path.write_text(spec)
         run("rpmbuild", "--quiet", "--define", f"_topdir {top}", "-bb", path, env=env)

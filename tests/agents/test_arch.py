@@ -86,3 +86,14 @@ def test_unreachable_mirror_in_the_conf_fails_the_step(pacman_repos, server, tmp
     assert r.status == 1 and "arch: installing packages (pacstrap) failed with exit code 1" in r.err
     assert "500" in r.err or "failed to synchronize" in r.err
     assert not (tmp_path / "out.sif").exists()
+
+
+def test_recipe_relying_on_the_leftover_conf_is_warned(pacman_repos, server, tmp_path, sbuild):
+    conf = pacman_conf(tmp_path / "pac", pacman_repos, server, "plain")
+    recipe = tmp_path / "r.def"
+    recipe.write_text(f"Bootstrap: arch\nConfURL: {conf}\nInclude: sbt-hello sbt-archstub\n"
+                      "%post\n    ls /pac-conf-* || true\n")
+    r = sbuild("build", "--sandbox", tmp_path / "out", recipe)
+    assert r.status == 0, r.err
+    assert "%post names pac-conf: sbuild keeps the downloaded pacman.conf out of the image" in r.err
+    assert pacman_q(tmp_path / "out") == ["haveged", "sbt-archstub", "sbt-base", "sbt-hello"]  # (a stub pacman -Rs)

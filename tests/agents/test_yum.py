@@ -6,6 +6,7 @@ name; a failing mirror leaves no TARGET and names the URL."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -99,3 +100,14 @@ def test_check_osversion_reference_without_osversion(sbuild, tmp_path):
     recipe.write_text("Bootstrap: dnf\nMirrorURL: http://x/%{osversion}/os\n")
     r = sbuild("check", recipe)
     assert r.status == 2 and "references %{OSVERSION} but there is no 'OSVersion:'" in r.err
+
+
+def test_rpmdb_follows_the_images_own_rpm_macros(rpm_repos, server, tmp_path, sbuild):
+    """Fedora's rpm looks in /usr/lib/sysimage/rpm: the database moves there, /var/lib/rpm links to it."""
+    r = sbuild("build", "--sandbox", "--build-arg", f"MIRROR={server.url}/rpm-plain", "--build-arg",
+               "INCLUDE=sbt-sysimage", tmp_path / "out", RECIPE)
+    assert r.status == 0, r.err
+    out = tmp_path / "out"
+    assert os.readlink(out / "var" / "lib" / "rpm") == "../../usr/lib/sysimage/rpm"
+    assert (out / "usr" / "lib" / "sysimage" / "rpm" / "rpmdb.sqlite").is_file()
+    assert "sbt-sysimage" in rpm_qa(out)

@@ -57,6 +57,7 @@ def test_check_sle_keys_need_each_other(sbuild, tmp_path):
     assert r.status == 2 and "needs all of 'Product', 'User' and 'Regcode'" in r.err
 
 
+@pytest.mark.slow
 def test_other_urls_are_added(rpm_repos, server, tmp_path, sbuild):
     recipe = tmp_path / "r.def"
     recipe.write_text(f"Bootstrap: zypper\nMirrorURL: {server.url}/rpm-signed\nOtherURL1: {server.url}/rpm-othersig\n"
