@@ -44,8 +44,8 @@ __all__ = ["YumSource", "YumPlan", "yum_plan", "yum_conf"]
 
 log = logging.getLogger("sbuild.sources")
 _BASE_PACKAGES = ("/etc/redhat-release", "coreutils")
-_SIGNATURE = re.compile(r"(?:Public key for|Package|Problem opening package|key ID \S+:?)\s+(\S+?\.rpm)"
-                        r"|(\S+\.rpm)\S*\s*(?:is not signed|does not verify|: digest|: Header V\d)", re.IGNORECASE)
+_RPM_NAME = re.compile(r"(\S+\.rpm)\b")
+_SIGNATURE_LINES = ("Public key for", "is not signed", "Problem opening package", "does not verify", "BAD")
 _FINISH = r"""set -e
 r=$1
 rm -rf "$r/var/cache/yum-bootstrap"
@@ -125,7 +125,8 @@ def _install_argv(dnf: str, root: Path, plan: YumPlan) -> list[str]:
 
 
 def _failure(agent: str, what: str, status: int, tail: list[str]) -> BuildError:
-    bad = sorted({m.group(1) or m.group(2) for line in tail for m in _SIGNATURE.finditer(line)})
+    bad = sorted({m.group(1) for line in tail if any(w in line for w in _SIGNATURE_LINES)
+                  for m in _RPM_NAME.finditer(line)})
     if bad and any("GPG check FAILED" in line or "does not verify" in line for line in tail):
         return BuildError(f"{agent}: signature check failed for {', '.join(bad)} (exit code {status})",
                           exit_code=status, output_tail=tail,

@@ -111,3 +111,17 @@ def test_rpmdb_follows_the_images_own_rpm_macros(rpm_repos, server, tmp_path, sb
     assert os.readlink(out / "var" / "lib" / "rpm") == "../../usr/lib/sysimage/rpm"
     assert (out / "usr" / "lib" / "sysimage" / "rpm" / "rpmdb.sqlite").is_file()
     assert "sbt-sysimage" in rpm_qa(out)
+
+
+@pytest.mark.slow
+def test_osversion_in_urls_any_case_and_releasever(rpm_repos, server, tmp_path, sbuild):
+    recipe = tmp_path / "r.def"
+    recipe.write_text(f"Bootstrap: dnf\nOSVersion: plain\nMirrorURL: {server.url}/rpm-%{{osversion}}\n"
+                      f"UpdateURL: {server.url}/rpm-$releasever/\nInclude: sbt-hello\n")
+    before = len(server.httpd.requests)
+    r = sbuild("build", "--sandbox", tmp_path / "out", recipe)
+    assert r.status == 0, r.err
+    conf = (tmp_path / "out" / "etc" / "bootstrap-yum.conf").read_text()
+    assert f"baseurl={server.url}/rpm-plain\n" in conf and "[updates]" in conf
+    assert "/rpm-plain/repodata/repomd.xml" in server.httpd.requests[before:]  # probed, then used by dnf
+    assert rpm_qa(tmp_path / "out") == ["sbt-base", "sbt-hello"]
