@@ -65,3 +65,15 @@ def test_other_urls_are_added(rpm_repos, server, tmp_path, sbuild):
     r = sbuild("build", "--sandbox", tmp_path / "out", recipe)
     assert r.status == 0, r.err
     assert (tmp_path / "out" / "etc" / "zypp" / "repos.d" / "repo-1.repo").exists()
+
+
+@pytest.mark.slow
+def test_product_pgp_key_is_imported(rpm_repos, server, tmp_path, sbuild):
+    key = (rpm_repos / "KEY-other.asc").read_text().strip().splitlines()
+    pgp = "\\n\\\n".join(key)  # Apptainer's multi-line header value: a trailing \n\ per line
+    recipe = tmp_path / "r.def"
+    recipe.write_text(f"Bootstrap: zypper\nMirrorURL: {server.url}/rpm-signed\nProductPGP: {pgp}\n")
+    r = sbuild("build", "--sandbox", tmp_path / "out", recipe)
+    assert r.status == 0, r.err
+    assert "zypper: importing ProductPGP" in r.err
+    assert rpm_qa(tmp_path / "out").count("gpg-pubkey") == 2  # the repository's key and ProductPGP's
