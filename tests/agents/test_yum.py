@@ -68,6 +68,7 @@ def test_failing_mirror_leaves_no_target_and_names_the_url(fault, rpm_repos, ser
     assert not target.exists()
 
 
+@pytest.mark.slow
 def test_file_mirror_setopt_split_and_no_osversion(rpm_repos, tmp_path, sbuild):
     recipe = tmp_path / "r.def"
     recipe.write_text(f"Bootstrap: yum\nMirrorURL: file://{rpm_repos}/rpm-plain\nInclude: sbt-hello\n"
@@ -102,6 +103,7 @@ def test_check_osversion_reference_without_osversion(sbuild, tmp_path):
     assert r.status == 2 and "references %{OSVERSION} but there is no 'OSVersion:'" in r.err
 
 
+@pytest.mark.slow
 def test_rpmdb_follows_the_images_own_rpm_macros(rpm_repos, server, tmp_path, sbuild):
     """Fedora's rpm looks in /usr/lib/sysimage/rpm: the database moves there, /var/lib/rpm links to it."""
     r = sbuild("build", "--sandbox", "--build-arg", f"MIRROR={server.url}/rpm-plain", "--build-arg",
