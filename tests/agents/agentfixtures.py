@@ -232,6 +232,14 @@ def make_pacman_repos(work: Path, gnupg: Path, fprs: dict[str, str]) -> None:
     run("pacman-key", "--gpgdir", keyring, "--lsign-key", fprs["sbt"])
 
 
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: ``(cert, key)``."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    return cert, key
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Static files; ``/fail404/…`` and ``/fail500/…`` answer that status, ``/cut/…`` sends
     half the file then drops the connection; each request path is recorded."""
@@ -261,11 +269,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 class Server:
     """``http://127.0.0.1:PORT/`` serving ``root`` until ``stop()``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
         handler = lambda *a, **kw: _Handler(*a, directory=str(root), **kw)  # noqa: E731
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.requests = []
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # (cert, key): https with that self-signed certificate
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

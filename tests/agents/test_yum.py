@@ -127,3 +127,24 @@ def test_osversion_in_urls_any_case_and_releasever(rpm_repos, server, tmp_path, 
     assert f"baseurl={server.url}/rpm-plain\n" in conf and "[updates]" in conf
     assert "/rpm-plain/repodata/repomd.xml" in server.httpd.requests[before:]  # probed, then used by dnf
     assert rpm_qa(tmp_path / "out") == ["sbt-base", "sbt-hello"]
+
+
+@pytest.mark.slow
+def test_https_gpg_key_is_verified_against_the_hosts_cas(rpm_repos, server, tmp_path, sbuild, monkeypatch):
+    from agentfixtures import Server, make_cert
+
+    cert, key = make_cert(tmp_path)
+    tls = Server(rpm_repos, tls=(cert, key))
+    try:
+        monkeypatch.setenv("GPG", f"{tls.url}/KEY-sbt.asc")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.crt"))  # a CA bundle without it
+        r = sbuild("build", "--build-arg", f"MIRROR={server.url}/rpm-signed", tmp_path / "o.sif", RECIPE)
+        assert r.status == 1 and f"GPG key: fetching {tls.url}/KEY-sbt.asc failed" in r.err
+        assert "CERTIFICATE_VERIFY_FAILED" in r.err
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        r = sbuild("build", "--sandbox", "--build-arg", f"MIRROR={server.url}/rpm-signed", "--build-arg",
+                   "INCLUDE=sbt-hello", tmp_path / "out", RECIPE)
+        assert r.status == 0, r.err
+        assert "gpg-pubkey" in rpm_qa(tmp_path / "out")
+    finally:
+        tls.stop()
