@@ -36,7 +36,7 @@ from builder.sources.contract import Source
 from builder.sources.pkgtools import (Step, check_privilege, make_dev_nodes, need_tool, probe_url, rpm_home,
                                       run_steps, tool_env, with_osversion)
 
-__all__ = ["ZypperSource", "other_urls", "zypper_steps"]
+__all__ = ["ZypperSource", "other_urls", "sle_product", "zypper_steps"]
 
 log = logging.getLogger("sbuild.sources")
 _SCRIPTLET_FAILED = 107
@@ -56,8 +56,19 @@ def other_urls(header: dict[str, str]) -> list[str]:
     return out
 
 
+def sle_product(product: str, osversion: str, machine: str) -> str:
+    """``Product`` as SUSEConnect wants it: ``name/version/arch``, ``%{OSVERSION}`` replaced,
+    the version and architecture filled in from ``OSVersion`` and the host when left out."""
+    parts = with_osversion(product, osversion).split("/")
+    if len(parts) > 3:
+        raise BuildError(f"malformed Product setting {product!r}", hint="write Product: NAME[/VERSION[/ARCH]]")
+    version = parts[1] if len(parts) > 1 else osversion
+    return f"{parts[0]}/{version}/{parts[2] if len(parts) > 2 else machine}"
+
+
 def _sle_steps(zypper_root: list[str], header: dict[str, str], suseconnect: str, root: str) -> list[Step]:
-    argv = [suseconnect, "--root", root, "--product", header["product"], "--email", header["user"],
+    product = sle_product(header["product"], header.get("osversion", ""), os.uname().machine)
+    argv = [suseconnect, "--root", root, "--product", product, "--email", header["user"],
             "--regcode", header["regcode"]]
     if header.get("registerurl"):
         argv += ["--url", header["registerurl"]]

@@ -77,3 +77,23 @@ def test_product_pgp_key_is_imported(rpm_repos, server, tmp_path, sbuild):
     assert r.status == 0, r.err
     assert "zypper: importing ProductPGP" in r.err
     assert rpm_qa(tmp_path / "out").count("gpg-pubkey") == 2  # the repository's key and ProductPGP's
+
+
+def test_sle_product_is_completed_as_suseconnect_wants_it():
+    from builder.sources.zypper import sle_product
+
+    assert sle_product("SLES", "15.5", "x86_64") == "SLES/15.5/x86_64"
+    assert sle_product("SLE-HPC/%{OSVERSION}/aarch64", "12.4", "x86_64") == "SLE-HPC/12.4/aarch64"
+    assert sle_product("SLES/15.4", "15.5", "x86_64") == "SLES/15.4/x86_64"
+    with pytest.raises(Exception, match="malformed Product setting"):
+        sle_product("a/b/c/d", "15", "x86_64")
+
+
+def test_sle_build_without_suseconnect_is_refused_up_front(rpm_repos, server, tmp_path, sbuild):
+    recipe = tmp_path / "r.def"
+    recipe.write_text(f"Bootstrap: zypper\nOSVersion: 15.5\nProduct: SLES\nUser: a@b\nRegcode: x\n"
+                      f"MirrorURL: {server.url}/refused-sle/\n")
+    before = len(server.httpd.requests)
+    r = sbuild("build", tmp_path / "o.sif", recipe)
+    assert r.status == 3 and "needs SUSEConnect on this host, which Debian does not package" in r.err
+    assert len(server.httpd.requests) == before
