@@ -12,6 +12,8 @@ Apptainer bugs not kept (reference §1.3):
   one name, so two packages fail with "target not found"): a warning says so.
 - The ConfURL's HTTP status is checked (Apptainer saves a 404 page as the config).
 - The downloaded pacman.conf is kept outside the image (Apptainer leaves ``/pac-conf-*``).
+Each repository's ``Server`` lines are tried for its database first, so that a failing
+mirror is named before pacstrap starts (mirror lists the conf ``Include``s are not read).
 As root, pacstrap and arch-chroot run in a private mount namespace (no mount can leak).
 Rootless, they run in the build's subuid-mapped user namespace with Apptainer's fakeroot
 preparation: /proc and the /dev nodes bound into the root first, then ``true`` bound over
@@ -34,9 +36,9 @@ from builder.options import FetchOptions
 from builder.recipe import Stage
 from builder.rootfs import write_base_env, write_file
 from builder.sources.contract import Source
-from builder.sources.pkgtools import check_privilege, fetch_url, need_tool, run_steps, tool_env
+from builder.sources.pkgtools import check_privilege, fetch_url, need_tool, probe_url, run_steps, tool_env
 
-__all__ = ["ArchSource", "arch_packages", "DEFAULT_CONF_URL"]
+__all__ = ["ArchSource", "arch_packages", "conf_servers", "DEFAULT_CONF_URL"]
 
 log = logging.getLogger("sbuild.sources")
 DEFAULT_CONF_URL = "https://gitlab.archlinux.org/archlinux/packaging/packages/pacman/-/raw/main/pacman.conf"
@@ -75,6 +77,40 @@ def _fakeroot_prepare(root: str) -> None:
         open(path, "a").close()
         bind(f"/dev/{node}", path)
     bind(true, mount)  # last: from here on nothing can mount
+
+
+def conf_servers(text: str, arch: str = "x86_64") -> dict[str, list[str]]:
+    """The ``Server =`` URLs of each repository section of a pacman.conf (``$repo`` and ``$arch``
+    replaced; ``Include``d mirror lists are the host's and not read)."""
+    repos: dict[str, list[str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            if section != "options":
+                repos.setdefault(section, [])
+        elif section and section != "options" and "=" in line:
+            key, _, value = line.partition("=")
+            if key.strip() == "Server":
+                repos[section].append(value.strip().replace("$repo", section).replace("$arch", arch))
+    return repos
+
+
+def _probe_servers(conf: Path) -> None:
+    """Each repository's database from at least one of its servers, else an error naming them."""
+    for repo, servers in conf_servers(conf.read_text(errors="replace")).items():
+        errors = []
+        for server in servers:
+            try:
+                probe_url(f"{server.rstrip('/')}/{repo}.db", f"repository [{repo}]: fetching")
+                break
+            except BuildError as e:
+                errors.append(e)
+        else:
+            if errors:
+                raise BuildError("; ".join(e.message for e in errors),
+                                 hint="check the Server lines of the pacman.conf ConfURL names")
 
 
 def _failure(what: str, status: int, tail: list[str]) -> BuildError:
@@ -122,6 +158,7 @@ class ArchSource(Source):
             os.chmod(tmp, 0o755)
             conf = Path(tmp) / "pacman.conf"
             fetch_url(header.get("confurl") or DEFAULT_CONF_URL, conf, "ConfURL: fetching")
+            _probe_servers(conf)
             home = Path(tmp) / "home"
             home.mkdir()
             prepare = None if os.geteuid() == 0 else (lambda: _fakeroot_prepare(root))

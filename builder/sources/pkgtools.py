@@ -108,6 +108,7 @@ def _open(url: str, what: str, timeout: float):  # noqa: ANN202 - a urllib respo
     try:
         return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - schemes checked above
     except urllib.error.HTTPError as e:
+        e.close()  # (its body's socket)
         raise BuildError(f"{what} {url} failed: HTTP {e.code} {e.reason}",
                          hint="check the URL and that the server is up") from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
