@@ -10,6 +10,7 @@ PACKAGES=(
   python3 python3-venv python3-pip
   squashfs-tools squashfs-tools-ng e2fsprogs busybox-static uidmap squashfuse fuse3
   debootstrap siftool skopeo umoci docker-registry docker.io apache2-utils openssl ca-certificates
+  dnf rpm createrepo-c zypper pacman-package-manager makepkg arch-install-scripts libarchive-tools zstd gnupg
 )
 PACKAGES+=(gnupg golang-go golang-github-sylabs-sif-dev)  # sign/verify/key: the real gpg; tests: the Go SIF verifier
 

@@ -3,7 +3,8 @@
 For each file: the parse (Apptainer's rules), then what a build would reject (a stage
 without a header, an unknown or unsupported agent, a missing required header key,
 ``%files from`` an unknown stage). Problems and warnings go to stderr as
-``path:line:col: severity: message``; the status is 0 when every file is valid, 2 otherwise.
+``path:line:col: severity: message``; the status is 0 when every file is valid, 2 otherwise (3 when the recipes are valid
+but an agent's host program is missing: the Debian package to install is named).
 With ``--json``, stdout gets one line per file: a JSON array with one object per stage in the
 schema of Apptainer's parsed definition, printed even when the recipe could not be built
 (``null`` when it could not be parsed at all).
@@ -57,16 +58,15 @@ def run(args: argparse.Namespace) -> int:
     build_args = build_args_from(args)
     status = 0
     for path in args.recipes:
-        if not _check_one(path, build_args, args):
-            status = 2
+        status = max(status, _check_one(path, build_args, args))
     return status
 
 
-def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa: ANN001
+def _check_one(path: str, build_args, args: argparse.Namespace) -> int:  # noqa: ANN001
     from base.errors import RecipeError
     from base.gojson import marshal
     from builder.recipe import load_recipe, to_apptainer_json
-    from builder.sources.checks import recipe_problems
+    from builder.sources.checks import host_tool_problems, recipe_problems
 
     try:
         recipe = load_recipe(path, build_args)
@@ -74,16 +74,19 @@ def _check_one(path: str, build_args, args: argparse.Namespace) -> bool:  # noqa
         print(e.render(), file=sys.stderr)
         if args.json:
             print("null")
-        return False
+        return 2
     if not args.quiet:
         for warning in recipe.warnings:
             print(warning.render("warning"), file=sys.stderr)
     problems = recipe_problems(recipe)
     for problem in problems:
         print(problem.render(), file=sys.stderr)
+    missing = [] if problems else host_tool_problems(recipe)  # what the build would refuse with exit 3
+    for line in missing:
+        print(f"{line.split(': ', 1)[0]}: error: {line.split(': ', 1)[1]}", file=sys.stderr)
     if args.json:
         print(marshal([to_apptainer_json(stage, recipe.full_raw) for stage in recipe.stages]))
-    elif not problems and not args.quiet:
+    elif not problems and not missing and not args.quiet:
         agents = " -> ".join(stage.bootstrap for stage in recipe.stages)
         print(f"{path}: ok ({len(recipe.stages)} stage{'s' * (len(recipe.stages) > 1)}: {agents})")
-    return not problems
+    return 2 if problems else 3 if missing else 0

@@ -1,7 +1,8 @@
 """``sbuild doctor``: what this host offers the runtime and the builder, and what follows.
 
 The runtime's probes are ``runtime.capabilities``; the builder's tools (mksquashfs and
-unsquashfs, with their versions and mksquashfs's compressors) are checked here. Prints a
+unsquashfs, with their versions and mksquashfs's compressors; the package agents' dnf, rpm,
+zypper, pacman and pacstrap, with the Debian package of each missing one) are checked here. Prints a
 two-line entry per check, or a JSON array with ``--json``; always exits 0.
 """
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from runtime.capabilities import Check
 
-__all__ = ["register", "tool_checks", "render"]
+__all__ = ["register", "tool_checks", "agent_tool_checks", "render"]
 
 
 def register(subparsers, only: str | None = None) -> None:  # noqa: ARG001 - one command
@@ -68,6 +69,25 @@ def tool_checks() -> list[Check]:
     return out
 
 
+def agent_tool_checks() -> list[Check]:
+    """The host programs of the package agents (yum/dnf, zypper, arch): found or the package to install."""
+    from builder.sources.pkgtools import HOST_TOOLS, missing_tools
+    from runtime.capabilities import Check
+
+    users: dict[tuple[str, str], list[str]] = {}
+    for agent, tools in HOST_TOOLS.items():
+        for tool in tools:
+            users.setdefault(tool, []).append(agent)
+    out = []
+    for (tool, package), agents in users.items():
+        path = shutil.which(tool) or (tool == "dnf" and shutil.which("yum"))
+        absent = (tool, package) in missing_tools(agents[0])
+        what = "Bootstrap: " + "/".join(agents)
+        out.append(Check(tool, not absent, path or "not installed",
+                         f"needed for {what} only (apt-get install {package})" if absent else f"used by {what}"))
+    return out
+
+
 def render(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
     lines = []
@@ -80,7 +100,7 @@ def render(checks: list[Check]) -> str:
 def _doctor(args: argparse.Namespace) -> int:
     from runtime import capabilities
 
-    report = [*capabilities.check(), *tool_checks()]
+    report = [*capabilities.check(), *tool_checks(), *agent_tool_checks()]
     if args.json:
         import json
 

@@ -16,8 +16,9 @@ from builder.recipe.args import read_defaults
 from builder.recipe.hints import HEADER_TITLES, closest, shell_var_hint
 from builder.recipe.validate import build_problems
 from builder.sources import AGENTS, lookup_agent
+from builder.sources.pkgtools import header_problems, missing_tools
 
-__all__ = ["agent_problems", "recipe_problems"]
+__all__ = ["agent_problems", "recipe_problems", "host_tool_problems"]
 
 
 def recipe_problems(recipe: Recipe) -> list[Diagnostic]:
@@ -45,7 +46,19 @@ def agent_problems(recipe: Recipe, stage: Stage) -> list[Diagnostic]:
         Diagnostic(path, line, 1, f"'Bootstrap: {value}' needs a '{HEADER_TITLES.get(key, key)}:' header line")
         for key in agent.required
         if not (stage.header or {}).get(key)
-    ]
+    ] + [Diagnostic(path, stage.header_line(key) or line, 1, message)
+         for key, message in header_problems(value, stage.header or {})]
+
+
+def host_tool_problems(recipe: Recipe) -> list[str]:
+    """Each host program a build of ``recipe``'s agents needs that is missing, with the
+    Debian package that has it (``sbuild check`` exits 3 for these, as a build does)."""
+    out = []
+    for stage in recipe.stages:
+        for tool, package in missing_tools(stage.bootstrap or ""):
+            out.append(f"{recipe.path}: 'Bootstrap: {stage.bootstrap}' needs {tool} on this host: "
+                       f"apt-get install {package}")
+    return list(dict.fromkeys(out))
 
 
 def _agent_hint(value: str, recipe: Recipe) -> str:

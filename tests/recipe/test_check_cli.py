@@ -40,10 +40,10 @@ def test_build_problems_are_reported_and_json_still_printed(sbuild, tmp_path):
 
 
 def test_unsupported_agent_and_missing_keys(sbuild, tmp_path):
-    r = sbuild("check", write(tmp_path, "Bootstrap: yum\nMirrorURL: http://x\n"),
+    r = sbuild("check", write(tmp_path, "Bootstrap: buildkit\nFrom: x\n"),
                write(tmp_path, "Bootstrap: debootstrap\nMirrorURL: http://x\n", "b.def"))
     assert r.status == 2
-    assert "'Bootstrap: yum' is not supported by sbuild yet" in r.err
+    assert "'Bootstrap: buildkit' is not supported by sbuild yet" in r.err
     assert "needs a 'OSVersion:' header line" in r.err
 
 
