@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests" / "registry"))
 _spec = importlib.util.spec_from_file_location("sbuild_reliability_registry_fixtures",
                                                ROOT / "tests" / "registry" / "conftest.py")
 _registry = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _registry
 _spec.loader.exec_module(_registry)
 layout, registry, basic_registry, proxy = (_registry.layout, _registry.registry, _registry.basic_registry,
                                            _registry.proxy)
