@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,8 +28,6 @@ sys.modules[_spec.name] = _registry
 _spec.loader.exec_module(_registry)
 layout, registry, basic_registry, proxy = (_registry.layout, _registry.registry, _registry.basic_registry,
                                            _registry.proxy)
-REPO = _registry.REPO
-SBUILD = str(ROOT / ".venv" / "bin" / "sbuild")
 
 
 @pytest.fixture
@@ -45,15 +42,3 @@ def shared_dir(unprivileged_user):
         yield d
     finally:
         remove_tree(d)
-
-
-def no_internal_error(text: str) -> None:
-    """Assert that ``text`` (a command's stderr) shows no crash: no internal error, no traceback."""
-    assert "internal error" not in text and "Traceback" not in text, text[-3000:]
-
-
-def run_sbuild(*args, env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    """``sbuild ARGS`` as a subprocess (bounded by ``timeout``), text output captured."""
-    full = {**os.environ, **(env or {})}
-    return subprocess.run([SBUILD, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=full, **kw)
