@@ -376,7 +376,12 @@ def _render_error(error: SbuildError) -> str:
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main(owns_process=True))
+    try:
+        code = main(owns_process=True)
+    except KeyboardInterrupt:  # Ctrl-C before a command runs (while its modules are imported)
+        print("sbuild: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 def write_launcher(path: str) -> None:
