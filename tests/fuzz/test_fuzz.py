@@ -9,7 +9,7 @@ from hypothesis import given, settings
 
 import targets
 
-pytestmark = pytest.mark.scenario("fuzzing")
+pytestmark = [pytest.mark.scenario("fuzzing"), pytest.mark.slow]
 
 
 @pytest.mark.parametrize("name", sorted(targets.FUZZERS))

@@ -56,6 +56,7 @@ def unprivileged_results(unprivileged_user, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # (the fixture's two runs of every pattern take a few seconds)
 @pytest.mark.parametrize("mode", ["rootless", "userns"])
 @pytest.mark.parametrize("name", NAMES)
 def test_hostile_layer_unprivileged(unprivileged_results, mode, name):

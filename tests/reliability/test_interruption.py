@@ -231,3 +231,26 @@ def test_the_partial_download_of_a_killed_pull_is_removed_by_the_next_pull(regis
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not partial.exists()
+
+
+def test_the_temp_beside_target_keeps_its_owner_record_until_it_is_empty(tmp_path):
+    """Regression (seeded point 09, SIGKILL as root): the temp directory beside TARGET lost its
+    owner record first while being removed after the rename; killed there, it stayed for good.
+    A busy mount inside stands for the kill."""
+    from base.owner import OWNER, reclaim
+    from builder.images.convert import atomic_target
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    target = tmp_path / "img"
+    with atomic_target(target, force=False) as tmp:
+        tmp.mkdir()
+        busy = tmp.parent / "busy"
+        busy.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", busy], check=True)
+    try:
+        assert target.is_dir() and (busy.parent / OWNER).exists()
+    finally:
+        subprocess.run(["umount", busy], check=True)
+    assert reclaim(tmp_path, [".img.sbuild-"]) == [busy.parent]
+    assert sorted(os.listdir(tmp_path)) == ["img"]
