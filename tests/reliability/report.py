@@ -77,7 +77,10 @@ FOUND = [
 KNOWN = [
     "An image whose /dev is a symbolic link gets no /dev of the runtime's: the container's /dev is whatever "
     "the link names (no host write: the canary holds; Apptainer mounts its /dev there).",
-    "Registry faults and credentials run as root only (the client code is the same rootless).",
+    "Registry faults run as root only (the client code is the same rootless); credentials run rootless for "
+    "the environment's (right and wrong password) only.",
+    "`sbuild -d CMD` is not a global flag under the name sbuild (it reads as an implicit build); the credential "
+    "scenarios use `apptainer -d`, `SBUILD_DEBUG=1` and `sbuild build -v`.",
 ]
 MUST = "0 host writes, 0 hangs, 0 internal errors, 0 partial images used, 0 leftovers after a subsequent build"
 

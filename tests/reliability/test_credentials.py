@@ -190,3 +190,33 @@ def test_credentials_never_show_in_a_sif_its_inspect_or_a_verbose_pull(auth_regi
     for secret in _secrets(servers.PASSWORD):
         assert secret.decode() not in text
         assert secret not in sif.read_bytes()
+
+
+@pytest.mark.parametrize("password", [servers.PASSWORD, WRONG], ids=["right", "wrong"])
+def test_credentials_never_show_rootless(auth_registry, unprivileged_user, password):
+    """The same as the unprivileged user (a rootless build: %post in the user namespace)."""
+    import tempfile
+
+    from base.fsutil import remove_tree
+
+    work = Path(tempfile.mkdtemp(prefix="sbuild-rel-cred-", dir="/tmp"))
+    try:
+        work.chmod(0o755)
+        ref = f"{auth_registry.host}/{REPO}:1.0"
+        (work / "cred.def").write_text(RECIPE.format(ref=ref))
+        unprivileged_user.chown(work)
+        r = unprivileged_user.run(APPTAINER, "-d", "build", "--sandbox", work / "sb", work / "cred.def", timeout=240,
+                                  env={"APPTAINER_DOCKER_USERNAME": servers.USER, "APPTAINER_DOCKER_PASSWORD": password,
+                                       "SBUILD_CACHEDIR": str(work / "cache"), "SBUILD_DEBUG": "1"})
+        text = r.stdout + r.stderr
+        no_internal_error(text)
+        for secret in _secrets(password):
+            assert secret.decode() not in text
+        if password == WRONG:
+            assert r.returncode != 0 and not (work / "sb").exists()
+        else:
+            assert r.returncode == 0, text[-2000:]
+            assert (work / "sb" / "built.txt").exists()
+            _no_secret_in_tree(work / "sb", password)
+    finally:
+        remove_tree(work)
