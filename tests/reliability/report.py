@@ -86,10 +86,12 @@ MUST = "0 host writes, 0 hangs, 0 internal errors, 0 partial images used, 0 left
 
 
 def _mode(nodeid: str) -> str:
-    params = nodeid.partition("[")[2]
-    for word, mode in (("rootless", "rootless"), ("userns", "userns"), ("user", "rootless"), ("root", "root")):
-        if re.search(rf"(^|[-\]\[_]){word}($|[-\]\[_])", params):
-            return mode
+    """The privilege mode of a test: a word of its parameters, else of its name, else root."""
+    name, _, params = nodeid.rpartition("::")[2].partition("[")
+    for text in (params, name):
+        for word, mode in (("rootless", "rootless"), ("userns", "userns"), ("user", "rootless"), ("root", "root")):
+            if re.search(rf"(^|[-\]\[_]){word}($|[-\]\[_])", text):
+                return mode
     return "root" if os.geteuid() == 0 else "rootless"
 
 
