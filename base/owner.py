@@ -39,7 +39,8 @@ from pathlib import Path
 
 from base.fsutil import remove_tree
 
-__all__ = ["Owned", "owned_dir", "owned_temp_dir", "reclaim", "held_file", "OWNER", "TMPDIR_PREFIXES"]
+__all__ = ["Owned", "owned_dir", "owned_temp_dir", "reclaim", "remove_owned", "held_file", "OWNER",
+           "TMPDIR_PREFIXES"]
 
 OWNER = ".sbuild-owner"
 # what sbuild makes in TMPDIR: build bundles, --disable-cache blob caches, unpacked OCI
@@ -90,21 +91,39 @@ def owned_dir(parent: str | os.PathLike | None, prefix: str, mode: int | None = 
     return Owned(path, fd)
 
 
+def remove_owned(path: str | os.PathLike) -> None:
+    """``remove_tree(path)`` with the owner record last: a removal cut short (a signal, a
+    killed helper) leaves the record, so the next ``reclaim`` finishes the job."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        names = []
+    for name in names:
+        if name != OWNER:
+            remove_tree(os.path.join(path, name))
+    try:
+        left = set(os.listdir(path)) - {OWNER}
+    except OSError:
+        left = set()
+    if not left:
+        remove_tree(path)
+
+
 @contextlib.contextmanager
 def owned_temp_dir(parent: str | os.PathLike | None, prefix: str):  # noqa: ANN201 - Iterator[Path]
-    """``owned_dir`` as a context manager: the directory is removed (``remove_tree``) at the end."""
+    """``owned_dir`` as a context manager: the directory is removed (``remove_owned``) at the end."""
     owned = owned_dir(parent, prefix)
     try:
         yield owned.path
     finally:
-        remove_tree(owned.path)
+        remove_owned(owned.path)
         owned.release()
 
 
 def reclaim(parent: str | os.PathLike, prefixes: Iterable[str],
-            remove: Callable[[Path], None] = remove_tree) -> list[Path]:
+            remove: Callable[[Path], None] = remove_owned) -> list[Path]:
     """Remove the dead owners' directories ``parent/PREFIX*`` (see the module docstring);
-    ``remove(path)`` deletes one (default ``remove_tree``). Returns what it removed."""
+    ``remove(path)`` deletes one (default ``remove_owned``). Returns what it removed."""
     prefixes = tuple(prefixes)
     try:
         names = [n for n in os.listdir(parent) if n.startswith(prefixes)]

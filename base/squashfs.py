@@ -87,6 +87,7 @@ def unpack(image: str | os.PathLike, dest: str | os.PathLike, *, offset: int = 0
     if proc.returncode != 0:
         raise ImageError(f"unpacking {image} with unsquashfs: exit status {proc.returncode}: "
                          + " / ".join(output_tail(proc, 3)), path=image)
+    _check_not_empty(image, offset, dest)
     if rootless:
         os.makedirs(os.path.join(dest, "dev"), 0o755, exist_ok=True)
 
@@ -102,12 +103,18 @@ def open_image(path: str | os.PathLike, offset: int = 0):  # noqa: ANN201 - a Py
         raise CapabilityError("PySquashfsImage is not installed",
                               hint="pip install PySquashfsImage, or install squashfs-tools (unsquashfs)") from e
     _fix_lz4(PySquashfsImage)
+    try:  # the file is ours to close when the image cannot be read (from_file leaks it)
+        fh = open(path, "rb")
+    except OSError as e:
+        raise ImageError(f"reading squashfs in {path}: {e.strerror}", path=os.fspath(path)) from e
     try:
-        return PySquashfsImage.SquashFsImage.from_file(os.fspath(path), offset=offset)
+        return PySquashfsImage.SquashFsImage(fh, offset=offset)
     except ModuleNotFoundError as e:
+        fh.close()
         raise CapabilityError(f"reading {path}: the squashfs compressor needs the python module "
                               f"{e.name!r}", hint=f"pip install {e.name}") from e
     except Exception as e:
+        fh.close()
         raise ImageError(f"reading squashfs in {path}: {type(e).__name__}: {e}", path=os.fspath(path)) from e
 
 
@@ -134,6 +141,19 @@ def _fix_lz4(mod) -> None:  # noqa: ANN001
 
     compressor.compressors[Compression.LZ4] = _Lz4Block
     mod.compressors[Compression.LZ4] = _Lz4Block
+
+
+def _check_not_empty(image: str, offset: int, dest: str) -> None:
+    """unsquashfs exits 0 with an empty tree when the superblock's root inode points at the
+    wrong place: an image whose superblock counts more inodes than the root is corrupt."""
+    import struct
+
+    with open(image, "rb") as fh:
+        fh.seek(offset + 4)
+        (inodes,) = struct.unpack("<I", fh.read(4).ljust(4, b"\0"))
+    if inodes > 1 and not os.listdir(dest):
+        raise ImageError(f"unpacking {image}: unsquashfs extracted an empty tree from an image of {inodes} "
+                         "inodes (its root inode is unreadable)", path=image, hint="the image may be corrupt")
 
 
 def _py_unpack(image: str, dest: str, *, offset: int, rootless: bool) -> None:

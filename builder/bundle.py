@@ -24,7 +24,7 @@ from pathlib import Path
 
 from base.errors import BuildError
 from base.fsutil import remove_tree
-from base.owner import TMPDIR_PREFIXES, Owned, owned_dir, reclaim
+from base.owner import TMPDIR_PREFIXES, Owned, owned_dir, reclaim, remove_owned
 
 __all__ = ["Bundle", "reclaim_bundles", "BUNDLE_PREFIX"]
 
@@ -71,7 +71,7 @@ class Bundle:
     def remove(self) -> None:
         """Delete the bundle, making read-only directories writable first (what cannot be
         removed stays, with a free owner record: the next build retries)."""
-        remove_tree(self.work)
+        remove_owned(self.work)
         self.release()
 
     def release(self) -> None:
@@ -86,7 +86,7 @@ class Bundle:
 
 
 def reclaim_bundles(tmpdir: str | os.PathLike | None,
-                    remove: Callable[[Path], None] = remove_tree) -> list[Path]:
+                    remove: Callable[[Path], None] = remove_owned) -> list[Path]:
     """Remove the bundles (and the other temps: ``base.owner.TMPDIR_PREFIXES``) that killed
     builds and pulls left in ``tmpdir`` (None: the system default); ``remove(path)`` deletes
     one (the build's user namespace may be needed for its files)."""

@@ -380,7 +380,16 @@ def _render_error(error: SbuildError) -> str:
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main(owns_process=True))
+    try:
+        sys.exit(main(owns_process=True))
+    except BaseException as e:  # Ctrl-C while the command's modules load (a class body wraps it in RuntimeError)
+        cause = e
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise  # SystemExit, or a real error
+        print("sbuild: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def write_launcher(path: str) -> None:

@@ -156,7 +156,14 @@ def fork(body: Callable[[End], None], *, before: Callable[[], None] | None = Non
     try:
         if before is not None:
             before()
-        pid = os.fork()
+        # Ctrl-C waits until both sides are past os.fork (a KeyboardInterrupt inside the
+        # child's fork handlers is printed as "Exception ignored", then lost)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
     except BaseException:
         for fd in (status_r, status_w, sync_r, sync_w):
             os.close(fd)
@@ -166,13 +173,16 @@ def fork(body: Callable[[End], None], *, before: Callable[[], None] | None = Non
         os.close(sync_w)
         end = End(status_w, sync_r)
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # (a pending Ctrl-C is reported)
             body(end)
         except BaseException as e:  # noqa: BLE001 - report anything, then die
             end.report(e)
         os._exit(255)
     os.close(status_w)
     os.close(sync_r)
-    return Child(pid, status_r, sync_w)
+    child = Child(pid, status_r, sync_w)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is raised here
+    return child
 
 
 def call_in_child(fn: Callable, args: tuple = (), kwargs: dict | None = None, *,

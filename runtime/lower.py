@@ -88,7 +88,11 @@ def _digest(image: str, offset: int, size: int) -> str:
 
 def _extracted(image: str, offset: int, size: int) -> str:
     root = cache_dir()
-    os.makedirs(os.path.join(root, "index"), 0o700, exist_ok=True)
+    try:
+        os.makedirs(os.path.join(root, "index"), 0o700, exist_ok=True)
+    except OSError as e:
+        raise CapabilityError(f"extracting {image}: cannot create the image cache {root}: {e.strerror}",
+                              hint="set SBUILD_CACHEDIR (or APPTAINER_CACHEDIR) to a directory you can write") from e
     st = os.stat(image)
     key = os.path.join(root, "index", f"{st.st_dev}-{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{offset}")
     try:

@@ -65,7 +65,15 @@ def _squashfs_at(image: str) -> tuple[int, int] | None:
         if mark <= 0 or head[offset:offset + 4] != b"hsqs":
             return None
     used = int.from_bytes(head[offset + 40:offset + 48], "little")
-    return (offset, used) if 96 <= used <= size - offset else None
+    return (offset, used) if 96 <= used <= size - offset and _tables_fit(head[offset:offset + 96]) else None
+
+
+def _tables_fit(sb: bytes) -> bool:
+    """The inode and directory tables in order inside the image and the root inode inside
+    the inode table (a damaged root reference mounts as an empty tree): else probe decides."""
+    inodes, used = int.from_bytes(sb[4:8], "little"), int.from_bytes(sb[40:48], "little")
+    root, inode_table, dir_table = (int.from_bytes(sb[i:i + 8], "little") for i in (32, 64, 72))
+    return inodes >= 1 and 96 <= inode_table < dir_table <= used and (root >> 16) < dir_table - inode_table
 
 
 def _locate(image: str) -> tuple[int, int] | None:

@@ -138,7 +138,8 @@ def _spawnp(argv: list[str], env: dict, kw: dict) -> int:
     if "/" in argv[0]:
         return os.posix_spawn(argv[0], argv, env, **kw)
     saved = last = None
-    for d in os.get_exec_path(env):
+    # (not os.get_exec_path: it imports warnings on first use, and the host's library is gone here)
+    for d in (env.get("PATH") or os.defpath).split(os.pathsep):
         try:
             return os.posix_spawn(os.path.join(d, argv[0]), argv, env, **kw)
         except (FileNotFoundError, NotADirectoryError) as e:

@@ -191,3 +191,33 @@ def unprivileged_user() -> UnprivilegedUser:
     if problem:
         pytest.skip(problem)
     return user
+
+
+# Reliability scenarios (issue 9): each test marked ``scenario(CLASS)`` is counted by class and
+# privilege mode when SBUILD_RELIABILITY_JSON names a file (tests/reliability/report.py sets it).
+
+
+def pytest_itemcollected(item):
+    mark = item.get_closest_marker("scenario")
+    if mark is not None:
+        item.user_properties.append(("scenario", mark.args[0]))
+
+
+_SCENARIOS: list[dict] = []
+
+
+def pytest_runtest_logreport(report):
+    props = dict(report.user_properties)
+    if "scenario" not in props or not os.environ.get("SBUILD_RELIABILITY_JSON"):
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _SCENARIOS.append({"class": props["scenario"], "test": report.nodeid, "outcome": report.outcome,
+                           "seconds": round(report.duration, 3)})
+
+
+def pytest_sessionfinish(session):
+    target = os.environ.get("SBUILD_RELIABILITY_JSON")
+    if target and not hasattr(session.config, "workerinput"):  # the xdist controller or a plain run
+        import json
+
+        Path(target).write_text(json.dumps(_SCENARIOS, indent=1))

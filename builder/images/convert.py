@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from base.errors import ImageError, UsageError
-from base.fsutil import remove_tree
-from base.owner import owned_dir
+from base.owner import owned_dir, remove_owned
 from base.gojson import marshal
 from builder.images import ext3, metadata, sandbox, sif, writers
 from builder.images.elfarch import rootfs_arch
@@ -105,7 +104,7 @@ def atomic_target(target: Path, force: bool) -> Iterator[Path]:
             os.rename(target, tmp_dir / "old")  # rename(2) cannot replace across file/dir
         os.replace(tmp, target)
     finally:
-        remove_tree(tmp_dir)
+        remove_owned(tmp_dir)  # (the owner record last: a kill here leaves it for the next reclaim)
         owner.release()
 
 
@@ -247,7 +246,7 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
                            json_objects=carried or None, options=options, force=force,
                            fix_perms=fix_perms)
     finally:
-        remove_tree(work.path)
+        remove_owned(work.path)
         work.release()
 
 

@@ -66,8 +66,8 @@ def parse_squashfs(raw: bytes, *, available: int, where: str = "") -> SquashfsSu
     pre = f"{where}: " if where else ""
     if len(raw) < _SQ.size:
         raise ImageError(f"{pre}truncated squashfs: superblock incomplete ({len(raw)} bytes)")
-    (magic, inodes, mtime, block_size, _frags, comp, block_log, _flags, _ids, major, minor,
-     _root, bytes_used, *_rest) = _SQ.unpack_from(raw)
+    (magic, inodes, mtime, block_size, _frags, comp, block_log, _flags, ids, major, minor,
+     root, bytes_used, id_table, _xattrs, inode_table, dir_table, *_rest) = _SQ.unpack_from(raw)
     if magic != SQUASHFS_MAGIC:
         raise ImageError(f"{pre}bad squashfs magic {magic!r} (expected b'hsqs')")
     if (major, minor) != (4, 0):
@@ -79,7 +79,22 @@ def parse_squashfs(raw: bytes, *, available: int, where: str = "") -> SquashfsSu
     if bytes_used < _SQ.size or bytes_used > available:
         raise ImageError(f"{pre}truncated squashfs: superblock says {bytes_used} bytes, "
                          f"only {available} present")
+    _check_tables(pre, inodes, ids, root, bytes_used, id_table, inode_table, dir_table)
     return SquashfsSuper(inodes, mtime, block_size, COMPRESSORS[comp], bytes_used)
+
+
+def _check_tables(pre: str, inodes: int, ids: int, root: int, used: int, id_table: int, inode_table: int,
+                  dir_table: int) -> None:
+    """The tables the kernel and unsquashfs need lie inside the image, in order, and the root
+    inode inside the inode table (a damaged root reference mounts or extracts as empty)."""
+    if inodes < 1 or ids < 1:
+        raise ImageError(f"{pre}corrupt squashfs superblock: {inodes} inodes, {ids} owner ids")
+    if not _SQ.size <= inode_table < dir_table <= used or not _SQ.size <= id_table < used:
+        raise ImageError(f"{pre}corrupt squashfs superblock: tables at {inode_table}, {dir_table}, {id_table} "
+                         f"do not fit the image's {used} bytes")
+    if (root >> 16) >= dir_table - inode_table or (root & 0xFFFF) >= 8192:
+        raise ImageError(f"{pre}corrupt squashfs superblock: root inode reference {root:#x} lies outside "
+                         "the inode table")
 
 
 def _names(bits: int, table: dict[int, str]) -> list[str]:

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from base.errors import BuildError, CapabilityError, SbuildError
-from base.fsutil import remove_tree
-from base.owner import reclaim
+from base.owner import reclaim, remove_owned
 from builder.bundle import Bundle, reclaim_bundles
 from builder.images import ImageResult, PackOptions, convert_image, write_image
 from builder.images.convert import OCI_CONFIG
@@ -105,10 +104,10 @@ def remove_bundle(bundle: Bundle, plan: BuildPlan) -> None:
 
 def _remove_leftover(plan: BuildPlan, path: Path) -> None:
     try:  # files of subordinate ids are removable only in the build's namespace
-        in_build_userns(plan, remove_tree, path)
+        in_build_userns(plan, remove_owned, path)
     except SbuildError as e:
         log.debug("removing %s in the user namespace: %s", path, e)
-    remove_tree(path)  # (what is left, if anything)
+    remove_owned(path)  # (what is left, if anything; the owner record last)
 
 
 def reclaim_leftovers(plan: BuildPlan) -> list[Path]:

@@ -3,7 +3,8 @@ htpasswd, TLS, token auth), a small token server, and a fault-injecting HTTP pro
 
 The token server issues RS256 JWTs signed with ``openssl`` (no Python crypto package
 needed); its ``kid`` is the libtrust key id docker-registry expects. The proxy forwards
-to a registry and can, per request path, answer 429/500, truncate or corrupt a blob,
+to a registry and can, per request path, answer 429/500, truncate, reset or corrupt a blob,
+stall before its headers or in its body, hold a blob's last byte until the test releases it,
 or redirect blob GETs to a second host name (``localhost``) while recording the headers
 each side saw.
 """
@@ -19,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -208,6 +210,11 @@ class Fault:
     pause: float = 0.0                 # wait this long after the body's first 64 KiB
     corrupt: bool = False              # flip a byte in the body
     redirect: bool = False             # 307 to the second host name (localhost)
+    pause_at: int = 65536              # with pause: where in the body it waits
+    stall_headers: float = 0.0         # wait this long before answering anything (then answer)
+    reset: int | None = None           # send this many body bytes, then reset the connection (RST)
+    hold: threading.Event | None = None  # send all but the body's last byte, set ``reached``, wait for it
+    reached: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -244,6 +251,8 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 redirected = "sbuild_redirected=1" in self.path
                 fault = None if redirected else self._fault()
+                if fault and fault.stall_headers:
+                    proxy.stopping.wait(fault.stall_headers)
                 if fault and fault.redirect:
                     proxy.presigned[self.path] = self.headers.get("Authorization")
                     sep = "&" if "?" in self.path else "?"
@@ -281,6 +290,9 @@ class FaultProxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if fault and (fault.reset is not None or fault.hold is not None):
+                    self._cut(data, fault)
+                    return
                 if fault and fault.truncate is not None:
                     self.wfile.write(data[:fault.truncate])
                     self.wfile.flush()
@@ -289,11 +301,35 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if fault and fault.pause:
-                    self.wfile.write(data[:65536])
+                    self.wfile.write(data[:fault.pause_at])
                     self.wfile.flush()
                     proxy.stopping.wait(fault.pause)
-                    data = data[65536:]
+                    data = data[fault.pause_at:]
                 self.wfile.write(data)
+
+            def _cut(self, data: bytes, fault: Fault) -> None:
+                """``reset``: N bytes then an RST; ``hold``: all but the last byte until released."""
+                if fault.hold is not None and "/blobs/" in self.path and len(data) > 1 and self.command == "GET":
+                    self.wfile.write(data[:-1])
+                    self.wfile.flush()
+                    fault.reached.set()
+                    fault.hold.wait(60)
+                    self.wfile.write(data[-1:])
+                    return
+                if fault.hold is not None:
+                    self.wfile.write(data)
+                    return
+                self.wfile.write(data[:fault.reset])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
+            def handle(self):
+                try:
+                    super().handle()
+                except OSError:  # the client gave up (a timeout it was meant to hit) or we reset it
+                    pass
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _handle
 
@@ -308,6 +344,9 @@ class FaultProxy:
 
     def stop(self) -> None:
         self.stopping.set()
+        for f in self.faults:
+            if f.hold is not None:
+                f.hold.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

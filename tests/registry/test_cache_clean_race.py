@@ -1,7 +1,7 @@
 """``sbuild cache clean`` beside a running pull, and the end of every wait of a pull.
 
-A gate proxy in front of the real registry holds the last byte of the first layer until the
-test opens the gate. Meanwhile the other layers finish downloading and land in the cache,
+The fault proxy (``servers.FaultProxy``, a ``hold`` fault) in front of the real registry holds
+the last byte of the first layer until the test releases it. Meanwhile the other layers finish downloading and land in the cache,
 where the pull has not read them yet (it applies layers in order): the exact moment at
 which a cron ``cache clean`` used to take them away and leave the pull waiting forever.
 Now ``clean`` returns at once, keeps the blobs in use and says so; a blob removed anyway
@@ -11,18 +11,17 @@ a stuck process end in a clear error after the stall time, not before while it p
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import servers
 from .conftest import REPO
 
 from builder.sources.oci.cache import BlobCache
@@ -36,55 +35,6 @@ MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.do
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
-class Gate:
-    """A forwarding proxy that sends all but the last byte of blob ``hold`` and then waits
-    for ``release``; ``reached`` is set once those bytes are out."""
-
-    def __init__(self, upstream: str, hold: str) -> None:
-        self.upstream, self.hold = upstream, hold
-        self.reached, self.release = threading.Event(), threading.Event()
-        gate = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                req = urllib.request.Request(gate.upstream + self.path, headers=headers)
-                try:
-                    resp = _OPENER.open(req)
-                except urllib.error.HTTPError as e:
-                    resp = e
-                data = resp.read()
-                self.send_response(resp.status if hasattr(resp, "status") else resp.code)
-                for k, v in resp.headers.items():
-                    if k.lower() not in ("content-length", "connection", "transfer-encoding"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if gate.hold in self.path and "/blobs/" in self.path and len(data) > 1:
-                    self.wfile.write(data[:-1])
-                    self.wfile.flush()
-                    gate.reached.set()
-                    gate.release.wait(60)
-                    data = data[-1:]
-                self.wfile.write(data)
-
-            do_HEAD = do_GET
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _layers(registry) -> list[str]:
     req = urllib.request.Request(f"http://{registry.host}/v2/{REPO}/manifests/1.0", headers={"Accept": MANIFEST_TYPES})
     return [layer["digest"] for layer in json.loads(_OPENER.open(req).read())["layers"]]
@@ -92,15 +42,16 @@ def _layers(registry) -> list[str]:
 
 @pytest.fixture
 def pull(registry, tmp_path):
-    """Start ``sbuild pull`` of the 3-layer image through a gate holding its first layer;
-    returns (process, gate, cache root, sandbox, layer digests) once the other two layers
-    are in the cache."""
+    """Start ``sbuild pull`` of the 3-layer image through a proxy holding its first layer;
+    returns (process, hold fault, cache root, sandbox, layer digests) once the other two
+    layers are in the cache."""
     layers = _layers(registry)
-    gate = Gate(f"http://{registry.host}", layers[0])
+    gate = servers.Fault(match=f"/blobs/{layers[0]}", hold=threading.Event(), times=-1)
+    proxy = servers.FaultProxy(f"http://{registry.host}", faults=[gate]).start()
     cache, out = tmp_path / "cache", tmp_path / "sandbox"
     env = {**os.environ, "SBUILD_CACHEDIR": str(cache), "HOME": str(tmp_path)}
     proc = subprocess.Popen([SBUILD, "pull", "--arch", "amd64", "--sandbox", str(out),
-                             f"docker://{gate.host}/{REPO}:1.0"], env=env, stdin=subprocess.DEVNULL,
+                             f"docker://{proxy.host}/{REPO}:1.0"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert gate.reached.wait(30), "the pull never reached the first layer"
@@ -111,14 +62,14 @@ def pull(registry, tmp_path):
             time.sleep(0.02)
         yield proc, gate, cache, out, blobs
     finally:
-        gate.stop()
+        proxy.stop()
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
 
 
-def _finish(proc: subprocess.Popen, gate: Gate) -> tuple[int, str]:
-    gate.release.set()
+def _finish(proc: subprocess.Popen, gate: servers.Fault) -> tuple[int, str]:
+    gate.hold.set()
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:

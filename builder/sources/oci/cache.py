@@ -385,6 +385,7 @@ def cache_for(options) -> Iterator[BlobCache]:  # noqa: ANN001
     hands out by path (``get``, or fetched under ``lock``) stay in use until the end."""
     if not options.disable_cache:
         cache = BlobCache(options.cache_dir or default_cache_dir(options.env()), hold=True)
+        cache._sweep_temps(held_only=True)  # partial downloads of killed pulls (safe beside live ones)
         try:
             yield cache
         finally:

@@ -115,13 +115,14 @@ class LayerApplier:
         return stats
 
     def finish(self) -> None:
-        """Set directory modes (rootless) and times deferred while layers were applied."""
-        for host in sorted(self._modes, key=len, reverse=True):
-            if is_dir(host):
-                os.chmod(host, self._modes[host])
+        """Set directory times, then modes (rootless: a parent's final mode may shut out its
+        children, and a chmod keeps the mtime), deferred while layers were applied."""
         for host, (atime, mtime) in self._times.items():
             with contextlib.suppress(FileNotFoundError):
                 os.utime(host, ns=(atime, mtime), follow_symlinks=False)
+        for host in sorted(self._modes, key=len, reverse=True):
+            if is_dir(host):
+                os.chmod(host, self._modes[host])
         self._modes.clear()
         self._times.clear()
         self._files.close()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from base.env import apptainer_flag
-from base.errors import ImageError
+from base.errors import ImageError, UsageError
 from base.gojson import unmarshal
 from builder.sources.oci.auth import Credentials, find_credentials
 from builder.sources.oci.cache import BlobCache, cache_for
@@ -38,7 +38,7 @@ from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError, LayerError, RegistryError, ReferenceError_
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform, host_platform, select_manifest
-from builder.sources.oci.reference import Reference, parse_reference
+from builder.sources.oci.reference import _DIGEST, Reference, parse_reference  # (one digest grammar)
 from builder.sources.oci.spool import Beat as _Beat
 from builder.sources.oci.spool import Spool as _Spool
 from builder.sources.oci.stream import CHUNK, LayerPump
@@ -95,7 +95,25 @@ def registry_client(ref: Reference, options: FetchOptions, **kw) -> RegistryClie
     nohttps = options.nohttps or apptainer_flag("NOHTTPS", env)
     creds = find_credentials(ref.registry, login=options.login, authfile=options.authfile, environ=env)
     return RegistryClient(ref.api_host, ClientOptions(nohttps=nohttps, tls_verify=options.tls_verify,
-                                                      ca_bundle=options.ca_bundle, credentials=creds), **kw)
+                                                      ca_bundle=options.ca_bundle, credentials=creds,
+                                                      **_patience(env)), **kw)
+
+
+def _patience(env) -> dict:
+    """``SBUILD_REGISTRY_TIMEOUT`` (seconds a request may wait for its next byte, default 60)
+    and ``SBUILD_REGISTRY_RETRIES`` (tries per request, default 5): a stalled registry fails
+    after about tries x timeout + the back-off between them (1+2+4+8 s by default)."""
+    out = {}
+    for key, field_, kind in (("SBUILD_REGISTRY_TIMEOUT", "timeout", float),
+                              ("SBUILD_REGISTRY_RETRIES", "retries", int)):
+        if env.get(key):
+            try:
+                out[field_] = kind(env[key])
+            except ValueError:
+                raise UsageError(f"{key}={env[key]!r}: not a number") from None
+            if out[field_] <= 0:
+                raise UsageError(f"{key}={env[key]!r}: must be above 0")
+    return out
 
 
 def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress: Progress | None = None, *,
@@ -122,7 +140,7 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
         doc = _json(body, f"manifest {ref}")
         media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
         if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
-            desc = select_manifest(doc.get("manifests") or [], want)
+            desc = _descriptor(select_manifest(_descriptors(doc, "manifests", ref), want), ref)
             body, media, digest = client.get_manifest(ref.repository, desc["digest"])
             continue
         if doc.get("schemaVersion") == 1:
@@ -131,7 +149,8 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
         break
     else:
         raise RegistryError(f"manifest {ref}: indexes nested too deeply", registry=ref.registry)
-    cfg_desc = doc.get("config") or {}
+    cfg_desc = _descriptor(doc.get("config"), ref, "config")
+    _descriptors(doc, "layers", ref)
     downloader = _Downloader(client, ref.repository, cache, None, threading.Event())
     spool = _Spool(cfg_desc["digest"])
     downloader.run(cfg_desc["digest"], cfg_desc.get("size"), spool)
@@ -140,6 +159,26 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
     tag = ref.tag if not ref.digest else None
     name = f"{ref.name}:{tag}" if tag else str(ref)
     return Resolved(doc, config, top_digest, tag, name, want)
+
+
+def _descriptors(doc: dict, key: str, ref: Reference) -> list[dict]:
+    """``doc[key]``: a list of descriptors (each checked by ``_descriptor``)."""
+    items = doc.get(key) or []
+    if not isinstance(items, list):
+        raise RegistryError(f"manifest {ref}: {key!r} is not a list: not a valid image manifest",
+                            registry=ref.registry)
+    return [_descriptor(d, ref, key) for d in items]
+
+
+def _descriptor(desc: object, ref: Reference, what: str = "manifests") -> dict:
+    """A descriptor from the registry: a mapping with a well-formed digest and a size >= 0 (a
+    digest names a cache path: nothing else may reach it)."""
+    ok = isinstance(desc, dict) and isinstance(desc.get("digest"), str) and _DIGEST.match(desc["digest"])
+    size = desc.get("size", 0) if isinstance(desc, dict) else None
+    if not ok or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RegistryError(f"manifest {ref}: a {what} descriptor has no valid digest and size: "
+                            f"not a valid image manifest ({str(desc)[:120]})", registry=ref.registry)
+    return desc
 
 
 def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobCache,

@@ -112,14 +112,15 @@ def _int(value: bytes, key: bytes) -> int:
         raise LayerError(f"reading layer: bad pax {key.decode(errors='replace')} {value!r}") from None
 
 def check_ranges(e: Entry) -> None:
-    """Refuse owners, device numbers and sparse offsets the kernel cannot take; clamp times.
+    """Refuse owners, device numbers, sizes and sparse offsets the kernel cannot take; clamp times.
 
     Owners and devices are refused, as GNU tar does ("value out of uid_t range"): clamping
     or wrapping would give the file another owner (2^32 wraps to root) or device. Times
     carry no privilege and are clamped to the 64-bit nanoseconds ``utimensat`` takes (the
     filesystem then truncates them to its own range, as for any file)."""
     for what, value, top in (("uid", e.uid, _ID_MAX), ("gid", e.gid, _ID_MAX),
-                             ("device major", e.devmajor, _DEV_MAX), ("device minor", e.devminor, _DEV_MAX)):
+                             ("device major", e.devmajor, _DEV_MAX), ("device minor", e.devminor, _DEV_MAX),
+                             ("size", e.size, _NS_MAX)):  # off_t: a larger claim is no file a kernel holds
         if not 0 <= value <= top:
             raise LayerError(f"reading layer: entry {e.name!r}: {what} {value} out of range 0..{top}")
     e.mtime_ns = max(-_NS_MAX, min(e.mtime_ns, _NS_MAX))
