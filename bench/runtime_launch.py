@@ -75,11 +75,14 @@ def build(base: Path) -> dict[str, Path]:
 
 def pip_install(base: Path) -> Path:
     """A plain ``pip install .`` of this tree into a new venv: its bin directory."""
+    # (from a copy: an in-tree build leaves build/ in the checkout)
+    tree = base / "src"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".*", "build", "tests", "__pycache__", "*.egg-info"))
     venv = base / "pipvenv"
     subprocess.run([sys.executable if sys.prefix == sys.base_prefix else "/usr/bin/python3", "-m", "venv",
                     str(venv)], check=True)
     r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        str(ROOT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                        str(tree)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.exit(f"pip install . failed:\n{r.stdout[-2000:]}")
     return venv / "bin"

@@ -8,6 +8,7 @@ which put ``exec`` at 1.57x the mount+chroot floor, issue 13); pyproject.toml sh
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +39,14 @@ def _imports(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Completed
 
 @pytest.mark.slow
 def test_pip_install_gives_four_names_that_start_without_site(tmp_path):
+    # (from a copy: an in-tree build leaves build/ in the checkout, and concurrent ones race there)
+    tree = tmp_path / "src"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".*", "build", "tests", "__pycache__", "*.egg-info"))
     venv = tmp_path / "venv"
     subprocess.run(["/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable, "-m", "venv",
                     str(venv)], check=True)
     r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                        "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True)
+                        "--disable-pip-version-check", str(tree)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for name in NAMES:
