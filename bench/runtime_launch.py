@@ -19,8 +19,9 @@ floor (so that machine load hits all alike):
    no CLI parsing), root over the .simg, to show what the CLI around it costs.
 
 Prints the median and quartiles of each and the ratio entry/floor of the same run (≤ 1.0
-meets the target), the machine load before and after, and the bare interpreter start for
-reference. The project's modules are byte-compiled first (as an installed package's are).
+meets the target), the median CPU time (user + system of the process tree: less hurt by
+machine load than wall time) and its ratio, the machine load before and after, and the bare
+interpreter start for reference. The project's modules are byte-compiled first (as an installed package's are).
 Run as root: .venv/bin/python bench/runtime_launch.py [-n 40] [--user sbtester] [--no-pip]
 """
 
@@ -88,13 +89,18 @@ def pip_install(base: Path) -> Path:
     return venv / "bin"
 
 
-def timed(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> float:
+def timed(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall time, CPU time of the whole process tree: user + system, of every process the
+    command waited for) of one run."""
     t = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(argv)}: {r.stderr.decode()[-500:]}")
-    return elapsed
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}: {err.decode()[-500:]}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def compare(title: str, entries: dict[str, list[str]], floor: list[str], n: int, cwd: str) -> dict[str, float]:
@@ -104,27 +110,31 @@ def compare(title: str, entries: dict[str, list[str]], floor: list[str], n: int,
     env = {**os.environ, "TMPDIR": cwd}
     runs = {"floor": floor, **entries}
     times: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(3):  # warm caches
         for argv in runs.values():
             timed(argv, cwd, env)
     names = list(runs)
     for i in range(n):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            times[name].append(timed(runs[name], cwd, env))
-    floor_median = statistics.median(times["floor"])
-    print(f"{title}:")
+            wall, used = timed(runs[name], cwd, env)
+            times[name].append(wall)
+            cpu[name].append(used)
+    floor_median, floor_cpu = statistics.median(times["floor"]), statistics.median(cpu["floor"])
+    print(f"{title}:  (wall: median, quartiles, ratio to the floor; cpu: user+sys of the process tree)")
     ratios = {}
     for name, xs in times.items():
-        m, q = statistics.median(xs), statistics.quantiles(xs, n=4)
+        m, q, c = statistics.median(xs), statistics.quantiles(xs, n=4), statistics.median(cpu[name])
         ratio = m / floor_median
         ratios[name] = ratio
-        print(f"  {name:<24} median {m * 1000:6.1f} ms  (q1 {q[0] * 1000:5.1f}, q3 {q[2] * 1000:5.1f})"
-              + ("" if name == "floor" else f"  ratio {ratio:.2f}"))
+        print(f"  {name:<25} {m * 1000:6.1f} ms (q1 {q[0] * 1000:5.1f}, q3 {q[2] * 1000:5.1f})"
+              + ("           " if name == "floor" else f"  ratio {ratio:.2f}")
+              + f"  cpu {c * 1000:5.1f} ms" + ("" if name == "floor" else f" ({c / floor_cpu:.2f})"))
     return ratios
 
 
 def reference(n: int, cwd: str) -> None:
-    times = sorted(timed([PYTHON, "-S", "-c", "pass"], cwd) for _ in range(n))
+    times = sorted(timed([PYTHON, "-S", "-c", "pass"], cwd)[0] for _ in range(n))
     print(f"for reference: python -S -c pass: median {statistics.median(times) * 1000:.1f} ms")
 
 
