@@ -364,10 +364,10 @@ def _fail(error: SbuildError, style) -> int:  # noqa: ANN001
 def _exit_now(code: int) -> None:
     """End the process without the interpreter's teardown, which frees every module (~5 ms
     of ``sbuild exec``): exit handlers run and output is flushed, nothing else is needed."""
-    import atexit
-
+    atexit = sys.modules.get("atexit")  # (a handler needs it imported: none without it, ~0.1 ms saved)
     try:
-        atexit._run_exitfuncs()
+        if atexit is not None:
+            atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - e.g. a closed pipe: let the normal exit deal with it
