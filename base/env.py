@@ -19,6 +19,10 @@ apptainer-cli.md §2–3), for the drop-in command line:
 - ``appended(keys, environ)``: Apptainer's append handler (``--bind``, ``--mount``): every
   key that is set contributes its value, to go after the command line's (``MOUNT`` holds one
   mount per line); returns the values and the notes.
+- ``twin_value(keys, kind, environ, convert)``: ``twin`` read as a flag of ``kind`` takes it
+  (``bool``: ``parse_bool``; ``append``: one element; ``list``: comma-separated, as pflag's
+  stringSlice; ``value``: the text, through ``convert`` when given): ``(value, note)`` or
+  ``None``. The one reader of scalar twins for every table of flags of the command line.
 - ``parse_bool(text, name)``: Go's ``strconv.ParseBool`` (``1 t T TRUE true True`` / ``0 f
   F FALSE false False``); anything else, ``yes`` included, is a ``UsageError`` saying which
   variable, as Apptainer's fatal "While parsing environment variables".
@@ -33,7 +37,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-__all__ = ["apptainer_env", "apptainer_flag", "twin", "appended", "parse_bool", "Twin", "PREFIXES"]
+__all__ = ["apptainer_env", "apptainer_flag", "twin", "twin_value", "appended", "parse_bool", "Twin", "PREFIXES"]
 
 PREFIXES = ("APPTAINER_", "SINGULARITY_")
 _TRUE = ("1", "true", "yes")
@@ -76,6 +80,28 @@ def twin(keys: Sequence[str], environ: Mapping[str, str] | None = None) -> Twin 
             return Twin(PREFIXES[1] + key, old, ("info", f"Environment variable {PREFIXES[1]}{key} is set, "
                                                           f"but {PREFIXES[0]}{key} is preferred"))
     return None
+
+
+def twin_value(keys: Sequence[str], kind: str, environ: Mapping[str, str] | None = None,
+               convert=None) -> tuple[object, tuple[str, str] | None] | None:  # noqa: ANN001
+    """The twin of a flag of ``kind`` as its value (see the module docstring), with its note."""
+    found = twin(keys, environ)
+    if found is None:
+        return None
+    if kind == "bool":
+        return parse_bool(found.value, found.name), found.note
+    if kind == "append":
+        return [found.value], found.note
+    if kind == "list":
+        return [v.strip() for v in found.value.split(",") if v.strip()], found.note
+    if convert is None:
+        return found.value, found.note
+    try:
+        return convert(found.value), found.note
+    except (TypeError, ValueError) as e:
+        from base.errors import UsageError
+
+        raise UsageError(f"while parsing environment variables: {found.name}={found.value!r}: {e}") from e
 
 
 def appended(keys: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[list[str], list[tuple[str, str]]]:

@@ -1,20 +1,28 @@
 #!/usr/bin/env python3
-"""Benchmark: container launch latency of ``sbuild exec`` against the shell floor scripts.
+"""Benchmark: container launch latency of ``exec`` against the shell floor scripts.
 
-Compares, in the same run and interleaved (so that machine load hits both alike):
+The image is a real one: built by sbuild from a recipe with ``%environment`` (``RECIPE``),
+so ``/.singularity.d/env/*.sh`` exist and the action script sources them, as Apptainer's
+does. Each entry point is timed, in the same run and interleaved round by round with the
+floor (so that machine load hits all alike):
 
-1. root:  ``sbuild exec IMG.simg /bin/true``  vs
+- the launchers setup.sh writes: ``.venv/bin/{sbuild,apptainer,singularity}``;
+- a plain, non-editable ``pip install .`` of this tree into a temporary venv: the scripts
+  pip installs under the same three names (``--no-pip`` skips it);
+- ``--sbuild CMD``: one more command to time (e.g. a launcher for another checkout).
+
+1. root:  ``NAME exec IMG.simg /bin/true``  vs
           ``unshare -m -p -f sh floor/root-squashfs.sh IMG.sqfs true``
-2. unprivileged (as --user, default sbtester): ``sbuild exec SANDBOX /bin/true``  vs
+2. unprivileged (as --user, default sbtester): ``NAME exec SANDBOX /bin/true``  vs
           ``unshare -r -m -p -f sh floor/unpriv-overlay.sh SANDBOX WORK true``
 3. the runtime alone: ``run_action`` called in a warm Python process (no interpreter start,
    no CLI parsing), root over the .simg, to show what the CLI around it costs.
 
-Prints the median and quartiles of each and the ratio sbuild/floor (≤ 1.0 meets the
-target), the machine load before and after, and the bare interpreter start for reference.
-The project's modules are byte-compiled first (as an installed package's are), so that
-neither side of a comparison pays for compiling them. Run as root:
-.venv/bin/python bench/runtime_launch.py [-n 40] [--user sbtester]
+Prints the median and quartiles of each and the ratio entry/floor of the same run (≤ 1.0
+meets the target), the median CPU time (user + system of the process tree: less hurt by
+machine load than wall time) and its ratio, the machine load before and after, and the bare
+interpreter start for reference. The project's modules are byte-compiled first (as an installed package's are).
+Run as root: .venv/bin/python bench/runtime_launch.py [-n 40] [--user sbtester] [--no-pip]
 """
 
 from __future__ import annotations
@@ -31,58 +39,102 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR = ROOT.parent / "shared" / "reference" / "floor"
-SBUILD = str(ROOT / ".venv" / "bin" / "sbuild")
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
+VENV = ROOT / ".venv" / "bin"
+PYTHON = str(VENV / "python")
+NAMES = ("sbuild", "apptainer", "singularity")
+
+RECIPE = """\
+Bootstrap: busybox
+MirrorURL: file:///bin/busybox
+
+%labels
+    org.example.bench runtime_launch
+
+%environment
+    export GREETING="hello from the bench"
+    export PATH="/opt/tools/bin:$PATH"
+
+%runscript
+    echo "$GREETING"
+"""
 
 
 def build(base: Path) -> dict[str, Path]:
-    sb = base / "sandbox"
-    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "var/tmp"):
-        (sb / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(shutil.which("busybox") or "/bin/busybox", sb / "bin" / "busybox")
-    for applet in ("sh", "true"):
-        (sb / "bin" / applet).symlink_to("busybox")
-    (sb / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    """The image, built by sbuild: ``simg``, its squashfs (``sqfs``, for the floor) and the
+    same recipe as a ``sandbox``."""
+    (base / "bench.def").write_text(RECIPE)
+    simg, sandbox = base / "img.simg", base / "sandbox"
+    for argv in ([str(VENV / "sbuild"), "build", "-q", str(base / "bench.def"), str(simg)],
+                 [str(VENV / "sbuild"), "build", "-q", "--sandbox", str(base / "bench.def"), str(sandbox)]):
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     sqfs = base / "img.sqfs"
-    subprocess.run(["mksquashfs", str(sb), str(sqfs), "-noappend", "-quiet", "-no-progress"], check=True,
-                   stdout=subprocess.DEVNULL)
-    simg = base / "img.simg"
-    simg.write_bytes(b"#!/usr/bin/env run-singularity\n" + sqfs.read_bytes())
-    return {"sandbox": sb, "sqfs": sqfs, "simg": simg}
+    sqfs.write_bytes(simg.read_bytes()[31:])  # the .simg header is 31 bytes
+    if not list((sandbox / ".singularity.d" / "env").glob("*.sh")):
+        sys.exit("the bench image has no /.singularity.d/env scripts")
+    return {"sandbox": sandbox, "sqfs": sqfs, "simg": simg}
 
 
-def timed(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    elapsed = time.perf_counter() - t
+def pip_install(base: Path) -> Path:
+    """A plain ``pip install .`` of this tree into a new venv: its bin directory."""
+    # (from a copy: an in-tree build leaves build/ in the checkout)
+    tree = base / "src"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".*", "build", "tests", "__pycache__", "*.egg-info"))
+    venv = base / "pipvenv"
+    subprocess.run([sys.executable if sys.prefix == sys.base_prefix else "/usr/bin/python3", "-m", "venv",
+                    str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        str(tree)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(argv)}: {r.stderr.decode()[-500:]}")
-    return elapsed
+        sys.exit(f"pip install . failed:\n{r.stdout[-2000:]}")
+    return venv / "bin"
 
 
-def compare(name: str, ours: list[str], floor: list[str], n: int, cwd: str) -> float:
+def timed(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall time, CPU time of the whole process tree: user + system, of every process the
+    command waited for) of one run."""
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}: {err.decode()[-500:]}")
+    return elapsed, usage.ru_utime + usage.ru_stime
+
+
+def compare(title: str, entries: dict[str, list[str]], floor: list[str], n: int, cwd: str) -> dict[str, float]:
+    """Each entry and the floor, ``n`` rounds, the order rotated each round: ratios to the floor."""
     # the root floor script makes a mktemp directory per run and leaves it: keep those in
     # the bench's own directory (a /tmp with thousands of them would slow the floor down)
     env = {**os.environ, "TMPDIR": cwd}
-    a, b = [], []
+    runs = {"floor": floor, **entries}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(3):  # warm caches
-        timed(ours, cwd, env), timed(floor, cwd, env)
+        for argv in runs.values():
+            timed(argv, cwd, env)
+    names = list(runs)
     for i in range(n):
-        if i % 2:
-            a.append(timed(ours, cwd, env)), b.append(timed(floor, cwd, env))
-        else:
-            b.append(timed(floor, cwd, env)), a.append(timed(ours, cwd, env))
-    ma, mb = statistics.median(a), statistics.median(b)
-    qa, qb = statistics.quantiles(a, n=4), statistics.quantiles(b, n=4)
-    print(f"{name}:")
-    print(f"  sbuild  median {ma * 1000:6.1f} ms  (q1 {qa[0] * 1000:.1f}, q3 {qa[2] * 1000:.1f})")
-    print(f"  floor   median {mb * 1000:6.1f} ms  (q1 {qb[0] * 1000:.1f}, q3 {qb[2] * 1000:.1f})")
-    print(f"  ratio sbuild/floor = {ma / mb:.2f}")
-    return ma / mb
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            wall, used = timed(runs[name], cwd, env)
+            times[name].append(wall)
+            cpu[name].append(used)
+    floor_median, floor_cpu = statistics.median(times["floor"]), statistics.median(cpu["floor"])
+    print(f"{title}:  (wall: median, quartiles, ratio to the floor; cpu: user+sys of the process tree)")
+    ratios = {}
+    for name, xs in times.items():
+        m, q, c = statistics.median(xs), statistics.quantiles(xs, n=4), statistics.median(cpu[name])
+        ratio = m / floor_median
+        ratios[name] = ratio
+        print(f"  {name:<25} {m * 1000:6.1f} ms (q1 {q[0] * 1000:5.1f}, q3 {q[2] * 1000:5.1f})"
+              + ("           " if name == "floor" else f"  ratio {ratio:.2f}")
+              + f"  cpu {c * 1000:5.1f} ms" + ("" if name == "floor" else f" ({c / floor_cpu:.2f})"))
+    return ratios
 
 
 def reference(n: int, cwd: str) -> None:
-    times = sorted(timed([PYTHON, "-S", "-c", "pass"], cwd) for _ in range(n))
+    times = sorted(timed([PYTHON, "-S", "-c", "pass"], cwd)[0] for _ in range(n))
     print(f"for reference: python -S -c pass: median {statistics.median(times) * 1000:.1f} ms")
 
 
@@ -91,7 +143,6 @@ def in_process(simg: Path, n: int) -> None:
     from runtime import run_action
     from runtime.description import RunOptions
 
-    opts = RunOptions()
     times = []
     devnull = os.open(os.devnull, os.O_WRONLY)
     opts = RunOptions(stdio=(None, devnull, None))
@@ -106,11 +157,43 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def _entries(pip_bin: Path | None, extra: str | None) -> dict[str, str]:
+    out = {f"setup.sh {name}": str(VENV / name) for name in NAMES}
+    if pip_bin is not None:
+        out.update((f"pip install . {name}", str(pip_bin / name)) for name in NAMES)
+    if extra:
+        out["--sbuild"] = extra
+    return out
+
+
+def _unprivileged(user: str, base: Path, img: dict[str, Path], entries: dict[str, str], n: int) -> None:
+    import pwd
+
+    try:
+        u = pwd.getpwnam(user)
+    except KeyError:
+        print(f"\nunprivileged case skipped: no user {user!r} (the tests create sbtester)")
+        return
+    work = base / "w"
+    for d in ("upper", "work", "merged"):
+        (work / d).mkdir(parents=True)
+    subprocess.run(["chown", "-R", f"{u.pw_uid}:{u.pw_gid}", str(base)], check=True)
+    as_user = ["setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--init-groups", "--reset-env",
+               "env", f"HOME={u.pw_dir}", "PATH=/usr/bin:/bin:/usr/sbin:/sbin"]
+    print()
+    compare("unprivileged, exec /bin/true over a sandbox",
+            {k: as_user + [v, "exec", str(img["sandbox"]), "/bin/true"] for k, v in entries.items()},
+            as_user + ["unshare", "-r", "-m", "-p", "-f", "sh", str(FLOOR / "unpriv-overlay.sh"),
+                       str(img["sandbox"]), str(work), "true"],
+            n, str(base))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=40, help="runs of each (default 40)")
+    ap.add_argument("-n", type=int, default=40, help="rounds (default 40)")
     ap.add_argument("--user", default="sbtester", help="unprivileged user for case 2 (default sbtester)")
-    ap.add_argument("--sbuild", default=SBUILD, help="the sbuild command to time (default: the venv's)")
+    ap.add_argument("--sbuild", default=None, help="one more command to time, beside the others")
+    ap.add_argument("--no-pip", action="store_true", help="skip the `pip install .` venv")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (case 1 needs it; case 2 switches to --user)")
@@ -118,32 +201,16 @@ def main() -> int:
     base.chmod(0o755)
     try:
         img = build(base)
+        pip_bin = None if args.no_pip else pip_install(base)
         subprocess.run([PYTHON, "-m", "compileall", "-q", *(str(ROOT / d) for d in ("base", "builder", "runtime"))],
                        check=True, stdout=subprocess.DEVNULL)
-        print(f"machine load (1/5/15 min): {_load()}; {args.n} interleaved runs each\n")
+        entries = _entries(pip_bin, args.sbuild)
+        print(f"machine load (1/5/15 min): {_load()}; {args.n} rounds, each entry and the floor once a round\n")
         compare("root, exec /bin/true over .simg",
-                [args.sbuild, "exec", str(img["simg"]), "/bin/true"],
+                {k: [v, "exec", str(img["simg"]), "/bin/true"] for k, v in entries.items()},
                 ["unshare", "-m", "-p", "-f", "sh", str(FLOOR / "root-squashfs.sh"), str(img["sqfs"]), "true"],
                 args.n, str(base))
-        try:
-            import pwd
-
-            u = pwd.getpwnam(args.user)
-        except KeyError:
-            print(f"\nunprivileged case skipped: no user {args.user!r} (the tests create sbtester)")
-        else:
-            work = base / "w"
-            for d in ("upper", "work", "merged"):
-                (work / d).mkdir(parents=True)
-            subprocess.run(["chown", "-R", f"{u.pw_uid}:{u.pw_gid}", str(base)], check=True)
-            as_user = ["setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--init-groups", "--reset-env",
-                       "env", f"HOME={u.pw_dir}", "PATH=/usr/bin:/bin:/usr/sbin:/sbin"]
-            print()
-            compare("unprivileged, exec /bin/true over a sandbox",
-                    as_user + [args.sbuild, "exec", str(img["sandbox"]), "/bin/true"],
-                    as_user + ["unshare", "-r", "-m", "-p", "-f", "sh", str(FLOOR / "unpriv-overlay.sh"),
-                               str(img["sandbox"]), str(work), "true"],
-                    args.n, str(base))
+        _unprivileged(args.user, base, img, entries, args.n)
         print()
         in_process(img["simg"], args.n)
         reference(args.n, str(base))

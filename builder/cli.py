@@ -27,11 +27,11 @@ from __future__ import annotations
 import os
 import sys
 
-from base.errors import SbuildError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+
+    from base.errors import SbuildError
     from collections.abc import Sequence
 
 __all__ = ["main", "entry", "COMMANDS", "build_parser", "write_launcher"]
@@ -249,7 +249,9 @@ def _prepare(argv: list[str], name: str):  # noqa: ANN202
 
         try:
             argv, base, style, version = _globals(argv)
-        except SbuildError as e:
+        except Exception as e:  # (base.errors is imported only when one is raised: start-up cost)
+            if not _is_sbuild_error(e):
+                raise
             return _fail(e, Style())
         if version:
             from builder.commands.compat import version_line
@@ -331,19 +333,26 @@ def _run(args: argparse.Namespace, style) -> int:  # noqa: ANN001
 
             apply_env(args)
         return int(args.handler(args) or 0)
-    except SbuildError as e:
-        return _fail(e, style)
     except KeyboardInterrupt:
         print("sbuild: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
-    except Exception as e:  # a bug: say so plainly, show the traceback when asked
+    except Exception as e:
+        if _is_sbuild_error(e):
+            return _fail(e, style)
+        if isinstance(e, BrokenPipeError):
+            return 1
+        # a bug: say so plainly, show the traceback when asked
         if os.environ.get("SBUILD_DEBUG"):
             raise
         print(f"sbuild: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         print("  this is a bug in sbuild; rerun with SBUILD_DEBUG=1 for the traceback", file=sys.stderr)
         return 1
+
+
+def _is_sbuild_error(error: BaseException) -> bool:
+    from base.errors import SbuildError
+
+    return isinstance(error, SbuildError)
 
 
 def _fail(error: SbuildError, style) -> int:  # noqa: ANN001
@@ -359,10 +368,10 @@ def _fail(error: SbuildError, style) -> int:  # noqa: ANN001
 def _exit_now(code: int) -> None:
     """End the process without the interpreter's teardown, which frees every module (~5 ms
     of ``sbuild exec``): exit handlers run and output is flushed, nothing else is needed."""
-    import atexit
-
+    atexit = sys.modules.get("atexit")  # (a handler needs it imported: none without it, ~0.1 ms saved)
     try:
-        atexit._run_exitfuncs()
+        if atexit is not None:
+            atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - e.g. a closed pipe: let the normal exit deal with it

@@ -9,6 +9,11 @@ directory beside the entry (``.extract-*``, with an owner record: ``base.owner``
 into place only when complete; a failed one is an ``ImageError`` and leaves nothing, a
 killed one is reclaimed by the next extraction or ``cache clean``. The cache index maps a file's
 (device, inode, size, mtime) to that digest so that the digest is computed once per file.
+When the cache directory cannot be written (``HOME=/nonexistent``, a read-only home), the
+cache is disabled as Apptainer disables its own: a WARNING names the directory and
+``APPTAINER_CACHEDIR``, and the image is extracted into ``$TMPDIR/sbuild-extract-*`` for this
+run only (an owner record: removed when the last process of the run ends, or reclaimed by
+the next such run after a kill).
 Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor here).
 """
 
@@ -90,9 +95,10 @@ def _extracted(image: str, offset: int, size: int) -> str:
     root = cache_dir()
     try:
         os.makedirs(os.path.join(root, "index"), 0o700, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK) or not os.access(os.path.join(root, "index"), os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", root)
     except OSError as e:
-        raise CapabilityError(f"extracting {image}: cannot create the image cache {root}: {e.strerror}",
-                              hint="set SBUILD_CACHEDIR (or APPTAINER_CACHEDIR) to a directory you can write") from e
+        return _uncached(image, offset, root, e)
     st = os.stat(image)
     key = os.path.join(root, "index", f"{st.st_dev}-{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{offset}")
     try:
@@ -115,6 +121,41 @@ def _extracted(image: str, offset: int, size: int) -> str:
         f.write(digest)
     os.replace(tmp, key)
     return target
+
+
+def _uncached(image: str, offset: int, root: str, error: OSError) -> str:
+    """``image`` extracted into a directory of this run's own (the cache is unusable)."""
+    import atexit
+    import logging
+    import shutil
+    import tempfile
+
+    from base.owner import owned_dir, reclaim
+    from base.squashfs import unpack
+
+    logging.getLogger("sbuild.runtime").warning(
+        "Cache disabled: cache directory %s is not writable (%s); extracting %s for this run only "
+        "(set APPTAINER_CACHEDIR to a writable directory to extract it once)",
+        root, error.strerror or error, image)
+    parent = tempfile.gettempdir()
+    reclaim(parent, ["sbuild-extract-"])  # what killed runs left
+    work = owned_dir(parent, "sbuild-extract-")
+    atexit.register(_discard, work, os.getpid())
+    out = os.path.join(work.path, "rootfs")
+    unpack(image, out, offset=offset, rootless=True, use_unsquashfs=shutil.which("unsquashfs") is not None)
+    os.chmod(out, 0o755)
+    return out
+
+
+def _discard(work, pid: int) -> None:  # noqa: ANN001 - base.owner.Owned
+    """At exit (of the process that extracted, not of a forked child): remove the run's
+    extraction unless a process of the run (an instance) still holds its owner record."""
+    if os.getpid() != pid:
+        return
+    from base.owner import reclaim
+
+    work.release()
+    reclaim(os.path.dirname(work.path), [os.path.basename(work.path)])
 
 
 def _extract(image: str, offset: int, target: str) -> None:

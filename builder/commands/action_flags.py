@@ -132,6 +132,9 @@ def options_for(command: str) -> tuple:
     return tuple(o for o in OPTIONS if o[4] in scopes)
 
 
+_KINDS = {_F: "bool", _V: "value", _AP: "append", _L: "list"}  # base.env.twin_value's names
+
+
 def _given(value: object) -> bool:
     return value not in (None, False, [])
 
@@ -142,7 +145,7 @@ def apply_env(args, command: str, environ=None) -> list[tuple[str, str]]:
     env = os.environ if environ is None else environ
     if not any(k.startswith(("APPTAINER_", "SINGULARITY_")) for k in env):
         return []
-    from base.env import appended, parse_bool, twin
+    from base.env import appended, twin_value
 
     notes = []
     for strings, kind, _m, keys, _s, _h in options_for(command):
@@ -156,17 +159,10 @@ def apply_env(args, command: str, environ=None) -> list[tuple[str, str]]:
             continue
         if _given(getattr(args, name, None)):
             continue
-        found = twin(keys, env)
+        found = twin_value(keys, _KINDS[kind], env)
         if found is None:
             continue
-        notes += [found.note] if found.note else []
-        if kind == _F:
-            value: object = parse_bool(found.value, found.name)
-        elif kind == _L:
-            value = [v.strip() for v in found.value.split(",") if v.strip()]
-        elif kind == _AP:
-            value = [found.value]
-        else:
-            value = found.value
+        value, note = found
+        notes += [note] if note else []
         setattr(args, name, value)
     return notes

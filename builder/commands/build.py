@@ -27,6 +27,8 @@ from pathlib import Path
 
 from builder.commands import add_output_flags
 from builder.commands.flags import add_flag
+from builder.commands.build_flags import add_build_flags, apply_build_flags
+from builder.commands.build_flags import identity as flag_identity
 from builder.commands.check import add_build_arg_flags, build_args_from
 from base.errors import UsageError
 
@@ -69,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
     p.add_argument("--json", action="store_true", help="print one JSON object describing the result")
     add_build_arg_flags(p)
     add_output_flags(p)
+    add_build_flags(p)  # Apptainer's other build flags (builder.commands.build_flags)
     p.set_defaults(handler=run)
 
 
@@ -158,8 +161,11 @@ def _pack_options(args: argparse.Namespace):  # noqa: ANN202
     packer = os.environ.get("SBUILD_PACKER") or "auto"
     if packer not in PACKERS:
         raise UsageError(f"SBUILD_PACKER={packer!r} is not a packer", hint="use one of " + ", ".join(PACKERS))
+    epoch = _source_date_epoch()
+    if epoch is None and getattr(args, "reproducible", False):  # --reproducible: a fixed epoch (build_flags)
+        epoch = 0
     return PackOptions(mksquashfs_args=split_mksquashfs_args(args.mksquashfs_args),
-                       source_date_epoch=_source_date_epoch(), packer=packer)
+                       source_date_epoch=epoch, packer=packer)
 
 
 def _plan(args: argparse.Namespace, target: Path, fmt: str, identity, pack, transfer=None):  # noqa: ANN001, ANN202
@@ -216,7 +222,7 @@ def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # no
     recipe = _recipe_for(source, build_args_from(args))
     for w in recipe.warnings:
         log.warning("%s", w.render("warning"))
-    identity = build_identity(args.fakeroot)
+    identity = flag_identity(args) or build_identity(args.fakeroot)
     pack = _pack_options(args)
     checks.preflight(target, fmt, force=args.force, update=args.update, tmpdir=args.tmpdir,
                      agents={s.bootstrap for s in recipe.stages}, identity=identity.mode, pack=pack)
@@ -235,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.remote:
         raise UsageError("--remote builds are not supported", hint="build locally (sbuild needs no root)")
+    apply_build_flags(args)
     if getattr(args, "program", "sbuild") != "sbuild":  # Apptainer's `build TARGET SOURCE`, strictly
         source, target_s, swapped = args.target, args.source, False
     else:

@@ -129,8 +129,9 @@ def usage_error(error, name: str) -> tuple[str, str, int]:  # noqa: ANN001
 
 def unknown_command(name: str, word: str, known) -> tuple[str, str, int]:  # noqa: ANN001
     """(stderr, stdout, exit status) for an unknown command: an error with a "did you mean",
-    never a build."""
-    close = suggest(word, [w for w in known if w != "help"])
+    never a build. ``apps`` (spython's call; Apptainer 1.5 has no such command, reference
+    §4.5) is pointed at ``inspect --list-apps``."""
+    close = "inspect --list-apps" if word == "apps" else suggest(word, [w for w in known if w != "help"])
     if name in COMPAT:
         text = f'Error for command "{name}": unknown command "{word}" for "{name}"\n'
         if close:

@@ -91,20 +91,6 @@ def _deprecating(base: type, deprecated: dict[str, str]) -> type:
     return Deprecated
 
 
-def _env_value(flag: _EnvFlag, found, environ: Mapping[str, str]) -> object:  # noqa: ANN001
-    from base.env import parse_bool
-    from base.errors import UsageError
-
-    if flag.kind == "bool":
-        return parse_bool(found.value, found.name)
-    if flag.kind == "append":
-        return [found.value]
-    try:
-        return flag.convert(found.value) if flag.convert else found.value
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"while parsing environment variables: {found.name}={found.value!r}: {e}") from e
-
-
 def _log_note(note: tuple[str, str], log) -> None:  # noqa: ANN001
     level, text = note
     (log.warning if level == "warning" else log.info)("%s", text)
@@ -114,7 +100,7 @@ def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     """Fill in the flags ``add_flag`` declared on the parsed command (see the module docstring)."""
     import logging
 
-    from base.env import appended, twin
+    from base.env import appended, twin_value
 
     log = logging.getLogger("sbuild.flags")
     compat = getattr(args, "program", "sbuild") != "sbuild"
@@ -133,13 +119,14 @@ def apply_env(args: argparse.Namespace, environ: Mapping[str, str] | None = None
             continue
         if value is not None:
             continue
-        found = twin(flag.keys, env) if flag.keys else None
+        found = twin_value(flag.keys, flag.kind, env, flag.convert) if flag.keys else None
         if found is None:
             setattr(args, flag.dest, list(flag.default) if isinstance(flag.default, list) else flag.default)
             continue
-        if found.note is not None:
-            _log_note(found.note, log)
-        setattr(args, flag.dest, _env_value(flag, found, env))
+        value, note = found
+        if note is not None:
+            _log_note(note, log)
+        setattr(args, flag.dest, value)
     return args
 
 
@@ -156,18 +143,18 @@ class _Quieter:
 
 
 def _value_follows(parser: argparse.ArgumentParser, token: str) -> int:
-    """1 when the option word ``token`` leaves its value to the next word, else 0."""
+    """1 when the option word ``token`` leaves its value to the next word, else 0
+    (``leading.option_words`` with the parser's options)."""
+    from builder.commands.leading import option_words
+
     options = parser._option_string_actions
-    if token.startswith("--"):
-        action = options.get(token)
-        return int(action is not None and action.nargs != 0)
-    for j, letter in enumerate(token[1:], 1):
-        action = options.get("-" + letter)
-        if action is None:
-            return 0
-        if action.nargs != 0:
-            return int(j == len(token) - 1)
-    return 0
+
+    def kind(name: str) -> bool | None:
+        action = options.get(name)
+        return None if action is None else action.nargs != 0
+
+    read = option_words([token, ""], 0, kind)
+    return int(read is not None and read[1] == 2)
 
 
 def _subparsers(parser: argparse.ArgumentParser):  # noqa: ANN202

@@ -1,5 +1,10 @@
 """Apptainer's global flags, read before the command word without argparse, and its messages.
 
+``option_words(argv, i, kind)`` is pflag's reading of one option word (``--f``, ``--f=v``,
+``--f v``, clustered shorts ``-ab``, ``-cVALUE``, ``-c VALUE``): the one scanner of the command
+line, used here, by the actions' parsers (``builder.commands.run``) and by the argparse
+commands' non-interspersed split (``builder.commands.flags``), each with its own table.
+
 ``parse_globals(argv)`` takes ``GLOBAL_FLAGS`` (reference apptainer-cli.md §1: ``-d -v -q -s
 --nocolor -c --build-config --version``) off the front of ``argv`` with ``parse_leading``,
 which reads any table of ``Flag`` the same way (``--f=v``, ``--f v``, clustered shorts, env
@@ -18,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Flag", "parse_leading", "GLOBAL_FLAGS", "parse_globals", "level", "prefix", "Style"]
+__all__ = ["option_words", "Flag", "parse_leading", "GLOBAL_FLAGS", "parse_globals", "level", "prefix", "Style"]
 
 
 class Flag:
@@ -35,6 +40,38 @@ class Flag:
         return f"Flag({self.names!r}, {self.dest!r})"
 
 
+def option_words(argv: Sequence[str], i: int, kind, unknown_switch: bool = False):  # noqa: ANN001, ANN201
+    """pflag's reading of the option word ``argv[i]``: ``(pairs, next index)``, ``pairs`` a list
+    of ``(name, value, inline)`` (value None for a switch not written ``--f=v``; ``inline``:
+    the value was in the word itself); None when an option is unknown or its value missing.
+    ``kind(name)``: True (takes a value), False (a switch), None (unknown; with
+    ``unknown_switch`` read as a switch). ``argv[i]`` starts with ``-`` and is not ``-``/``--``."""
+    token = argv[i]
+    if token.startswith("--"):
+        name, eq, value = token.partition("=")
+        takes = kind(name)
+        if takes is None and not unknown_switch:
+            return None
+        if eq:
+            return [(name, value, True)], i + 1
+        if not takes:
+            return [(name, None, False)], i + 1
+        return ([(name, argv[i + 1], False)], i + 2) if i + 1 < len(argv) else None
+    pairs = []
+    for j in range(1, len(token)):
+        name = "-" + token[j]
+        takes = kind(name)
+        if takes is None and not unknown_switch:
+            return None
+        if not takes:
+            pairs.append((name, None, False))
+            continue
+        if j + 1 < len(token):
+            return [*pairs, (name, token[j + 1:], True)], i + 1
+        return ([*pairs, (name, argv[i + 1], False)], i + 2) if i + 1 < len(argv) else None
+    return pairs, i + 1
+
+
 def parse_leading(argv: Sequence[str], table: Sequence[Flag], environ: Mapping[str, str] | None = None,
                   ) -> tuple[dict[str, object], list[str], list[tuple[str, str]]]:
     """Parse the flags of ``table`` at the start of ``argv`` (``--f=v``, ``--f v``, clustered
@@ -43,54 +80,22 @@ def parse_leading(argv: Sequence[str], table: Sequence[Flag], environ: Mapping[s
     switch, read strictly). ``rest[0]`` is the first other word (the command, or an unknown
     flag: the caller reports it). ``notes``: (level, text) for the twins' notes."""
     by_name = {name: flag for flag in table for name in flag.names}
+
+    def kind(name: str) -> bool | None:
+        flag = by_name.get(name)
+        return None if flag is None else flag.takes_value
+
     values: dict[str, object] = {}
     i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token.startswith("--") and len(token) > 2:
-            name, eq, value = token.partition("=")
-            flag = by_name.get(name)
-            if flag is None or (eq and not flag.takes_value):
-                break
-            if flag.takes_value and not eq:
-                if i + 1 == len(argv):
-                    break
-                i, value = i + 1, argv[i + 1]
-            values[flag.dest] = value if flag.takes_value else True
-        elif token.startswith("-") and len(token) > 1 and token != "--":
-            used = _cluster(token, argv[i + 1] if i + 1 < len(argv) else None, by_name, values)
-            if used is None:
-                break
-            i += used
-        else:
-            break
-        i += 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-", "--"):
+        read = option_words(argv, i, kind)
+        if read is None or any(inline and not kind(name) for name, _v, inline in read[0]):
+            break  # (``--debug=x``: a switch takes no value here)
+        for name, value, _inline in read[0]:
+            values[by_name[name].dest] = value if by_name[name].takes_value else True
+        i = read[1]
     notes = _leading_env(table, values, os.environ if environ is None else environ)
     return values, list(argv[i:]), notes
-
-
-def _cluster(token: str, following: str | None, by_name: dict, values: dict) -> int | None:
-    """Clustered short flags (``-dq``, ``-cFILE``, ``-c FILE``): how many extra words they
-    used (0 or 1), or None (nothing recorded) when one letter is not in the table."""
-    found: dict[str, object] = {}
-    for j, letter in enumerate(token[1:], 1):
-        flag = by_name.get("-" + letter)
-        if flag is None:
-            return None
-        if flag.takes_value:
-            rest = token[j + 1:]
-            if rest:
-                found[flag.dest] = rest
-                values.update(found)
-                return 0
-            if following is None:
-                return None
-            found[flag.dest] = following
-            values.update(found)
-            return 1
-        found[flag.dest] = True
-    values.update(found)
-    return 0
 
 
 def _leading_env(table: Sequence[Flag], values: dict[str, object], environ: Mapping[str, str]):
@@ -100,15 +105,15 @@ def _leading_env(table: Sequence[Flag], values: dict[str, object], environ: Mapp
     wanted = [f for f in table if f.dest not in values and f.env]
     if not any(p + k in environ for f in wanted for k in f.env for p in ("APPTAINER_", "SINGULARITY_")):
         return notes
-    from base.env import parse_bool, twin
+    from base.env import twin_value
 
     for flag in wanted:
-        found = twin(flag.env, environ)
+        found = twin_value(flag.env, "value" if flag.takes_value else "bool", environ)
         if found is None:
             continue
-        if found.note:
-            notes.append(found.note)
-        values[flag.dest] = found.value if flag.takes_value else parse_bool(found.value, found.name)
+        values[flag.dest], note = found
+        if note:
+            notes.append(note)
     return notes
 
 

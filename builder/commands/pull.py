@@ -152,23 +152,36 @@ def _refuse_existing(target: Path, force: bool) -> None:
 
 
 def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False, progress=None) -> None:
-    """Fetch ``uri`` into a bundle and write it as ``target`` in ``fmt``: the pieces of a
-    build (``Bundle``, the OCI source's ``fill_from_image``, ``write_bundle``), without the
-    recipe's steps. ``options`` is a ``builder.options.FetchOptions``. As before, a pull
-    packs with the default ``PackOptions`` (SOURCE_DATE_EPOCH and SBUILD_PACKER are build
-    settings)."""
-    from builder.bundle import Bundle
-    from builder.options import BuildPlan
-    from builder.sources.oci.agent import fill_from_image, pull_options
-    from builder.steps import reclaim_leftovers, write_bundle
+    """Build ``uri`` as ``target`` in ``fmt``: as Apptainer's pull, a build of the one-stage
+    recipe ``bootstrap: <transport>`` / ``from: <ref>`` (``builder.steps.build_recipe``), so
+    that the image has what a build writes (``org.label-schema.*`` and the image's own labels,
+    ``/.singularity.d/Singularity``, the env scripts). ``options`` is a
+    ``builder.options.FetchOptions``; ``progress(digest, done, total)`` draws the downloads.
+    As before, a pull packs with the default ``PackOptions`` (SOURCE_DATE_EPOCH and
+    SBUILD_PACKER are build settings)."""
+    import dataclasses
 
-    reclaim_leftovers(BuildPlan(Path(target), fmt, fetch=options))  # what killed builds and pulls left
-    bundle = Bundle.create(options.tmpdir)
+    from builder.options import BuildPlan
+    from builder.recipe import parse_recipe
+    from builder.steps import build_recipe
+    from builder.steps.progress import LineProgress
+
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, _, rest = uri.partition(":")
+    recipe = parse_recipe(f"bootstrap: {scheme}\nfrom: {rest}\n\n".encode(), path=uri)
+    fetch = dataclasses.replace(options, transfer=progress) if progress is not None else options
+    build_recipe(recipe, BuildPlan(Path(target), fmt, fetch=fetch, force=force),
+                 progress=LineProgress(sys.stderr, echo=False), version=_version())
+
+
+def _version() -> str:
     try:
-        fill_from_image(bundle, uri, pull_options(options), progress)
-        write_bundle(bundle, BuildPlan(Path(target), fmt, force=force))
-    finally:
-        bundle.remove()
+        from importlib.metadata import version
+
+        return version("sbuild")
+    except Exception:  # noqa: BLE001 - running from a checkout
+        return "0+unknown"
 
 
 def layer_progress(stream=None):
@@ -274,7 +287,10 @@ def _pull(args: argparse.Namespace) -> int:
     options = _options(args, args.library)
     # Apptainer writes a SIF whatever the name (Snakemake's <md5>.simg); sbuild follows the name
     fmt = "sandbox" if args.sandbox else "sif" if compat else format_for_target(target)
-    if uri.startswith("oras://"):
+    cached = _from_cache(uri, options, quiet=args.quiet)
+    if cached is not None:  # the URI image cache (builder.commands.uri): pulled once, copied out
+        place_image(cached, target, fmt, force=args.force)
+    elif uri.startswith("oras://"):
         from builder.sources.oci.agent import pull_options
         from builder.sources.oci.oras import pull_oras
 
@@ -286,6 +302,28 @@ def _pull(args: argparse.Namespace) -> int:
                    progress=None if args.quiet else layer_progress())
     logging.getLogger("sbuild.pull").info("pulled %s to %s", uri, target)
     return 0
+
+
+def _from_cache(uri: str, options, *, quiet: bool):  # noqa: ANN001, ANN202 - FetchOptions -> Path | None
+    """The cached SIF of ``uri`` (pulled into ``<cache>/images/`` first when missing), as
+    Apptainer's pull builds into ``cache/oci-tmp/<digest>`` and copies out (the registry is
+    asked for the digest each time: no offline fallback); None with ``--disable-cache``, an
+    unwritable cache (its WARNING), or for library:// and shub://."""
+    from pathlib import Path
+
+    from base.cachedir import cache_root
+    from builder.commands import uri as uris
+
+    if options.disable_cache or uris.scheme_of(uri) not in ("docker", "oras"):
+        return None  # (library:// and shub:// downloads are kept in the blob cache already)
+    root = Path(cache_root()) / "images"
+    if not uris.writable(root):
+        return None
+    if not quiet:
+        import dataclasses
+
+        options = dataclasses.replace(options, transfer=layer_progress())
+    return uris.cached_image(uri, options, store=uris.ImageStore(root), offline=False)
 
 
 def _push(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ Parsing is pflag's non-interspersed mode, as Apptainer's: options up to the imag
 image, ``--`` included, goes to the container. ``parse_quick(argv)`` does this without
 argparse (which with ``re`` costs ~10 ms to import) and returns None for what it leaves to
 argparse (help, errors, a value starting with ``-``); the argparse parser, for those,
-splits the command line at the image the same way (``_split``). ``tests/runtime/
-test_cli_parse.py`` checks that both agree.
+splits the command line at the image the same way (``_split``); both read option words with
+``leading.option_words``, the one scanner. ``tests/runtime/test_cli_parse.py`` checks that
+both agree.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 
 from builder.commands.action_flags import FLAG_VALUES, dest, options_for
 from builder.commands.launch_options import prepare, run_options
+from builder.commands.leading import option_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,26 +77,28 @@ def add_run_flags(p: argparse.ArgumentParser, command: str = "exec") -> None:
                            metavar=metavar, help=text)
 
 
+def _kind(table: dict[str, tuple[str, str]]):  # noqa: ANN202
+    """``leading.option_words``'s ``kind`` for a table of option string -> (dest, kind)."""
+    def kind(name: str) -> bool | None:
+        entry = table.get(name)
+        return None if entry is None else entry[1] != "flag"
+    return kind
+
+
 def _split(args: list[str], table: dict[str, tuple[str, str]]) -> int:
     """Where pflag's non-interspersed scan stops: the index of the first positional (after
     ``--`` if that came first), or ``len(args)``. Unknown options count as switches."""
-    i, n = 0, len(args)
+    i, n, kind = 0, len(args), _kind(table)
     while i < n:
         token = args[i]
         if token == "--":
             return i + 1
         if not token.startswith("-") or token == "-":
             return i
-        if token.startswith("--"):
-            kind = table.get(token, ("", "flag"))[1]
-            i += 1 if kind == "flag" or "=" in token else 2
-            continue
-        for j in range(1, len(token)):
-            if table.get("-" + token[j], ("", "flag"))[1] != "flag":
-                i += 1 if j + 1 < len(token) else 2
-                break
-        else:
-            i += 1
+        read = option_words(args, i, kind, unknown_switch=True)
+        if read is None:  # (a value missing at the end)
+            return n
+        i = read[1]
     return n
 
 
@@ -156,49 +160,31 @@ def register(subparsers, only: str | None = None) -> None:
 
 def _scan(argv: list[str], table: dict, values: dict) -> int | None:
     """pflag's scan of ``argv`` (after the command word) into ``values``: the index of the
-    image, or None for what argparse should handle (help, errors, rare forms)."""
-    i, n = 1, len(argv)
+    image, or None for what argparse should handle (help, errors, rare forms: a value that
+    starts with ``-``, ``-x=v``, ``--flag=maybe``)."""
+    i, n, kind = 1, len(argv), _kind(table)
     while i < n:
         token = argv[i]
         if token in ("", "-", "--"):
             return None  # (an empty image name, "-", "--": argparse)
         if not token.startswith("-"):
             return i
-        if token.startswith("--"):
-            name, eq, value = token.partition("=")
-            entry = table.get(name)
-            if entry is None:
-                return None  # -h, unknown options
-            if entry[1] == "flag":
-                if eq and value not in FLAG_VALUES:
-                    return None
-                values[entry[0]] = FLAG_VALUES[value] if eq else True
-                i += 1
-                continue
-            if not eq:
-                if i + 1 == n or argv[i + 1].startswith("-"):
-                    return None
-                value, i = argv[i + 1], i + 1
-            _store(values, entry, value)
-            i += 1
-            continue
-        if "=" in token:
+        if not token.startswith("--") and "=" in token:
             return None
-        for j in range(1, len(token)):
-            entry = table.get("-" + token[j])
-            if entry is None:
-                return None
+        read = option_words(argv, i, kind)
+        if read is None:
+            return None  # -h, unknown options, a missing value
+        for name, value, inline in read[0]:
+            entry = table[name]
             if entry[1] == "flag":
-                values[entry[0]] = True
-                continue
-            value = token[j + 1:]
-            if not value:
-                if i + 1 == n or argv[i + 1].startswith("-"):
+                if inline and value not in FLAG_VALUES:
                     return None
-                value, i = argv[i + 1], i + 1
-            _store(values, entry, value)
-            break
-        i += 1
+                values[entry[0]] = FLAG_VALUES[value] if inline else True
+            elif not inline and value.startswith("-"):
+                return None
+            else:
+                _store(values, entry, value)
+        i = read[1]
     return None
 
 

@@ -12,7 +12,8 @@ transports of ``TRANSPORTS`` (``my:f.sif`` is a file). Of those, the pullable on
 ``docker``, ``oras``, ``library`` and ``shub``; any other transport is an error naming it.
 
 The cache (``<cache root>/images/``, ``base.cachedir``): one SIF per image, named by its
-digest, as Apptainer's ``cache/oci-tmp/<digest>``:
+digest, as Apptainer's ``cache/oci-tmp/<digest>``; ``pull`` goes through it too (a second
+``pull`` of an unchanged image copies the entry out):
 
 - ``oci-tmp/<hex>`` for ``docker://`` (the manifest digest for the host platform),
   ``oras/<hex>`` (the manifest digest), ``library/<hex>`` and ``shub/<hex>`` (the sha256 of
@@ -48,7 +49,7 @@ from base.errors import UsageError
 from builder.options import FetchOptions
 
 __all__ = ["TRANSPORTS", "PULLABLE", "scheme_of", "image_path", "cached_image",
-           "fetch_options", "ImageStore"]
+           "fetch_options", "ImageStore", "writable"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -98,12 +99,12 @@ def image_path(text: str, args=None) -> str:  # noqa: ANN001
     sitepackages.load()  # the quick path of an action starts Python with -S (builder.cli)
     options = fetch_options(args)
     root = Path(cache_root()) / "images"
-    if options.disable_cache or not _writable(root):
+    if options.disable_cache or not writable(root):
         return str(_uncached(text, options))
     return str(cached_image(text, options, store=ImageStore(root)))
 
 
-def _writable(root: Path) -> bool:
+def writable(root: Path) -> bool:
     """Whether the image cache can be used; if not, Apptainer's WARNING (the cache is disabled)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -125,8 +126,10 @@ def _uncached(uri: str, options: FetchOptions) -> Path:
     return cached_image(uri, dataclasses.replace(options, disable_cache=True), store=ImageStore(Path(work)))
 
 
-def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = None) -> Path:
-    """The cached SIF of ``uri``, pulled first when the cache does not hold its digest."""
+def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = None,
+                 offline: bool = True) -> Path:
+    """The cached SIF of ``uri``, pulled first when the cache does not hold its digest;
+    ``offline``: an unreachable registry falls back to the last entry (not for ``pull``)."""
     from builder.sources.oci.errors import RegistryError
 
     scheme = scheme_of(uri)
@@ -143,7 +146,7 @@ def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = 
             return _registry_image(uri, kind, options, store)
         return _downloaded_image(uri, kind, options, store)
     except RegistryError as e:
-        if e.status is not None:
+        if e.status is not None or not offline:
             raise  # the registry answered: a tag that is gone or a refused login is not hidden
         hit = store.last(uri)
         if hit is None:
@@ -168,7 +171,7 @@ def _registry_image(uri: str, kind: str, options: FetchOptions, store: ImageStor
     if kind == "oras":
         from builder.sources.oci.oras import pull_oras
 
-        return store.ensure(kind, digest, uri, lambda tmp: pull_oras(pinned, tmp, pulled))
+        return store.ensure(kind, digest, uri, lambda tmp: pull_oras(pinned, tmp, pulled, options.transfer))
 
     def pull(tmp: Path) -> None:
         from builder.commands.pull import pull_image

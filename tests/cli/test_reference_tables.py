@@ -37,19 +37,14 @@ SECTIONS = {
 _LATER = "flag of the signing/encryption issue"
 PENDING = {
     **dict.fromkeys([("build", f) for f in ("-e", "--encrypt", "--passphrase", "--pem-path")], _LATER),
-    **dict.fromkeys([("build", f) for f in ("--userns", "--data", "--arch-variant", "--buildkit-host",
-                                             "--reproducible", "--nv", "--rocm", "--compat32", "--nvccli",
-                                             "--mount", "--writable-tmpfs", "--ignore-subuid",
-                                             "--ignore-fakeroot-command", "--ignore-proot", "--ignore-userns")],
-                    "build flag without its semantics yet"),
+    ("build", "--data"): "a data-container SIF: not built by sbuild yet",
+    ("build", "--buildkit-host"): "Dockerfile builds (buildkit): not in sbuild",
     **dict.fromkeys([("push", f) for f in ("--library", "-U", "--allow-unsigned", "-D", "--description",
                                             "--annotation")], "push is oras:// only so far"),
 }
 PENDING_ENV = {
-    ("build", "--arch-variant"): "not a build flag yet", ("build", "--userns"): "not a build flag yet",
-    ("build", "--data"): "not a build flag yet", ("build", "--reproducible"): "not a build flag yet",
-    ("build", "--nvccli"): "not a build flag yet", ("build", "--mount"): "not a build flag yet",
-    ("build", "--writable-tmpfs"): "not a build flag yet", ("push", "--library"): "push is oras:// only so far",
+    ("build", "--data"): "not a build flag yet",
+    ("push", "--library"): "push is oras:// only so far",
     ("push", "-U"): "push is oras:// only so far", ("push", "--allow-unsigned"): "push is oras:// only so far",
     ("build", "--json"): "sbuild's build --json prints the result, not Apptainer's JSON recipe: no twin",
 }

@@ -186,10 +186,10 @@ def test_a_blob_handed_out_by_path_stays_until_its_fetch_ends(tmp_path):
     """library:// and shub:// read their image by path after the download lock is gone."""
     import hashlib
 
-    from builder.sources.oci import FetchOptions
+    from builder.sources.oci import PullOptions
     from builder.sources.oci.cache import cache_for
 
-    options = FetchOptions(cache_dir=tmp_path / "cache", environ={})
+    options = PullOptions(cache_dir=tmp_path / "cache", environ={})
     data = b"an image\n"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     with cache_for(options) as cache:

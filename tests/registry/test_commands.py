@@ -10,7 +10,7 @@ import time
 import pytest
 from .conftest import REPO
 
-from builder.sources.oci import FetchOptions, parse_platform
+from builder.sources.oci import PullOptions, parse_platform
 from builder.sources.oci.oras import SIF_LAYER, pull_oras
 
 
@@ -54,7 +54,7 @@ def test_pull_sif_push_oras_and_pull_back(sbuild, registry, tmp_path, env):
 def test_oras_pull_refuses_a_container_image(registry, tmp_path):
     with pytest.raises(Exception, match="not a SIF artifact"):
         pull_oras(f"oras://{registry.host}/{REPO}:1.0", tmp_path / "x.sif",
-                  FetchOptions(platform=parse_platform("amd64"), environ={}, cache_dir=tmp_path / "c"))
+                  PullOptions(platform=parse_platform("amd64"), environ={}, cache_dir=tmp_path / "c"))
     assert not (tmp_path / "x.sif").exists()
 
 

@@ -12,9 +12,9 @@ import images as I
 import pytest
 
 from base.errors import ImageError
-from builder.sources.oci import DigestError, FetchOptions, PlatformError, fetch_to_rootfs, parse_platform
+from builder.sources.oci import DigestError, PullOptions, PlatformError, fetch_to_rootfs, parse_platform
 
-OPTS = FetchOptions(platform=parse_platform("amd64"), environ={})
+OPTS = PullOptions(platform=parse_platform("amd64"), environ={})
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,10 @@ def test_oci_layout_needs_a_name_when_it_holds_several(layout, tmp_path):
 
 
 def test_oci_layout_index_by_platform(layout, tmp_path):
-    cfg = fetch_to_rootfs(f"oci:{layout}:multi", tmp_path / "a", FetchOptions(platform=parse_platform("arm64")))
+    cfg = fetch_to_rootfs(f"oci:{layout}:multi", tmp_path / "a", PullOptions(platform=parse_platform("arm64")))
     assert cfg.env == ["ARCH=arm64"]
     with pytest.raises(PlatformError):
-        fetch_to_rootfs(f"oci:{layout}:multi", tmp_path / "b", FetchOptions(platform=parse_platform("ppc64le")))
+        fetch_to_rootfs(f"oci:{layout}:multi", tmp_path / "b", PullOptions(platform=parse_platform("ppc64le")))
 
 
 def test_oci_layout_with_corrupt_blob_is_refused(layout, tmp_path):
@@ -189,7 +189,7 @@ def test_docker_daemon(dockerd, tmp_path, reference_tree):
             client.images.load(fh.read())
     finally:
         client.close()
-    opts = FetchOptions(platform=parse_platform("amd64"), docker_host=dockerd, environ={})
+    opts = PullOptions(platform=parse_platform("amd64"), docker_host=dockerd, environ={})
     cfg = fetch_to_rootfs("docker-daemon:test/hand:1.0", tmp_path / "r", opts)
     assert I.file_tree(tmp_path / "r") == reference_tree
     assert cfg.entrypoint == ["/bin/sh", "-c"]

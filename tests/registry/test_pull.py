@@ -12,7 +12,7 @@ import pytest
 import servers
 from .conftest import HAVE_ZSTD, REPO
 
-from builder.sources.oci import (AuthError, Credentials, DigestError, FetchOptions, PlatformError,
+from builder.sources.oci import (AuthError, Credentials, DigestError, PullOptions, PlatformError,
                                  RegistryError, fetch_to_rootfs, parse_platform)
 
 AMD64 = parse_platform("amd64")
@@ -20,7 +20,7 @@ AMD64 = parse_platform("amd64")
 
 def opts(cache_dir, **kw):
     kw.setdefault("platform", AMD64)
-    return FetchOptions(cache_dir=cache_dir, environ={"HOME": str(cache_dir.parent / "home")}, **kw)
+    return PullOptions(cache_dir=cache_dir, environ={"HOME": str(cache_dir.parent / "home")}, **kw)
 
 
 def cached_blobs(cache_dir):
@@ -110,7 +110,7 @@ def test_bad_blob_leaves_no_cache_entry_and_names_blob_and_registry(proxy, layou
     with pytest.raises(RegistryError) as e:
         fetch_to_rootfs(f"docker://{proxy.host}/{REPO}:1.0", tmp_path / "r",
                         opts(cache_dir) if fault != "status" else
-                        FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={}), sleep=slept.append)
+                        PullOptions(cache_dir=cache_dir, platform=AMD64, environ={}), sleep=slept.append)
     assert digest in str(e.value) and proxy.host in str(e.value)
     assert slept == ([1.0, 2.0, 4.0, 8.0] if fault == "status" else [])  # 5xx: 5 tries, doubling waits
     assert digest.split(":")[1] not in cached_blobs(cache_dir)
@@ -124,7 +124,7 @@ def test_transient_errors_are_retried(proxy, tmp_path, cache_dir, layout):
                      servers.Fault(match=f"/blobs/{_layer_digest(layout, 0)}", status=503, times=1)]
     slept = []
     fetch_to_rootfs(f"docker://{proxy.host}/{REPO}:1.0", tmp_path / "r",
-                    FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={}), sleep=slept.append)
+                    PullOptions(cache_dir=cache_dir, platform=AMD64, environ={}), sleep=slept.append)
     assert slept == [0.0, 0.0, 1.0]  # Retry-After: 0 honoured twice, then the first back-off step
     assert (tmp_path / "r" / "hello.txt").read_text() == "hello from layer 3\n"
 
@@ -158,12 +158,12 @@ def test_credentials_from_env_and_docker_config(basic_registry, tmp_path, cache_
     ref = f"docker://{basic_registry.host}/{REPO}:1.0"
     env = {"HOME": str(tmp_path / "h"), "APPTAINER_DOCKER_USERNAME": servers.USER,
            "APPTAINER_DOCKER_PASSWORD": servers.PASSWORD}
-    fetch_to_rootfs(ref, tmp_path / "a", FetchOptions(cache_dir=cache_dir, platform=AMD64, environ=env))
+    fetch_to_rootfs(ref, tmp_path / "a", PullOptions(cache_dir=cache_dir, platform=AMD64, environ=env))
     cfgdir = tmp_path / "h" / ".docker"
     cfgdir.mkdir(parents=True)
     token = base64.b64encode(f"{servers.USER}:{servers.PASSWORD}".encode()).decode()
     (cfgdir / "config.json").write_text(json.dumps({"auths": {f"http://{basic_registry.host}/v1/": {"auth": token}}}))
-    fetch_to_rootfs(ref, tmp_path / "b", FetchOptions(cache_dir=cache_dir, platform=AMD64,
+    fetch_to_rootfs(ref, tmp_path / "b", PullOptions(cache_dir=cache_dir, platform=AMD64,
                                                       environ={"HOME": str(tmp_path / "h")}))
     assert (tmp_path / "b" / "hello.txt").exists()
 
@@ -236,7 +236,7 @@ def test_identity_token_from_docker_config_is_an_oauth2_refresh_token(token_regi
     sif = _small_sif(tmp_path)
     home = tmp_path / "home"
     _docker_config(home, token_registry.host, {"identitytoken": servers.REFRESH_TOKEN})
-    options = FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={"HOME": str(home)})
+    options = PullOptions(cache_dir=cache_dir, platform=AMD64, environ={"HOME": str(home)})
     server = token_registry.token_server
     server.requests.clear()
     caplog.set_level(logging.DEBUG)
@@ -264,6 +264,6 @@ def test_rejected_identity_token_is_an_auth_error(token_registry, tmp_path, cach
     _docker_config(home, token_registry.host, {"identitytoken": "revoked-token-987"})
     with pytest.raises(AuthError) as e:
         push_oras(sif, f"oras://{token_registry.host}/test/idtoken:2",
-                  FetchOptions(cache_dir=cache_dir, platform=AMD64, environ={"HOME": str(home)}))
+                  PullOptions(cache_dir=cache_dir, platform=AMD64, environ={"HOME": str(home)}))
     assert token_registry.host in e.value.message and "401" in e.value.message
     assert "revoked-token-987" not in e.value.render()

@@ -4,6 +4,8 @@ to overwrite without ``--force``, and ``inspect --json``'s shape for an image wi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from .conftest import REPO
 
@@ -77,7 +79,12 @@ def test_arch_picks_the_platform_of_an_index(sbuild, registry, env):
 def test_inspect_json_of_an_image_without_labels_has_empty_attributes(sbuild, registry, env):
     r = sbuild("pull", "--arch", "amd64", "--sandbox", "box", f"docker://{registry.host}/{REPO}:multi")
     assert r.status == 0, r.err
-    assert (env / "box/.singularity.d/labels.json").read_text() == "{}"
+    labels = json.loads((env / "box/.singularity.d/labels.json").read_text())  # a pull is a build: its labels
+    assert labels["org.label-schema.schema-version"] == "1.0" and labels["org.label-schema.build-arch"] == "amd64"
+    assert labels["org.label-schema.usage.singularity.deffile.bootstrap"] == "docker"
+    # (pulled by the digest the tag resolved to: the URI cache is keyed by it)
+    assert labels["org.label-schema.usage.singularity.deffile.from"].startswith(f"{registry.host}/{REPO}@sha256:")
+    (env / "box/.singularity.d/labels.json").write_text("{}")  # (an image without any labels)
     r = sbuild("inspect", "--json", "box")
     assert (r.status, r.out, r.err) == (0, '{\n\t"data": {\n\t\t"attributes": {}\n\t},\n\t"type": "container"\n}\n', "")
 
@@ -104,3 +111,23 @@ def test_under_apptainer_a_uri_needs_its_transport_and_stdout_stays_empty(tmp_pa
                        stdin=subprocess.DEVNULL, timeout=60)
     assert (r.returncode, r.stdout) == (255, "") and "FATAL:   No transport type URI supplied" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_pull_copies_from_the_uri_cache_and_disable_cache_bypasses_it(sbuild, registry, env):
+    uri = f"docker://{registry.host}/{REPO}:1.0"
+    r = sbuild("pull", "one.sif", uri)
+    assert r.status == 0, r.err
+    entries = list((env / "cachedir" / "sbuild" / "images" / "oci-tmp").iterdir())
+    entries = [p for p in entries if not p.name.startswith(".")]
+    assert len(entries) == 1 and entries[0].read_bytes() == (env / "one.sif").read_bytes()
+    blobs = env / "cachedir" / "sbuild" / "blobs"
+    import shutil
+
+    shutil.rmtree(blobs)  # a re-fetch of the layers would have to fill it again
+    r = sbuild("pull", "two.sif", uri)
+    assert r.status == 0 and "Using cached SIF image" in r.err, r.err
+    assert (env / "two.sif").read_bytes() == (env / "one.sif").read_bytes()
+    assert not blobs.exists() or not any(blobs.rglob("sha256*"))
+    r = sbuild("pull", "--disable-cache", "three.sif", uri)
+    assert r.status == 0 and "Using cached SIF image" not in r.err, r.err
+    assert (env / "three.sif").read_bytes()[32:41] == b"SIF_MAGIC"

@@ -22,7 +22,7 @@ import servers
 
 from builder.sources.oci.errors import DigestError, LayerError
 from builder.sources.oci.platform import Platform
-from builder.sources.oci.puller import FetchOptions, fetch_to_rootfs
+from builder.sources.oci.puller import PullOptions, fetch_to_rootfs
 
 ROOT = Path(__file__).resolve().parents[2]
 _SIZE = 8 << 20
@@ -60,7 +60,7 @@ def test_wrong_bytes_for_a_big_layer_say_digest_mismatch(proxy, big, tmp_path, k
     _serve_wrong(proxy, digest, size, kind)
     with pytest.raises(DigestError) as e:
         fetch_to_rootfs(f"docker://{proxy.host}/{ref}", tmp_path / "r",
-                        FetchOptions(cache_dir=tmp_path / "cache", nohttps=True, platform=Platform("linux", "amd64"),
+                        PullOptions(cache_dir=tmp_path / "cache", nohttps=True, platform=Platform("linux", "amd64"),
                                      environ={}))
     text = str(e.value)
     assert "digest mismatch" in text and digest in text and proxy.host in text, text

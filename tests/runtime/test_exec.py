@@ -103,6 +103,33 @@ def test_unprivileged_squashfs_is_extracted_once(profile, images, workdir):
     assert len([p for p in cache.iterdir() if p.is_dir() and p.name != "index"]) >= 1
 
 
+@pytest.mark.parametrize("case", ["nonexistent home", "read-only cache"])
+def test_unprivileged_without_a_writable_cache_extracts_for_the_run_only(profile, images, workdir, case):
+    """Regression: HOME=/nonexistent (or a read-only cache) failed in the extraction cache;
+    Apptainer disables its cache with a WARNING and runs."""
+    if profile.name == "root":
+        pytest.skip("root mounts squashfs in place; extraction is the unprivileged path")
+    tmp = workdir / "tmp"
+    tmp.mkdir()
+    profile.own(tmp)
+    env = {"TMPDIR": str(tmp), "XDG_CACHE_HOME": "", "APPTAINER_CACHEDIR": "", "SINGULARITY_CACHEDIR": ""}
+    if case == "nonexistent home":
+        env.update(SBUILD_CACHEDIR="", HOME="/nonexistent")
+        expected = "/nonexistent/.cache/sbuild/rootfs"
+    else:
+        ro = workdir / "ro"
+        (ro / "rootfs").mkdir(parents=True)
+        profile.own(ro / "rootfs")
+        (ro / "rootfs").chmod(0o555)
+        env["SBUILD_CACHEDIR"] = str(ro)
+        expected = f"{ro}/rootfs"
+    r = profile.sbuild("exec", images["squashfs"], "sh", "-c", 'echo "$FROM_IMAGE"', env=env)
+    assert (r.status, r.out) == (0, "yes\n"), r.err
+    assert f"Cache disabled: cache directory {expected} is not writable" in r.err  # (a WARNING)
+    assert "APPTAINER_CACHEDIR" in r.err
+    assert list(tmp.iterdir()) == []  # the run's extraction is gone with the run
+
+
 def test_unprivileged_squashfs_uses_squashfuse_when_dev_fuse_is_usable(profile, images, rt):
     import os
     import shutil

@@ -2,7 +2,7 @@
 
 Public API (stable; the build pipeline calls these):
 
-``fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress=None, *, sleep=time.sleep) -> ImageConfig``
+``fetch_to_rootfs(ref: str, rootfs: Path, options: PullOptions, progress=None, *, sleep=time.sleep) -> ImageConfig``
     Fill the directory ``rootfs`` with the image ``ref``:
     ``docker://[registry/]name[:tag|@digest]``, ``oci:DIR[:tag|@digest]``,
     ``oci-archive:FILE[:tag]``, ``docker-archive:FILE[:name:tag]``, ``docker-daemon:IMAGE``.
@@ -14,7 +14,7 @@ Public API (stable; the build pipeline calls these):
     ``RegistryError``/``AuthError``/``DigestError`` (exit 1), ``ReferenceError_``
     (usage, 2), ``PlatformError``/``LayerError`` (image, 2), ``CapabilityError`` (3).
 
-``FetchOptions``: frozen; ``platform`` (``parse_platform("arm64")``; None = host),
+``PullOptions``: frozen; ``platform`` (``parse_platform("arm64")``; None = host),
     ``nohttps``, ``tls_verify``, ``ca_bundle``, ``authfile``, ``login``
     (``Credentials(user, password)``), ``cache_dir``, ``disable_cache``, ``parallel``,
     ``rootless`` (None = euid != 0), ``docker_host``, ``tmpdir``, ``environ``.
@@ -42,13 +42,13 @@ from builder.sources.oci.config import (ImageConfig, base_labels, env_script, la
                                         oci_config_json, runscript, write_docker_metadata)
 from builder.sources.oci.errors import (AuthError, DigestError, LayerError, PlatformError,
                                         ReferenceError_, RegistryError)
-from builder.sources.oci.puller import FetchOptions, fetch_to_rootfs
+from builder.sources.oci.puller import PullOptions, fetch_to_rootfs
 from builder.sources.oci.layer import LayerApplier
 from builder.sources.oci.platform import Platform, host_platform, parse_platform
 from builder.sources.oci.reference import Reference, from_header, parse_reference
 
 __all__ = [
-    "fetch_to_rootfs", "FetchOptions", "ImageConfig", "write_docker_metadata",
+    "fetch_to_rootfs", "PullOptions", "ImageConfig", "write_docker_metadata",
     "base_labels", "oci_config_json", "env_script", "runscript", "labels_json",
     "Credentials", "BlobCache", "default_cache_dir", "RegistryClient", "LayerApplier",
     "Platform", "parse_platform", "host_platform", "Reference", "parse_reference", "from_header",

@@ -25,7 +25,7 @@ from builder.sources.contract import Source, header_error
 from builder.sources.oci.config import base_labels, oci_config_json, write_docker_metadata
 from builder.sources.oci.errors import ReferenceError_
 from builder.sources.oci.platform import parse_platform
-from builder.sources.oci.puller import FetchOptions as PullOptions
+from builder.sources.oci.puller import PullOptions
 from builder.sources.oci.puller import fetch_to_rootfs
 from builder.sources.oci.reference import from_header
 

@@ -11,7 +11,7 @@
   verified against the config's ``diff_ids``).
 - ``docker-daemon:IMAGE``: the docker SDK's ``images.get(IMAGE).save(named=IMAGE)`` is
   streamed to a temp file (never into memory), then read as a docker-archive.
-  ``DOCKER_HOST`` (or ``FetchOptions.docker_host``) selects the daemon.
+  ``DOCKER_HOST`` (or ``PullOptions.docker_host``) selects the daemon.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from base.gojson import unmarshal
 from base.owner import owned_temp_dir
 from builder.sources.oci.config import ImageConfig
 from builder.sources.oci.errors import DigestError
-from builder.sources.oci.puller import (FetchOptions, Progress, Resolved, _image_config, _json,
+from builder.sources.oci.puller import (PullOptions, Progress, Resolved, _image_config, _json,
                                        _tar_layers, apply_layers)
 from builder.sources.oci.platform import select_manifest
 from builder.sources.oci.stream import CHUNK, HashingReader, parse_digest
@@ -45,7 +45,7 @@ _INDEX = ("application/vnd.oci.image.index.v1+json",
 _REF_NAME = "org.opencontainers.image.ref.name"
 
 
-def fetch_local(transport: str, spec: str, rootfs: Path, options: FetchOptions,
+def fetch_local(transport: str, spec: str, rootfs: Path, options: PullOptions,
                 progress: Progress | None = None) -> ImageConfig:
     with owned_temp_dir(options.tmpdir, "sbuild-oci-") as tmp:  # (reclaimed if we are killed)
         if transport == "oci":
@@ -96,7 +96,7 @@ class OciLayout:
         with open(self.blob_path(desc["digest"]), "rb") as fh:
             yield _Verifying(fh, desc["digest"], desc.get("size"))  # type: ignore[misc]
 
-    def resolve(self, selector: str | None, options: FetchOptions, what: str) -> Resolved:
+    def resolve(self, selector: str | None, options: PullOptions, what: str) -> Resolved:
         index = _json((self.root / "index.json").read_bytes(), f"{what} index.json")
         entries = index.get("manifests") or []
         if selector and selector.startswith("@"):
@@ -128,7 +128,7 @@ def _tags(entries: list[dict]) -> list[str]:
     return [t for e in entries if (t := (e.get("annotations") or {}).get(_REF_NAME))]
 
 
-def _from_layout(layout: OciLayout, selector: str | None, rootfs: Path, options: FetchOptions,
+def _from_layout(layout: OciLayout, selector: str | None, rootfs: Path, options: PullOptions,
                  what: str) -> ImageConfig:
     resolved = layout.resolve(selector, options, what)
     resolved.tag = selector if selector and not selector.startswith("@") else None
@@ -189,7 +189,7 @@ def _unpack_archive(path: Path, dest: Path) -> Path:
 
 
 def _from_docker_archive(path: Path, name: str | None, tmp: Path, rootfs: Path,
-                         options: FetchOptions) -> ImageConfig:
+                         options: PullOptions) -> ImageConfig:
     try:
         with tarfile.open(path, "r:*") as tar:
             names = set(_index(tar))
@@ -275,7 +275,7 @@ def _choose(manifest: list[dict], name: str | None, path: Path) -> dict:
     return manifest[0]
 
 
-def _save_from_daemon(name: str, dest: Path, options: FetchOptions) -> Path:
+def _save_from_daemon(name: str, dest: Path, options: PullOptions) -> Path:
     try:
         import docker
         from docker.errors import DockerException, ImageNotFound

@@ -28,7 +28,7 @@ from base.errors import ImageError
 from builder.images import file_digest
 from builder.sources.oci.cache import cache_for
 from builder.sources.oci.errors import RegistryError
-from builder.sources.oci.puller import (FetchOptions, Progress, _Downloader, _Spool,
+from builder.sources.oci.puller import (PullOptions, Progress, _Downloader, _Spool,
                                         registry_client)
 from builder.sources.oci.client import INDEX_TYPES
 from builder.sources.oci.platform import select_manifest
@@ -53,7 +53,7 @@ def _is_sif(path: Path) -> tuple[bool, str]:
     return ok, _ARCH.get(head[45:47].decode("ascii", "replace"), "unknown") if ok else "unknown"
 
 
-def pull_oras(ref: str, dest: Path, options: FetchOptions, progress: Progress | None = None) -> str:
+def pull_oras(ref: str, dest: Path, options: PullOptions, progress: Progress | None = None) -> str:
     """Download the SIF at ``oras://ref`` to ``dest``; returns the layer digest."""
     reference = parse_reference(ref)
     client = registry_client(reference, options)
@@ -86,7 +86,7 @@ def pull_oras(ref: str, dest: Path, options: FetchOptions, progress: Progress | 
     return layer["digest"]
 
 
-def push_oras(image: Path, ref: str, options: FetchOptions, *, chunk: int | None = None,
+def push_oras(image: Path, ref: str, options: PullOptions, *, chunk: int | None = None,
               annotations: dict[str, str] | None = None, created: str | None = None) -> str:
     """Push the SIF ``image`` to ``oras://ref``; returns the manifest digest."""
     image = Path(image)

@@ -43,7 +43,7 @@ from builder.sources.oci.spool import Beat as _Beat
 from builder.sources.oci.spool import Spool as _Spool
 from builder.sources.oci.stream import CHUNK, LayerPump
 
-__all__ = ["FetchOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
+__all__ = ["PullOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
            "registry_client"]
 
 log = logging.getLogger("sbuild.sources.oci")
@@ -52,7 +52,7 @@ _TAR_TYPES = ("tar", "tar+gzip", "tar+zstd", "tar.gzip")
 
 
 @dataclass(frozen=True)
-class FetchOptions:
+class PullOptions:
     """How to fetch: platform, transport security, credentials, cache, privilege."""
 
     platform: Platform | None = None          # None: the host's
@@ -90,7 +90,7 @@ class LayerSource(Protocol):
     def open_layer(self, index: int) -> contextlib.AbstractContextManager[BinaryIO]: ...
 
 
-def registry_client(ref: Reference, options: FetchOptions, **kw) -> RegistryClient:
+def registry_client(ref: Reference, options: PullOptions, **kw) -> RegistryClient:
     env = options.env()
     nohttps = options.nohttps or apptainer_flag("NOHTTPS", env)
     creds = find_credentials(ref.registry, login=options.login, authfile=options.authfile, environ=env)
@@ -116,7 +116,7 @@ def _patience(env) -> dict:
     return out
 
 
-def fetch_to_rootfs(ref: str, rootfs: Path, options: FetchOptions, progress: Progress | None = None, *,
+def fetch_to_rootfs(ref: str, rootfs: Path, options: PullOptions, progress: Progress | None = None, *,
                     sleep: Callable[[float], None] = time.sleep) -> ImageConfig:
     """Fill ``rootfs`` with the image ``ref``; see the package docstring for the refs.
     ``sleep`` waits out the registry client's retry back-off."""
@@ -181,7 +181,7 @@ def _descriptor(desc: object, ref: Reference, what: str = "manifests") -> dict:
     return desc
 
 
-def _fetch_registry(text: str, rootfs: Path, options: FetchOptions, cache: BlobCache,
+def _fetch_registry(text: str, rootfs: Path, options: PullOptions, cache: BlobCache,
                     progress: Progress | None, sleep: Callable[[float], None]) -> ImageConfig:
     ref = parse_reference(text)
     client = registry_client(ref, options, sleep=sleep)
@@ -227,7 +227,7 @@ def _tar_layers(manifest: dict) -> list[tuple[int, dict]]:
     return layers
 
 
-def apply_layers(resolved: Resolved, rootfs: Path, options: FetchOptions,
+def apply_layers(resolved: Resolved, rootfs: Path, options: PullOptions,
                  open_layer: Callable[[int], contextlib.AbstractContextManager[BinaryIO]],
                  verdict: Callable[[int], BaseException | None] | None = None) -> None:
     """Apply the manifest's tar layers in order; ``open_layer(i)`` gives the compressed bytes.

@@ -99,13 +99,15 @@ def test_exec_of_a_command_missing_from_an_empty_rootfs_says_no_such_file(profil
     assert "ModuleNotFoundError" not in r.err
 
 
-def test_an_image_cache_that_cannot_be_created_is_a_clear_error(profile, images, workdir):
-    """Regression: an unwritable SBUILD_CACHEDIR parent was an internal PermissionError."""
+def test_an_image_cache_that_cannot_be_created_is_a_clear_warning(profile, images, workdir):
+    """Regression: an unwritable SBUILD_CACHEDIR parent was an internal PermissionError. As
+    Apptainer does, the run goes on without the cache and says so."""
     if profile.name == "root":
         pytest.skip("root writes anywhere: the extraction cache is for unprivileged runs")
     locked = workdir / "locked"
     locked.mkdir(mode=0o555)
     r = profile.sbuild("exec", images["squashfs"], "true", env={"SBUILD_CACHEDIR": str(locked / "cache")})
-    if r.status == 0:
+    assert "internal error" not in r.err, r.err
+    if "Cache disabled" not in r.err:
         pytest.skip("squashfuse mounted the image: no extraction cache needed")
-    assert r.status == 3 and "cannot create the image cache" in r.err and "internal error" not in r.err, r.err
+    assert r.status == 0 and str(locked / "cache") in r.err, r.err
