@@ -16,10 +16,9 @@ errors, ``sbuild: error: …`` and ``base.errors``' statuses, ``check``/``doctor
 ``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` unless a word looks like a command.
 An unknown command is an error with a "did you mean" under every name, never a build.
 
-Start-up cost is part of ``exec``'s latency, so this module imports neither argparse nor
-logging at load time: the actions' ``parse_quick(argv)`` parses their common command lines
-exactly as argparse would, logging is configured only if something imports it, and the
-launcher (``write_launcher``) starts Python without ``site`` (``-S``).
+Start-up cost is part of ``exec``'s latency: no argparse, logging or base.errors at load
+time (``parse_quick(argv)`` parses the actions' common command lines exactly as argparse
+would); the launchers (``builder.commands.launcher``) start Python without ``site``.
 """
 
 from __future__ import annotations
@@ -34,10 +33,9 @@ if TYPE_CHECKING:
     from base.errors import SbuildError
     from collections.abc import Sequence
 
-__all__ = ["main", "entry", "COMMANDS", "build_parser", "write_launcher"]
+__all__ = ["main", "entry", "COMMANDS", "build_parser"]
 
-# command word -> module that registers it. Modules are imported when the parser is
-# built; they keep heavy imports inside their handlers so that start-up stays fast.
+# command word -> the module that registers it (imported when the parser is built: heavy imports in handlers)
 COMMANDS: dict[str, str] = {
     "build": "builder.commands.build",
     "check": "builder.commands.check",
@@ -56,7 +54,7 @@ COMMANDS: dict[str, str] = {
     "sign": "builder.commands.sign",
     "verify": "builder.commands.verify",
     "key": "builder.commands.key",
-    "keys": "builder.commands.key",
+    "keys": "builder.commands.key",  # (Apptainer's alias)
     "version": "builder.commands.compat",
     "help": "builder.commands.compat",
     "run-help": "builder.commands.compat",
@@ -65,8 +63,7 @@ COMMANDS: dict[str, str] = {
                      "checkpoint", "delete", "search", "keyserver", "registry", "sif"), "builder.commands.compat"),
 }
 _COMPAT, _SBUILD_ONLY = ("apptainer", "singularity"), ("check", "doctor")
-# the commands that make argparse stop at their first positional themselves (the actions)
-_OWN_PARSING = ("exec", "run", "shell", "test", "instance")
+_OWN_PARSING = ("exec", "run", "shell", "test", "instance")  # stop argparse at their first positional themselves
 # commands whose module has ``parse_quick(argv) -> namespace | None`` and imports only the
 # standard library (it runs before site-packages are on sys.path)
 _QUICK = ("exec", "run", "shell", "test")
@@ -75,9 +72,7 @@ _QUICK = ("exec", "run", "shell", "test")
 def _configure_logging(level: int, module=None, style=None) -> None:  # noqa: ANN001
     """Send sbuild's log records at ``level`` and above to stderr (``module``: the logging
     module, when it is being imported by ``_LoggingOnImport``; ``style``: ``leading.Style``)."""
-    logging = module
-    if logging is None:
-        import logging
+    logging = module or __import__("logging")
 
     class Formatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -399,14 +394,6 @@ def entry() -> None:
             raise  # SystemExit, or a real error
         print("sbuild: interrupted", file=sys.stderr)
     sys.exit(130)
-
-
-def write_launcher(path: str) -> None:
-    """Write the fast launcher at ``path`` (``builder.commands.launcher``; setup.sh writes one
-    per name: sbuild, apptainer, singularity, run-singularity)."""
-    from builder.commands.launcher import write_launcher as write
-
-    write(path)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ __all__ = ["write_launcher", "installed_script", "NAMES"]
 NAMES = ("sbuild", "apptainer", "singularity", "run-singularity")
 
 _LAUNCHER = '''#!{python} -S
-# sbuild's launcher, written by builder.cli.write_launcher (setup.sh) in place of pip's
+# sbuild's launcher, written by builder.commands.launcher.write_launcher (setup.sh) in place of pip's
 # console script: Python starts without site (-S) and without pip's `import re`, ~10 ms
 # less per command; builder.cli loads site-packages for every command that needs them.
 import sys

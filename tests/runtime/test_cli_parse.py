@@ -3,7 +3,7 @@
 ``builder.commands.run.parse_quick`` parses ``exec``/``run``/``shell``/``test`` without argparse
 (start-up latency). Whenever it returns a namespace, argparse must produce the same one;
 whatever argparse rejects or handles itself (help, abbreviations, joined short flags), the
-quick parser must leave to it (None). ``builder.cli.write_launcher`` writes the ``-S``
+quick parser must leave to it (None). ``builder.commands.launcher.write_launcher`` writes the ``-S``
 console script; commands that need site-packages must still work through it.
 """
 
@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.cli import build_parser, write_launcher
+from builder.cli import build_parser
+from builder.commands.launcher import write_launcher
 from builder.commands.run import ACTIONS, parse_quick
 
 ROOT = Path(__file__).resolve().parents[2]
