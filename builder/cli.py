@@ -1,10 +1,9 @@
 """The command line: argument parsing, dispatch, and the mapping of errors.
 
-This is the one module that prints to the user and decides exit statuses. Every command
-lives in a module of its own that exposes ``register(subparsers, only=None)`` (``only``: the
-invoked command word, so a module may add just that one); the parser it adds sets
-``handler`` to a function ``(args) -> int``. Library code raises ``SbuildError``
-subclasses; they are rendered here.
+The one module that prints to the user and decides exit statuses. Each command's module
+exposes ``register(subparsers, only=None)`` (``only``: the invoked word, so it may add just
+that one), whose parser sets ``handler`` to ``(args) -> int``. Library code raises
+``SbuildError`` subclasses; they are rendered here.
 
 The program answers to the name it was called by. Under ``apptainer``/``singularity`` it is
 Apptainer 1.5's command line (``builder.commands.compat``, ``builder.commands.flags``):
@@ -13,7 +12,8 @@ global flags before the command, env twins, parsing that stops at the first posi
 messages and 255 for failures. ``run-singularity IMAGE ARGS`` (a ``.simg``'s interpreter) is
 ``singularity run IMAGE ARGS``. Under ``sbuild``: argparse's messages and exit 2 for usage
 errors, ``sbuild: error: …`` and ``base.errors``' statuses, ``check``/``doctor``, and
-``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` unless a word looks like a command.
+``sbuild SOURCE TARGET`` for ``sbuild build SOURCE TARGET`` unless a word looks like a command
+(Apptainer's global flags are read when a command word follows them).
 An unknown command is an error with a "did you mean" under every name, never a build.
 
 Start-up cost is part of ``exec``'s latency: no argparse, logging or base.errors at load
@@ -79,9 +79,7 @@ def _configure_logging(level: int, module=None, style=None) -> None:  # noqa: AN
             message = record.getMessage()
             if style is not None:
                 return style.line(record.levelno, message, where=record.funcName)
-            if record.levelno >= logging.WARNING:
-                return f"sbuild: {record.levelname.lower()}: {message}"
-            return message
+            return f"sbuild: {record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(Formatter())
@@ -162,25 +160,27 @@ def _program(argv0: str) -> str:
     return name if name in (*_COMPAT, "run-singularity") else "sbuild"
 
 
-def _with_implicit_build(argv: list[str]) -> tuple[list[str], bool]:
-    """``sbuild a.def a.simg``: insert ``build`` when the first word is not a command, and
-    does not look like one (``main`` then checks both arguments)."""
+def _with_implicit_build(argv: list[str], base: int) -> tuple[list[str], bool, int]:
+    """Global flags before a command (``sbuild -d exec``), else ``sbuild a.def a.simg``: ``build``
+    when the first word is not a command nor looks like one (``main`` checks both arguments)."""
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        from builder.commands.leading import sbuild_globals
+
+        argv, base = sbuild_globals(argv, COMMANDS, base)
     if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
-        return argv, False
+        return argv, False, base
     from builder.commands.compat import commandlike
 
     if not argv[0].startswith("-") and commandlike(argv[0], COMMANDS):
-        return argv, False  # an unknown command, never a build
-    return ["build", *argv], True
+        return argv, False, base  # an unknown command, never a build
+    return ["build", *argv], True, base
 
 
 def _level(args: argparse.Namespace, base: int) -> int:
     """The logging level: the command's -v/-q (or SBUILD_DEBUG) over the global one."""
     if getattr(args, "verbose", False) or os.environ.get("SBUILD_DEBUG"):
         return 10
-    if getattr(args, "quiet", False):
-        return max(base, 40)
-    return base
+    return max(base, 40) if getattr(args, "quiet", False) else base
 
 
 def _quick(argv: list[str]):
@@ -257,7 +257,7 @@ def _prepare(argv: list[str], name: str):  # noqa: ANN202
     if argv[:1] == ["help"] and not asks_help:
         argv = [*argv[1:], "--help"]
     if name == "sbuild":
-        argv, implicit = _with_implicit_build(argv)
+        argv, implicit, base = _with_implicit_build(argv, base)
     known = [w for w in COMMANDS if name == "sbuild" or w not in _SBUILD_ONLY]
     if argv and not argv[0].startswith("-") and argv[0] not in known:
         return _unknown(name, argv[0], known)

@@ -135,6 +135,19 @@ def parse_globals(argv, environ=None):  # noqa: ANN001, ANN201
     return rest, level(values, environ), values, [(20 if k == "info" else 30, t) for k, t in notes]
 
 
+def sbuild_globals(argv: list[str], commands, base: int):  # noqa: ANN001, ANN201
+    """Under the name ``sbuild``: Apptainer's global flags when a command word follows them
+    (``sbuild -d exec IMG``) -> (the rest, the logging level); otherwise ``argv`` and ``base``
+    unchanged (``sbuild -s a.def dir`` is the implicit build's ``--sandbox``)."""
+    try:
+        rest, lvl, values, _ = parse_globals(argv, environ={})
+    except Exception:  # noqa: BLE001 - not global flags: the implicit build reports them
+        return argv, base
+    if rest and rest[0] in commands and not values.get("version"):
+        return rest, lvl
+    return argv, base
+
+
 def level(values: dict[str, object], environ=None) -> int:  # noqa: ANN001
     """The ``logging`` level the global flags ask for: debug > verbose > quiet > silent, then
     ``APPTAINER_MESSAGELEVEL`` (Apptainer's numbers: 5 debug … 1 info, -1 quiet, -3 silent)."""

@@ -89,6 +89,19 @@ def test_global_flags_only_before_the_command(cli, name, busybox_image):
     assert r.status == 1
 
 
+def test_sbuild_reads_global_flags_before_a_command_word(cli, tmp_path, busybox_image):
+    """``sbuild -d exec IMG`` is Apptainer's --debug, not an implicit build of ``-d``; where no
+    command word follows (``sbuild -s SOURCE DIR``) the flags stay the shortcut build's."""
+    r = cli("sbuild", "-d", "exec", busybox_image["simg"], "true")
+    assert r.status == 0 and "unrecognized arguments" not in r.err, r.err
+    r = cli("sbuild", "-q", "inspect", "--json", busybox_image["sandbox"])
+    assert r.status == 0 and '"A": "1"' in r.out, r.err
+    r = cli("sbuild", "-s", busybox_image["simg"], "sbx")
+    assert r.status == 0 and (tmp_path / "sbx" / "bin").is_dir(), r.err
+    r = cli("sbuild", "-d", "bogus-word", "x")
+    assert r.status == 2 and not (tmp_path / "bogus-word").exists()
+
+
 @pytest.mark.parametrize("name", COMPAT)
 def test_fatal_is_255_and_formatted(cli, name, tmp_path):
     r = cli(name, "inspect", tmp_path / "missing.sif")
