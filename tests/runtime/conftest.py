@@ -56,9 +56,13 @@ class Profile:
     home: Path
     user: object | None  # the UnprivilegedUser, for "user"
     cache: Path | None = None  # SBUILD_CACHEDIR for this session (removed with the images)
+    # XDG_RUNTIME_DIR for this session: its instances, apart from other test workers' (instance list)
+    runtime: Path | None = None
 
     def _argv(self, *cmd: str) -> list[str]:
         cache = [f"SBUILD_CACHEDIR={self.cache}"] if self.cache else []
+        if self.runtime:
+            cache.append(f"XDG_RUNTIME_DIR={self.runtime}")
         if self.user is None:
             return ["env", "-i", "HOME=/root", "USER=root", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
                     "LANG=C.UTF-8", *cache, *cmd]
@@ -163,7 +167,8 @@ def profile(request, _profiles) -> Profile:
             prof = Profile("user", user.uid, user.gid, user.home, user)
         base = Path(tempfile.mkdtemp(prefix=f"sbuild-rt-{request.param}-", dir="/tmp"))
         base.chmod(0o755)
-        prof.cache = base / "cache"
+        prof.cache, prof.runtime = base / "cache", base / "run"
+        prof.runtime.mkdir(mode=0o700)
         _profiles[request.param] = (prof, _build_images(base, prof), base)
     return _profiles[request.param][0]
 

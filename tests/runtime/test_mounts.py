@@ -146,7 +146,7 @@ def test_fakeroot_maps_the_user_to_root(profile, images):
 def test_our_own_mounts_are_hidden_from_a_bind_of_their_parent(profile, images, kind):
     # the session tmpfs (which, as root, holds the image mounted ahead by the CLI,
     # runtime.prefetch) lives under the runtime directory; a recursive bind of it must not show it
-    rundir = "/run/sbuild" if profile.name == "root" else f"/tmp/sbuild-{profile.uid}"
+    rundir = f"{profile.runtime}/sbuild"  # (the session's XDG_RUNTIME_DIR: tests/runtime/conftest.py)
     parent = rundir.rsplit("/", 1)[0]
     r = profile.sbuild("exec", "--bind", f"{parent}:{parent}", images[kind], "sh", "-c",
                        f"ls -A {rundir}/mnt; ls -A {rundir}/stage 2>/dev/null; echo done")
