@@ -37,8 +37,9 @@ import contextlib
 import hashlib
 import os
 import struct
-import tempfile
+import threading
 import time
+from itertools import count
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,8 @@ _HEADER = struct.Struct("4sB32s")
 _VERSION = "v1"
 _TOUCH_AFTER = 3600  # seconds: renew a hit's mtime when older than this
 _TEMP_AGE = 3600  # seconds: a temporary file this old belongs to a killed packer
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+_SERIAL = count()
 
 
 def default_dir(environ: dict[str, str] | None = None) -> Path:
@@ -133,13 +136,19 @@ class BlockCache:
 
     def _put(self, key: bytes, payload: bytes, packed: bool) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        tmp = f"{path.parent}/.tmp-{os.getpid()}-{threading.get_ident()}-{next(_SERIAL)}"
+        header = _HEADER.pack(_MAGIC, 1 if packed else 0, hashlib.sha256(key + payload).digest())
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(_HEADER.pack(_MAGIC, 1 if packed else 0, hashlib.sha256(key + payload).digest()))
-                fh.write(payload)
-            os.replace(tmp, path)
+            fd = os.open(tmp, _CREATE, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o644)
+        try:
+            try:
+                _write_all(fd, header + payload)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -214,6 +223,12 @@ def _probe(level: int) -> bytes:
     same version that matches differently (another CPU's code path) gets other keys."""
     sample = b"".join(b"%d squashfs block cache probe %x\n" % (i, i * i) for i in range(4000))
     return hashlib.sha256(fmt.compress(sample[:fmt.BLOCK_SIZE], level)[0]).digest()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _unlink(path: str) -> bool:
