@@ -6,6 +6,7 @@ need it: debootstrap once, mounts, the unprivileged-user case)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ from bench import harness  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs of each (a few minutes in all)")
-    ap.add_argument("--only", action="append", default=[], metavar="MODULE", help="run only these modules")
+    ap.add_argument("--only", action="append", default=[], metavar="MODULE",
+                    help="run only these modules (the other modules' rows in --results are kept)")
     ap.add_argument("--list", action="store_true", help="list the benchmark modules and exit")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     ap.add_argument("--page", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
@@ -39,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         found = [(n, r) for n, r in found if n in args.only]
     started, at_start = time.time(), harness.machine()
     rows = harness.run_all(found, args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
+    modules = harness.about(found)
+    if args.only and args.results.exists():  # keep the other modules' rows (each says when it ran)
+        old = json.loads(args.results.read_text())
+        rows = harness.merged(old, rows, args.only)
+        modules = {**old.get("modules", {}), **modules}
     harness.write_outputs(rows, started, at_start, args.quick, results=args.results, page=args.page,
-                          picture=args.plot)
+                          picture=args.plot, modules=modules)
     for r in rows:
         ratio = "–" if r["ratio"] is None else f"{r['ratio']:.2f}"
         print(f"{r['name']}: ratio {ratio} ({r['notes']})")

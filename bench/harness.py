@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import inspect
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["KEYS", "discover", "run_all", "machine", "write_outputs", "median_pair"]
+__all__ = ["KEYS", "discover", "run_all", "about", "merged", "machine", "write_outputs", "median_pair"]
 
 KEYS = ("name", "sbuild_s", "alternative", "alternative_s", "ratio", "notes")
 _SELF = {"harness", "__main__"}
@@ -92,9 +93,33 @@ def run_all(benches: Iterable[tuple[str, Callable[..., list[dict]]]], quick: boo
             log("".join(traceback.format_exception_only(type(e), e)).strip())
             got = [{"name": module, "sbuild_s": None, "alternative": "", "alternative_s": None, "ratio": None,
                     "notes": f"not run: {type(e).__name__}: {e}"[:300], "module": module}]
-        log(f"bench: {module} done in {time.monotonic() - start:.0f} s")
+        spent = time.monotonic() - start
+        log(f"bench: {module} done in {spent:.0f} s")
+        for r in got:
+            r.update(measured=_stamp(time.time()), module_s=round(spent, 1))
         rows.extend(got)
     return rows
+
+
+def _stamp(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def about(benches: Iterable[tuple[str, Callable[..., list[dict]]]]) -> dict[str, str]:
+    """Each benchmark module's docstring, first paragraph (what it measures), for the page."""
+    out = {}
+    for name, run in benches:
+        module = inspect.getmodule(run)
+        doc = (getattr(module, "__doc__", None) or "").strip()
+        out[name] = " ".join(doc.split("\n\n")[0].split())
+    return out
+
+
+def merged(old: dict | None, rows: list[dict], ran: Iterable[str]) -> list[dict]:
+    """``rows`` plus the rows of an earlier results.json for modules not run now (``--only``)."""
+    ran = set(ran)
+    kept = [r for r in (old or {}).get("rows", []) if r.get("module") not in ran]
+    return kept + rows
 
 
 def median_pair(ours: list[float], theirs: list[float]) -> tuple[float, float, float]:
@@ -173,7 +198,20 @@ def _page(result: dict, plot: str | None) -> str:
         lines += [f"![sbuild next to the alternative per workload]({plot})", ""]
     else:
         lines += ["(no plot: matplotlib is not installed, `pip install -e '.[bench]'`, or the plot was turned off)", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _modules(result))
+
+
+def _modules(result: dict) -> list[str]:
+    """What each module measures, and when it ran (rows kept from an earlier ``--only`` run
+    say so here)."""
+    runs: dict[str, tuple[str, float]] = {}
+    for r in result["rows"]:
+        runs.setdefault(r["module"], (r.get("measured", "?"), r.get("module_s", 0.0)))
+    lines = ["## The benchmarks", ""]
+    for name, (when, spent) in runs.items():
+        doc = result.get("modules", {}).get(name, "")
+        lines.append(f"- `bench/{name}.py` (measured {when}, {spent:.0f} s): {doc}".rstrip(": "))
+    return lines + [""]
 
 
 def _plot(rows: list[dict], path: Path) -> bool:
@@ -204,11 +242,11 @@ def _plot(rows: list[dict], path: Path) -> bool:
 
 
 def write_outputs(rows: list[dict], started: float, machine_start: dict, quick: bool, *, results: Path,
-                  page: Path, picture: Path, plot: bool = True) -> dict:
-    """Write the JSON, the page and (``plot``) the picture, atomically each; returns the JSON's content."""
-    stamp = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
-    result = {"started": stamp(started), "finished": stamp(time.time()), "quick": quick, "machine": machine_start,
-              "load_end": list(os.getloadavg()), "rows": rows}
+                  page: Path, picture: Path, plot: bool = True, modules: dict[str, str] | None = None) -> dict:
+    """Write the JSON, the page and (``plot``) the picture, atomically each; returns the JSON's
+    content. ``modules``: what each benchmark module measures (``about``)."""
+    result = {"started": _stamp(started), "finished": _stamp(time.time()), "quick": quick, "machine": machine_start,
+              "load_end": list(os.getloadavg()), "modules": modules or {}, "rows": rows}
     for p in (results, page, picture):
         p.parent.mkdir(parents=True, exist_ok=True)
     _atomic(results, (json.dumps(result, indent=2, allow_nan=False, default=_nan_free) + "\n").encode())

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from builder.images import sqfs_format as fmt
 
-__all__ = ["BlockCache", "CacheUsage", "DEFAULT_MAX_BYTES", "default_dir"]
+__all__ = ["BlockCache", "CacheUsage", "DEFAULT_MAX_BYTES", "block_cache_dir", "default_dir"]
 
 DEFAULT_MAX_BYTES = 2 << 30
 _MAGIC = b"SQB1"
@@ -62,6 +62,9 @@ def default_dir(environ: dict[str, str] | None = None) -> Path:
     from base.cachedir import cache_root
 
     return Path(cache_root(environ)) / "squashfs-blocks"
+
+
+block_cache_dir = default_dir  # the name builder.images exports
 
 
 @dataclass(frozen=True)

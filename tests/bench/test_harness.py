@@ -64,16 +64,16 @@ def fake_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     return importlib.import_module("fakebench")
 
 
-def _write(rows: list[dict], out: Path, plot: bool) -> str:
+def _write(rows: list[dict], out: Path, plot: bool, modules: dict[str, str] | None = None) -> str:
     harness.write_outputs(rows, time.time(), harness.machine(), True, results=out / "results.json",
-                          page=out / "docs" / "P.md", picture=out / "docs" / "p.png", plot=plot)
+                          page=out / "docs" / "P.md", picture=out / "docs" / "p.png", plot=plot, modules=modules)
     return (out / "docs" / "P.md").read_text()
 
 
 def test_discovers_runs_and_writes_the_page(fake_bench, tmp_path: Path) -> None:  # noqa: ANN001
     found = harness.discover(fake_bench)
     assert [n for n, _ in found] == ["badimport", "broken", "tiny"]
-    page = _write(harness.run_all(found, quick=True), tmp_path / "out", plot=False)
+    page = _write(harness.run_all(found, quick=True), tmp_path / "out", plot=False, modules=harness.about(found))
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert result["quick"] is True and result["machine"]["cores"] >= 1 and len(result["machine"]["load"]) == 3
     by = {r["module"]: r for r in result["rows"]}
@@ -86,6 +86,12 @@ def test_discovers_runs_and_writes_the_page(fake_bench, tmp_path: Path) -> None:
     assert "| pack 40 small files |" in page and "| mksquashfs |" in page and "cores" in page
     assert "not run: RuntimeError: needs a tool that is missing" in page
     assert "no plot" in page and not (tmp_path / "out" / "docs" / "p.png").exists()
+    assert "- `bench/tiny.py` (measured " in page and "A real tiny benchmark: pack 40 small files" in page
+    # --only: the modules run now replace their rows, the others' stay
+    again = [dict(tiny, sbuild_s=9.0)]
+    rows = harness.merged(result, again, ["tiny"])
+    assert sorted(r["module"] for r in rows) == ["badimport", "broken", "tiny"]
+    assert [r["sbuild_s"] for r in rows if r["module"] == "tiny"] == [9.0]
 
 
 @pytest.mark.slow
