@@ -27,6 +27,7 @@ import math
 import os
 import pkgutil
 import platform
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -223,15 +224,20 @@ def _plot(rows: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     shown = [r for r in rows if r["sbuild_s"] is not None and r["alternative_s"] is not None]
-    fig, ax = plt.subplots(figsize=(9, 0.55 * max(2, len(shown)) + 1.2))
+    fig, ax = plt.subplots(figsize=(11, 0.62 * max(2, len(shown)) + 1.2))
     ys = range(len(shown))
     ax.barh([y - 0.2 for y in ys], [r["sbuild_s"] for r in shown], height=0.4, label="sbuild", color="#2b7bb9")
     ax.barh([y + 0.2 for y in ys], [r["alternative_s"] for r in shown], height=0.4, label="alternative",
             color="#c0c0c0")
-    ax.set_yticks(list(ys), [f"{r['name']}\nvs {r['alternative']}"[:90] for r in shown], fontsize=7)
+    labels = ["\n".join(textwrap.wrap(r["name"].strip(), 48)[:2] + textwrap.wrap("vs " + r["alternative"], 48)[:1])
+              for r in shown]
+    ax.set_yticks(list(ys), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("seconds (median, log scale)")
+    values = [v for r in shown for v in (r["sbuild_s"], r["alternative_s"]) if v > 0]
+    if values:
+        ax.set_xlim(min(values) / 2, max(values) * 3)
+    ax.set_xlabel("seconds (median, log scale); ×: sbuild / alternative")
     ax.legend(loc="lower right")
     for y, r in zip(ys, shown):
         ax.text(max(r["sbuild_s"], r["alternative_s"]) * 1.1, y, f"×{r['ratio']:.2f}", va="center", fontsize=7)
