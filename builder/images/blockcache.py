@@ -86,7 +86,8 @@ class BlockCache:
         self._prefix = hashlib.sha256(f"sbuild-sqfs-block {_VERSION} {fmt.compressor_id()} level={level} "
                                       f"block={fmt.BLOCK_SIZE}\0".encode())
         self._prefix.update(_probe(level))
-        self.hits = self.misses = self.written = 0
+        self.hits = self.misses = self.written = 0  # counted under _lock (several threads use one cache)
+        self._lock = threading.Lock()
 
     def compress(self, block: bytes) -> tuple[bytes, bool]:
         """``sqfs_format.compress(block, level)``, from the cache when it holds it (and
@@ -94,12 +95,18 @@ class BlockCache:
         key = self._key(block)
         found = self._get(key, block)
         if found is not None:
-            self.hits += 1
+            with self._lock:
+                self.hits += 1
             return found
-        self.misses += 1
         stored, packed = fmt.compress(block, self.level)
-        with contextlib.suppress(OSError):  # a cache that cannot be written is no cache
+        try:
             self._put(key, stored if packed else b"", packed)
+            wrote = 1
+        except OSError:  # a cache that cannot be written is no cache
+            wrote = 0
+        with self._lock:
+            self.misses += 1
+            self.written += wrote
         return stored, packed
 
     def _key(self, block: bytes) -> bytes:
@@ -156,7 +163,6 @@ class BlockCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self.written += 1
 
     # ------------------------------------------------------------ upkeep
     def _entries(self) -> list[tuple[float, int, str, bool]]:

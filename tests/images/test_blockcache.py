@@ -42,16 +42,18 @@ def _pack(tree: Path, out: Path, cache: Path | None) -> bytes:
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Count the blocks packs compress (through the cache's ``compress`` misses)."""
+    """Count the cache's lookups that found the block (hits) and those that did not (misses:
+    the block is compressed), whatever thread looks."""
     seen = {"hits": 0, "misses": 0}
-    real = BlockCache.compress
+    lock = threading.Lock()
+    real = BlockCache._get
 
-    def counted(self: BlockCache, block: bytes):  # noqa: ANN202
-        before = self.misses
-        result = real(self, block)
-        seen["misses" if self.misses > before else "hits"] += 1
-        return result
-    monkeypatch.setattr(BlockCache, "compress", counted)
+    def counted(self: BlockCache, key: bytes, block: bytes):  # noqa: ANN202
+        found = real(self, key, block)
+        with lock:
+            seen["misses" if found is None else "hits"] += 1
+        return found
+    monkeypatch.setattr(BlockCache, "_get", counted)
     return seen
 
 
