@@ -33,7 +33,7 @@ fi
 # compat mode: a plain .pth path entry, not an import hook that every interpreter start loads;
 # then sbuild's own launcher replaces pip's console scripts (python -S, no `import re`: builder.cli),
 # one per name it answers to: sbuild, apptainer, singularity, run-singularity (a .simg's interpreter)
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat \
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,bench]" --config-settings editable_mode=compat \
   && .venv/bin/python -c 'from builder.commands.launcher import write_launcher
 for name in ("sbuild", "apptainer", "singularity", "run-singularity"):
     write_launcher(".venv/bin/" + name)'

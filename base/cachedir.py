@@ -4,7 +4,8 @@ The root is ``$SBUILD_CACHEDIR`` as given; else ``sbuild/`` under ``$APPTAINER_C
 ``$SINGULARITY_CACHEDIR`` (so Apptainer's own cache layout beside it is left alone); else
 ``$XDG_CACHE_HOME/sbuild``; else ``~/.cache/sbuild``. Below it: ``blobs/``, ``tmp/`` and
 ``locks/`` (the OCI blob cache), ``rootfs/`` (images the runtime extracted for unprivileged
-runs), ``grammar/`` (the compiled recipe grammar).
+runs), ``grammar/`` (the compiled recipe grammar), ``squashfs-blocks/`` (compressed blocks of
+sbuild's squashfs packer, ``builder.images.blockcache``).
 
 Cheap to import: the runtime calls it on its launch path.
 """

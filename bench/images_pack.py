@@ -62,22 +62,15 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t, _cpu() - c
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--sandbox", type=Path, default=CACHE / "minbase")
-    ap.add_argument("--mksquashfs", action="store_true", help="write_image packs with mksquashfs too")
-    args = ap.parse_args()
-    src = ensure_sandbox(args.sandbox)
+def measure(src: Path, runs: int, mksquashfs: bool = False) -> dict:
+    """Wall and CPU medians of each operation (and the image sizes): the alternating runs."""
     work = CACHE / f"work-{os.getpid()}"
     work.mkdir(parents=True)
-    opts = PackOptions(packer="mksquashfs" if args.mksquashfs else "auto")
+    opts = PackOptions(packer="mksquashfs" if mksquashfs else "auto")
     try:
         bare_sqfs, simg, sif = work / "bare.sqfs", work / "a.simg", work / "a.sif"
         bare_cmd = pack_command(src, bare_sqfs, opts)
         env = pack_env(opts)
-        print(f"sandbox: {src} ({du(src) / 1e6:.0f} MB), {os.cpu_count()} cores")
-        print("bare: " + " ".join(bare_cmd))
 
         def bare_pack() -> None:
             subprocess.run(bare_cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -101,30 +94,67 @@ def main() -> int:
         bare_pack(), ours("simg", simg)()  # warm-up: page cache
         times: dict[str, list[tuple[float, float]]] = {
             k: [] for k in ("mksquashfs", "simg", "sif", "unsquashfs", "extract")}
-        for i in range(args.runs):
+        for i in range(runs):
             pairs = [("mksquashfs", bare_pack), ("simg", ours("simg", simg)), ("sif", ours("sif", sif))]
             for name, fn in pairs if i % 2 == 0 else reversed(pairs):
                 times[name].append(timed(fn))
         bare_unpack(), our_unpack()
-        for i in range(args.runs):
+        for i in range(runs):
             for name, fn in [("unsquashfs", bare_unpack), ("extract", our_unpack)][:: 1 if i % 2 == 0 else -1]:
                 rm(work / ("u1" if name == "unsquashfs" else "u2"))
                 times[name].append(timed(fn))
-        wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
-        cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
-        print(f"image sizes: squashfs {bare_sqfs.stat().st_size / 1e6:.1f} MB, "
-              f".simg {simg.stat().st_size / 1e6:.1f} MB, SIF {sif.stat().st_size / 1e6:.1f} MB")
-        print(f"load average: {os.getloadavg()[0]:.2f}")
-        for k, v in times.items():
-            print(f"{k:>11}: wall {wall[k]:6.2f} s  cpu {cpu[k]:6.2f} s  "
-                  f"(wall runs: {', '.join(f'{w:.2f}' for w, _ in v)})")
-        for label, ours_key, bare_key in (("pack   .simg", "simg", "mksquashfs"), ("pack   SIF  ", "sif", "mksquashfs"),
-                                          ("unpack .simg", "extract", "unsquashfs")):
-            print(f"{label} / {bare_key:<10}: wall {wall[ours_key] / wall[bare_key]:.3f}  "
-                  f"cpu {cpu[ours_key] / cpu[bare_key]:.3f}  (target <= 1.05)")
+        return {"times": times, "bare_cmd": bare_cmd,
+                "wall": {k: statistics.median(w for w, _ in v) for k, v in times.items()},
+                "cpu": {k: statistics.median(c for _, c in v) for k, v in times.items()},
+                "sizes": {k: p.stat().st_size for k, p in (("squashfs", bare_sqfs), ("simg", simg), ("sif", sif))}}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_PAIRS = (("pack   .simg", "simg", "mksquashfs"), ("pack   SIF  ", "sif", "mksquashfs"),
+          ("unpack .simg", "extract", "unsquashfs"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--sandbox", type=Path, default=CACHE / "minbase")
+    ap.add_argument("--mksquashfs", action="store_true", help="write_image packs with mksquashfs too")
+    args = ap.parse_args()
+    src = ensure_sandbox(args.sandbox)
+    print(f"sandbox: {src} ({du(src) / 1e6:.0f} MB), {os.cpu_count()} cores")
+    m = measure(src, args.runs, args.mksquashfs)
+    print("bare: " + " ".join(m["bare_cmd"]))
+    wall, cpu, sizes = m["wall"], m["cpu"], m["sizes"]
+    print(f"image sizes: squashfs {sizes['squashfs'] / 1e6:.1f} MB, "
+          f".simg {sizes['simg'] / 1e6:.1f} MB, SIF {sizes['sif'] / 1e6:.1f} MB")
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+    for k, v in m["times"].items():
+        print(f"{k:>11}: wall {wall[k]:6.2f} s  cpu {cpu[k]:6.2f} s  "
+              f"(wall runs: {', '.join(f'{w:.2f}' for w, _ in v)})")
+    for label, ours_key, bare_key in _PAIRS:
+        print(f"{label} / {bare_key:<10}: wall {wall[ours_key] / wall[bare_key]:.3f}  "
+              f"cpu {cpu[ours_key] / cpu[bare_key]:.3f}  (target <= 1.05)")
     return 0
+
+
+def run(quick: bool) -> list[dict]:
+    """For ``python -m bench``: the three comparisons, wall-clock medians (3 runs quick, else 5)."""
+    src = ensure_sandbox(CACHE / "minbase")
+    m = measure(src, 3 if quick else 5)
+    size = du(src) / 1e6
+    names = {"simg": f"pack a debootstrap minbase ({size:.0f} MB) to .simg",
+             "sif": f"pack a debootstrap minbase ({size:.0f} MB) to SIF",
+             "extract": "unpack that .simg to a directory"}
+    rows = []
+    for _, ours_key, bare_key in _PAIRS:
+        w, c = m["wall"], m["cpu"]
+        alt = "mksquashfs -comp gzip (all cores)" if bare_key == "mksquashfs" else "unsquashfs"
+        rows.append({"name": names[ours_key], "sbuild_s": w[ours_key], "alternative": alt,
+                     "alternative_s": w[bare_key], "ratio": w[ours_key] / w[bare_key],
+                     "notes": f"CPU ratio {c[ours_key] / c[bare_key]:.2f}; target ≤ 1.05",
+                     "runs": len(m["times"][ours_key])})
+    return rows
 
 
 if __name__ == "__main__":

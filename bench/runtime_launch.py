@@ -220,5 +220,29 @@ def main() -> int:
     return 0
 
 
+def run(quick: bool) -> list[dict]:
+    """For ``python -m bench``: ``main`` with ``-n 10`` (quick) or 40, its printed medians
+    read back (so this follows whatever ``main`` measures)."""
+    import contextlib
+    import io
+    import re
+
+    out, argv = io.StringIO(), sys.argv
+    sys.argv = [argv[0], "-n", "10" if quick else "40"]
+    try:
+        with contextlib.redirect_stdout(out):
+            main()
+    except SystemExit as e:
+        raise RuntimeError(f"runtime_launch: {e.code}") from e
+    finally:
+        sys.argv = argv
+    found = re.findall(r"^(\S.*):\n  sbuild  median +([\d.]+) ms.*\n  floor   median +([\d.]+) ms", out.getvalue(), re.M)
+    if not found:
+        raise RuntimeError("runtime_launch printed no medians: " + out.getvalue()[-300:])
+    return [{"name": f"launch: {name}", "sbuild_s": float(a) / 1000, "alternative": "unshare + the floor shell script",
+             "alternative_s": float(b) / 1000, "ratio": float(a) / float(b), "notes": "target ≤ 1.0"}
+            for name, a, b in found]
+
+
 if __name__ == "__main__":
     sys.exit(main())

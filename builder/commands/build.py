@@ -153,8 +153,9 @@ def _recipe_for(source: str, build_args):  # noqa: ANN001
 
 
 def _pack_options(args: argparse.Namespace):  # noqa: ANN202
-    """How TARGET is packed: ``--mksquashfs-args``, SOURCE_DATE_EPOCH (read here, once), and
-    ``SBUILD_PACKER`` (``mksquashfs`` to pack with mksquashfs instead of sbuild's own packer)."""
+    """How TARGET is packed: ``--mksquashfs-args``, SOURCE_DATE_EPOCH (read here, once),
+    ``SBUILD_PACKER`` (``mksquashfs`` to pack with mksquashfs instead of sbuild's own packer),
+    and the packer's block cache under the cache root unless ``--disable-cache``."""
     from builder.images import PackOptions, split_mksquashfs_args
     from builder.images.squashfs import PACKERS
 
@@ -164,8 +165,13 @@ def _pack_options(args: argparse.Namespace):  # noqa: ANN202
     epoch = _source_date_epoch()
     if epoch is None and getattr(args, "reproducible", False):  # --reproducible: a fixed epoch (build_flags)
         epoch = 0
+    blocks = None
+    if not getattr(args, "disable_cache", False):  # --disable-cache / APPTAINER_DISABLE_CACHE
+        from builder.images.blockcache import default_dir
+
+        blocks = str(default_dir())
     return PackOptions(mksquashfs_args=split_mksquashfs_args(args.mksquashfs_args),
-                       source_date_epoch=epoch, packer=packer)
+                       source_date_epoch=epoch, packer=packer, block_cache=blocks)
 
 
 def _plan(args: argparse.Namespace, target: Path, fmt: str, identity, pack, transfer=None):  # noqa: ANN001, ANN202

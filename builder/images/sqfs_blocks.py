@@ -7,7 +7,9 @@ Python's switch interval for it, so fewer, larger jobs keep the cores busy. At m
 ``limit`` blocks are held (read but not written), whatever the file sizes. The order of
 the output never depends on which thread finishes first. ``holes`` queues a run of
 all-zero blocks without data; ``data_region`` finds where a file's data and holes are
-(``SEEK_DATA``/``SEEK_HOLE``) and ``pread_all``/``read_all`` read it.
+(``SEEK_DATA``/``SEEK_HOLE``) and ``pread_all``/``read_all`` read it. With a ``cache``
+(``builder.images.blockcache.BlockCache``) the threads take a block's compressed bytes
+from it when it holds them, and store those they compress (the output is the same).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ _BATCH = 8  # blocks per compression job
 _ZERO_BLOCK = bytes(fmt.BLOCK_SIZE)
 
 
-def _compress_batch(blocks: list[bytes], level: int) -> list[tuple[bytes, bool]]:
+def _compress_batch(blocks: list[bytes], level: int, cache) -> list[tuple[bytes, bool]]:  # noqa: ANN001
+    if cache is not None:
+        return [cache.compress(b) for b in blocks]
     return [fmt.compress(b, level) for b in blocks]
 
 
@@ -40,8 +44,8 @@ class _Block:
 class BlockWriter:
     """Blocks in, compressed (or stored) blocks out at ``base + pos``, in order."""
 
-    def __init__(self, fd: int, base: int, workers: int, level: int = fmt.LEVEL) -> None:
-        self.fd, self.base, self.level = fd, base, level
+    def __init__(self, fd: int, base: int, workers: int, level: int = fmt.LEVEL, cache=None) -> None:  # noqa: ANN001
+        self.fd, self.base, self.level, self.cache = fd, base, level, cache
         self.pos = fmt.SUPERBLOCK_SIZE  # data starts right after the superblock
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="sbuild-squash")
         self.limit = (2 * workers + 2) * _BATCH
@@ -78,7 +82,7 @@ class BlockWriter:
     def _send(self) -> None:
         if not self.batch:
             return
-        future = self.pool.submit(_compress_batch, self.batch, self.level)
+        future = self.pool.submit(_compress_batch, self.batch, self.level, self.cache)
         for entry in self.batch_blocks:
             entry.batch = future
         self.batch, self.batch_blocks = [], []

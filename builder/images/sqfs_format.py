@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - zlib-ng is a dependency; plain zlib is
     import zlib as _zlib
 
 __all__ = ["BLOCK_SIZE", "META_SIZE", "SUPERBLOCK_SIZE", "NO_FRAGMENT", "NO_XATTR", "DIR", "REG",
-           "SYMLINK", "BLKDEV", "CHRDEV", "FIFO", "SOCKET", "compress", "MetaStream", "Inode",
+           "SYMLINK", "BLKDEV", "CHRDEV", "FIFO", "SOCKET", "compress", "compressor_id", "MetaStream", "Inode",
            "encode_inode", "write_listing", "Tables", "write_tables", "encode_rdev", "xattr_prefix"]
 
 MAGIC = 0x73717368
@@ -59,6 +59,15 @@ def compress(data: bytes, level: int = LEVEL) -> tuple[bytes, bool]:
     if len(packed) < len(data):
         return packed, True
     return bytes(data), False
+
+
+def compressor_id() -> str:
+    """Which deflate writes ``compress``'s bytes, with its version: two of them (or two
+    versions of one) may write different streams for the same block at the same level."""
+    version = getattr(_zlib, "ZLIBNG_VERSION", None)
+    if version:
+        return f"zlib-ng {version}"
+    return f"zlib {getattr(_zlib, 'ZLIB_RUNTIME_VERSION', _zlib.ZLIB_VERSION)}"
 
 
 def encode_rdev(major: int, minor: int) -> int:

@@ -18,6 +18,11 @@ does); owners as found, or root with ``all_root``; the NFS export table; times a
 4.5's SOURCE_DATE_EPOCH rule). The output depends only on the tree: the walk is sorted
 by name bytes and blocks are written in submission order whatever thread finishes first.
 
+With ``block_cache`` (a directory: ``builder.images.blockcache``), a block compressed by an
+earlier pack is taken from there instead of compressed again; the bytes written are the
+same, so a repack after a small change costs the reading and hashing of the tree plus the
+compressing of what changed.
+
 Unreadable files and directories are errors listed together (mksquashfs stores them empty
 or leaves them out and exits 0). Limits: gzip only, 128 KiB blocks; anything else is
 mksquashfs's job (``builder.images.squashfs`` chooses).
@@ -36,6 +41,7 @@ from pathlib import Path
 
 from base.errors import BuildError, ImageError
 from builder.images import sqfs_format as fmt
+from builder.images.blockcache import BlockCache
 from builder.images.sqfs_blocks import BlockWriter, data_region, pread_all, read_all, write_at
 from builder.images.sqfs_format import BLOCK_SIZE, Inode
 
@@ -52,13 +58,15 @@ _KIND = {stat.S_IFDIR: fmt.DIR, stat.S_IFREG: fmt.REG, stat.S_IFLNK: fmt.SYMLINK
 class SquashOptions:
     """all_root: every file owned by 0:0; workers: compressing threads (None: one per core);
     source_date_epoch: filesystem time and ceiling for file times (else now / as found);
-    level: gzip level (1 fastest, 9 smallest: mksquashfs's default); xattrs: store them."""
+    level: gzip level (1 fastest, 9 smallest: mksquashfs's default); xattrs: store them;
+    block_cache: the directory of a ``blockcache.BlockCache`` (None: compress every block)."""
 
     all_root: bool = False
     workers: int | None = None
     source_date_epoch: int | None = None
     level: int = fmt.LEVEL
     xattrs: bool = True
+    block_cache: str | None = None
 
 
 class _Packer:
@@ -66,7 +74,8 @@ class _Packer:
 
     def __init__(self, root: bytes, fd: int, base: int, opts: SquashOptions) -> None:
         self.root, self.opts = root, opts
-        self.data = BlockWriter(fd, base, opts.workers or _cores(), opts.level)
+        self.cache = BlockCache(opts.block_cache, opts.level) if opts.block_cache else None
+        self.data = BlockWriter(fd, base, opts.workers or _cores(), opts.level, self.cache)
         self.ids: dict[int, int] = {}
         self.xattrs: dict[tuple, int] = {}
         self.xattr_sets: list[list[tuple[int, bytes, bytes]]] = []
@@ -323,6 +332,19 @@ def _number(root: Inode) -> list[Inode]:
     return order
 
 
+def _upkeep(cache: BlockCache | None) -> None:
+    """After the data: say what the block cache saved, and keep it under its size."""
+    if cache is None:
+        return
+    log.debug("packing: block cache %s: %d hits, %d compressed, %d stored", cache.root, cache.hits,
+              cache.misses, cache.written)
+    if cache.written:
+        gone = cache.evict()
+        if gone.entries:
+            log.debug("packing: block cache over %d bytes: removed %d entries (%d bytes)", cache.max_bytes,
+                      gone.entries, gone.bytes)
+
+
 def _shown(path: str) -> str:
     """``path`` for a message, its middle elided when it is long (a tree 2000 levels deep)."""
     if len(path) <= 160:
@@ -358,6 +380,7 @@ def pack_directory(rootfs: Path, out: Path, *, offset: int = 0, options: SquashO
                              f"director(ies), the first {packer.unreadable[0]}",
                              output_tail=packer.unreadable[:20],
                              hint="make them readable (--fix-perms) or pack as their owner or root")
+        _upkeep(packer.cache)
         data_end = packer.data.pos
         body, superblock = fmt.write_tables(packer.tables(root, mkfs_time), data_end)
         used = data_end + len(body)

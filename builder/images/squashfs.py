@@ -54,6 +54,8 @@ class PackOptions:
     processors: ``-processors N``; None = all cores (mksquashfs's default)
     source_date_epoch: makes the output byte-for-byte reproducible (and SIFs deterministic)
     packer: "auto" (sbuild's own unless mksquashfs_args are given) or "mksquashfs"
+    block_cache: directory of sbuild's packer's cache of compressed blocks
+    (``builder.images.blockcache``; None: none, as with mksquashfs)
     """
 
     mksquashfs_args: tuple[str, ...] = ()
@@ -62,6 +64,7 @@ class PackOptions:
     source_date_epoch: int | None = None
     env: dict[str, str] | None = field(default=None, compare=False)
     packer: str = "auto"
+    block_cache: str | None = None
 
 
 PACKERS = ("auto", "mksquashfs")
@@ -80,7 +83,7 @@ def _packer_options(opts: PackOptions) -> dict | None:
     if settings is None:
         return None
     return {"all_root": _all_root(opts), "workers": opts.processors,
-            "source_date_epoch": opts.source_date_epoch, **settings}
+            "source_date_epoch": opts.source_date_epoch, "block_cache": opts.block_cache, **settings}
 
 
 def _all_root(opts: PackOptions) -> bool:
