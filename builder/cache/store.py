@@ -112,9 +112,10 @@ class CheckpointStore:
             os.close(fd)
 
     @contextlib.contextmanager
-    def reading(self, key: str) -> Iterator[Entry | None]:
-        """The verified entry of ``key`` (None: a miss), held shared while the block runs."""
-        with self._locked(key, fcntl.LOCK_SH):
+    def reading(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[Entry | None]:
+        """The verified entry of ``key`` (None: a miss), held shared while the block runs
+        (``on_wait()`` first when a build of it holds it)."""
+        with self._locked(key, fcntl.LOCK_SH, on_wait=on_wait):
             yield self.lookup(key)
 
     @contextlib.contextmanager

@@ -14,7 +14,8 @@ is writing.
 
 ``add_cache_flags(parser)`` / ``cache_options(args)``: the build's ``--no-cache``,
 ``--cache-explain``, ``--rebuild``, ``--cache-from``/``--cache-to`` (also
-``SBUILD_CACHE_FROM``/``SBUILD_CACHE_TO``) and ``--cache-max`` (``SBUILD_CACHE_MAX``).
+``SBUILD_CACHE_FROM``/``SBUILD_CACHE_TO``) and ``--cache-max`` (``SBUILD_CACHE_MAX``); ``SBUILD_BUILD_CACHE=off`` turns checkpoints off
+(the test suite does, outside ``tests/cache``, so that builds there always run their steps).
 """
 
 from __future__ import annotations
@@ -239,7 +240,8 @@ def cache_options(args: argparse.Namespace):  # noqa: ANN201 - builder.options.C
     to = getattr(args, "cache_to", None) or env.get("SBUILD_CACHE_TO") or None
     cap = getattr(args, "cache_max", None) or env.get("SBUILD_CACHE_MAX")
     rebuild = frozenset(s.strip() for v in getattr(args, "rebuild", None) or [] for s in v.split(",") if s.strip())
-    return CacheOptions(enabled=not args.disable_cache, reuse=not getattr(args, "no_cache", False), rebuild=rebuild,
+    enabled = not args.disable_cache and env.get("SBUILD_BUILD_CACHE", "on").lower() not in ("off", "0", "no")
+    return CacheOptions(enabled=enabled, reuse=not getattr(args, "no_cache", False), rebuild=rebuild,
                         explain=bool(getattr(args, "cache_explain", False) or getattr(args, "verbose", False)),
                         max_size=parse_size(cap) if cap else None, cache_from=tuple(s.strip() for s in sources),
                         cache_to=to)

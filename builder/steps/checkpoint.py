@@ -131,7 +131,7 @@ class BuildCache:
             phase.lock.enter_context(self.store.building(phase.key, on_wait=lambda: self._waiting(phase)))
             self._explain_miss(phase, "--no-cache" if not self.opts.reuse else "--rebuild")
             return
-        with self.store.reading(phase.key) as entry:
+        with self.store.reading(phase.key, on_wait=lambda: self._waiting(phase)) as entry:
             if entry is not None:
                 return self._restore(phase, entry, bundle, "local")
         entry = phase.lock.enter_context(self.store.building(phase.key, on_wait=lambda: self._waiting(phase)))
@@ -194,20 +194,23 @@ class BuildCache:
             return None
         key, _ = found
         with self.store.reading(key) as entry:
-            if entry is None:
-                for remote in self.remotes:
-                    if remote.has(key):
-                        with self.store.building(key) as made:
-                            entry = made or remote.fetch(key, self.store)
-                        break
-            if entry is None:
-                return None
-            from builder.images.convert import atomic_target
+            if entry is not None:
+                return self._copy_image(key, entry)
+        for remote in self.remotes:
+            if remote.has(key):
+                with self.store.building(key) as made:
+                    entry = made or remote.fetch(key, self.store)
+                    if entry is not None:
+                        return self._copy_image(key, entry)
+        return None
 
-            plan = self.run.plan
-            with atomic_target(Path(plan.target), plan.force) as tmp:
-                shutil.copyfile(entry.blob, tmp)
-                os.chmod(tmp, 0o755)
+    def _copy_image(self, key: str, entry: Entry) -> ImageResult:
+        from builder.images.convert import atomic_target
+
+        plan = self.run.plan
+        with atomic_target(Path(plan.target), plan.force) as tmp:
+            shutil.copyfile(entry.blob, tmp)
+            os.chmod(tmp, 0o755)
         self._say(f"cache: image [{key[:12]}]: hit: {plan.target} is the cached image, nothing was run or packed")
         return ImageResult(Path(plan.target), plan.format, Path(plan.target).stat().st_size)
 

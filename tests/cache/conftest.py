@@ -17,6 +17,7 @@ EPOCH = "1700000000"
 def _cache_root(tmp_path, monkeypatch):
     if not Path(BUSYBOX).is_file():
         pytest.skip("busybox-static not installed (apt-get install busybox-static)")
+    monkeypatch.delenv("SBUILD_BUILD_CACHE", raising=False)  # on here (tests/conftest.py turns it off)
     monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,72 @@
+"""The shared cache in a real registry (Debian's docker-registry on loopback): a second
+"machine" (a fresh cache directory) builds the same recipe from it without running %post,
+and gets the same bytes."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
+import servers  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+RECIPE = """\
+Bootstrap: busybox
+MirrorURL: file:///bin/busybox
+
+%post
+    echo ran-post
+    echo built > /built
+
+%runscript
+    echo hello
+"""
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    if shutil.which("docker-registry") is None:
+        pytest.skip("needs docker-registry (apt-get install docker-registry)")
+    reg = servers.start_registry(tmp_path_factory.mktemp("reg-cache"))
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def test_second_machine_runs_no_post(registry, write, build, tmp_path, monkeypatch):
+    ref = f"docker://{registry.host}/cache/busybox"
+    path = write(RECIPE)
+    first = build(path, "first.sif", "--nohttps", "--cache-to", ref)
+    assert "ran-post" in first.err
+    monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "fresh"))
+    second = build(path, "second.sif", "--nohttps", "--cache-from", ref)
+    assert "ran-post" not in second.err and second.outcome.get("image") == "hit", second.err
+    assert Path("first.sif").read_bytes() == Path("second.sif").read_bytes()
+    # a metadata change on a third machine: the %post checkpoint comes from the registry
+    monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "third"))
+    path.write_text(RECIPE.replace("echo hello", "echo bye"))
+    monkeypatch.setenv("SBUILD_CACHE_FROM", ref)
+    third = build(path, "third.sif", "--nohttps")
+    assert "ran-post" not in third.err and third.outcome["1 stage"].startswith("hit (from docker://"), third.err
+    cold = build(path, "cold.sif", "--disable-cache")
+    assert Path("third.sif").read_bytes() == Path("cold.sif").read_bytes()
+
+
+def test_push_skips_existing_blobs_and_keys_do_not_conflict(registry, write, build, tmp_path, monkeypatch):
+    ref = f"docker://{registry.host}/cache/two"
+    for n in range(2):  # two recipes, two keys, one repository
+        build(write(RECIPE.replace("echo built", f"echo built{n}"), f"r{n}.def"), f"o{n}.sif", "--nohttps",
+              "--cache-to", ref)
+    again = build(write(RECIPE.replace("echo built", "echo built0"), "r0.def"), "o0b.sif", "--nohttps",
+                  "--no-cache", "--cache-to", ref)  # pushes the same blobs again: skipped
+    assert again.status == 0
+    monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "fresh"))
+    for n in range(2):
+        r = build(tmp_path / f"r{n}.def", f"f{n}.sif", "--nohttps", "--cache-from", ref)
+        assert "ran-post" not in r.err, r.err
