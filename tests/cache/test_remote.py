@@ -70,3 +70,28 @@ def test_push_skips_existing_blobs_and_keys_do_not_conflict(registry, write, bui
     for n in range(2):
         r = build(tmp_path / f"r{n}.def", f"f{n}.sif", "--nohttps", "--cache-from", ref)
         assert "ran-post" not in r.err, r.err
+
+
+def test_docker_base_is_keyed_by_its_manifest_digest(registry, write, build, tmp_path):
+    """A tag that moves to another image invalidates the bootstrap checkpoint; an unchanged
+    tag is a hit without pulling anything (one manifest request)."""
+    import images
+
+    if shutil.which("skopeo") is None:
+        pytest.skip("needs skopeo (apt-get install skopeo)")
+    layers = images.standard_layers()
+    layout = images.write_layout(tmp_path / "oci", {
+        "a": images.Image(layers, images.standard_config()),
+        "b": images.Image(layers[:1], images.standard_config())})
+    servers.skopeo_push(layout, "a", f"{registry.host}/base/img:1")
+    (tmp_path / "add.txt").write_text("x\n")  # (the test image has no shell for a %post)
+    path = write(f"Bootstrap: docker\nFrom: {registry.host}/base/img:1\n\n%files\n    add.txt /add.txt\n")
+    first = build(path, "a.sif", "--nohttps")
+    assert first.outcome["1 bootstrap"].startswith("miss")
+    (tmp_path / "add.txt").write_text("y\n")
+    same = build(path, "b.sif", "--nohttps")
+    assert same.outcome["1 bootstrap"].startswith("hit"), same.err
+    servers.skopeo_push(layout, "b", f"{registry.host}/base/img:1")  # the tag moves
+    moved = build(path, "c.sif", "--nohttps")
+    assert "base image changed (sha256:" in moved.outcome["1 bootstrap"], moved.err
+    assert "[stage 1] bootstrap: docker" in moved.err
