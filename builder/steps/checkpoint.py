@@ -71,6 +71,7 @@ class BuildCache:
         self.store = CheckpointStore(Path(opts.root or cache_root()) / STORE_DIR)
         self.remotes = [RemoteCache(ref, run.plan.fetch) for ref in opts.cache_from]
         self.push_to = RemoteCache(opts.cache_to, run.plan.fetch) if opts.cache_to else None
+        self._phases: list[_Phase] = []
         self._rebuild_from = min((i for i, k in enumerate(keys)
                                   if k.name in opts.rebuild or str(i + 1) in opts.rebuild), default=None)
 
@@ -79,6 +80,11 @@ class BuildCache:
         if not run.plan.cache.enabled or run.plan.fetch.disable_cache:
             return None
         return cls(run, stage_keys(run.recipe, run.plan, run.version))
+
+    def close(self) -> None:
+        """Let go of every lock still held (a step failed before its checkpoint was stored)."""
+        for phase in self._phases:
+            phase.lock.close()
 
     # ----------------------------------------------------------------- report
     def _say(self, message: str) -> None:
@@ -106,6 +112,7 @@ class BuildCache:
             return plain
         stage = _Phase(keys.name, "stage", keys.post_key, keys.post, self._slot(index, "stage"))
         boot = _Phase(keys.name, "bootstrap", keys.boot_key, keys.boot, self._slot(index, "bootstrap"))
+        self._phases += [stage, boot]
         expected = self._reuse(index) and self.store.read_record(stage.key) is not None
 
         def skip_if(phase: _Phase, *more: _Phase):  # noqa: ANN202

@@ -136,21 +136,13 @@ def _planned(run: BuildRun, cache: BuildCache | None) -> list[list[Step]]:
     return [cache.wrap(i, stage_phases(run, s, last=i == count - 1)) for i, s in enumerate(run.recipe.stages)]
 
 
-def _build(run: BuildRun, bundles: list[Bundle]) -> tuple[ImageResult, list[dict]]:
-    recipe, plan = run.recipe, run.plan
-    cache = BuildCache.open(run)
-    if cache is not None:
-        image = cache.image_hit()
-        if image is not None:
-            return image, [{"name": s.name, "bootstrap": s.bootstrap, "duration": 0.0, "cached": True}
-                           for s in recipe.stages]
-    planned = _planned(run, cache)
+def _run_stages(run: BuildRun, planned: list[list[Step]], bundles: list[Bundle]) -> list[dict]:
     run.progress.begin(sum(1 for steps in planned for label, _ in steps if label) + 1)
     summary: list[dict] = []
-    for index, (stage, steps) in enumerate(zip(recipe.stages, planned)):
+    for index, (stage, steps) in enumerate(zip(run.recipe.stages, planned)):
         t0 = time.monotonic()
         name = stage.name or str(index + 1)
-        bundle = Bundle.create(plan.fetch.tmpdir)
+        bundle = Bundle.create(run.plan.fetch.tmpdir)
         bundles.append(bundle)
         for label, step in steps:
             if label:
@@ -160,6 +152,22 @@ def _build(run: BuildRun, bundles: list[Bundle]) -> tuple[ImageResult, list[dict
             run.stages[stage.name] = bundle.rootfs
         summary.append({"name": stage.name, "bootstrap": stage.bootstrap,
                         "duration": round(time.monotonic() - t0, 3)})
+    return summary
+
+
+def _build(run: BuildRun, bundles: list[Bundle]) -> tuple[ImageResult, list[dict]]:
+    recipe, plan = run.recipe, run.plan
+    cache = BuildCache.open(run)
+    if cache is not None:
+        image = cache.image_hit()
+        if image is not None:
+            return image, [{"name": s.name, "bootstrap": s.bootstrap, "duration": 0.0, "cached": True}
+                           for s in recipe.stages]
+    try:
+        summary = _run_stages(run, _planned(run, cache), bundles)
+    finally:
+        if cache is not None:
+            cache.close()
     run.progress.step(f"writing {plan.target} ({plan.format})")
     image = write_bundle(bundles[-1], plan, deffile=recipe.full_raw)
     if cache is not None:
