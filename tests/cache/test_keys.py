@@ -173,12 +173,28 @@ def test_files_from_stage_key(write, build, tmp_path):
     assert second.outcome["two bootstrap"].startswith("hit")
 
 
-def test_version_and_identity_are_inputs():
-    from builder.cache import key_of
+def test_sbuild_version_invalidates(recipe, build, monkeypatch):
+    from builder.commands import build as build_command
 
-    inputs = {"kind": "stage", "sbuild": "1.0", "identity": "host"}
-    assert key_of(inputs) != key_of({**inputs, "sbuild": "1.1"})
-    assert key_of(inputs) != key_of({**inputs, "identity": "subuid"})
+    path = recipe()
+    build(path)
+    monkeypatch.setattr(build_command, "_version", lambda: "99.0")
+    second = build(path)
+    assert "sbuild changed" in second.outcome["1 bootstrap"] and "ran-post-one" in second.err, second.err
+
+
+def test_identity_mode_is_an_input(recipe):
+    from builder.options import BuildPlan
+    from builder.recipe import load_recipe
+    from builder.steps.stagekeys import stage_keys
+    from runtime.description import Identity
+    from builder.options import FetchOptions
+
+    parsed = load_recipe(recipe())
+    keys = {mode: stage_keys(parsed, BuildPlan(Path("o.sif"), "sif", fetch=FetchOptions(identity=Identity(mode))),
+                             "1.0")[0] for mode in ("host", "subuid", "root")}
+    assert len({k.boot_key for k in keys.values()}) == 3 and len({k.post_key for k in keys.values()}) == 3
+    assert keys["host"].post["identity"] == "host"
 
 
 def test_no_cache_runs_everything_and_records(recipe, build):
