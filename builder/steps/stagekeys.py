@@ -130,15 +130,22 @@ def _file_inputs(stage: Stage, opts, done: dict[str, StageKeys]) -> tuple[Inputs
             for item in block.files:
                 if item.source.strip():
                     for src in files.expand_source(item.source, opts.cwd):
-                        inputs[f"file {src}"] = _digest_or_missing(src)
+                        inputs[f"file {_shown(src, opts.cwd)}"] = _digest_or_missing(src)
     for app in stage.app_order:
         body = apps.app_body(stage, "appfiles", app)
         if body:
             inputs[f"section %appfiles {app}"] = body
             for src, _ in apps.appfiles_pairs(body):
                 path = src if os.path.isabs(src) else os.path.join(opts.cwd, src)
-                inputs[f"file {path}"] = _digest_or_missing(path)
+                inputs[f"file {_shown(path, opts.cwd)}"] = _digest_or_missing(path)
     return inputs, ""
+
+
+def _shown(path: str, cwd: str) -> str:
+    """A source below the build's directory by its relative path: the key is the same on a
+    machine that checked the recipe out elsewhere (a CI runner)."""
+    rel = os.path.relpath(path, cwd)
+    return path if rel.startswith("..") else rel
 
 
 def _digest_or_missing(path: str) -> str:

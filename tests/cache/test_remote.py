@@ -41,16 +41,22 @@ def registry(tmp_path_factory):
 
 def test_second_machine_runs_no_post(registry, write, build, tmp_path, monkeypatch):
     ref = f"docker://{registry.host}/cache/busybox"
-    path = write(RECIPE)
+    (tmp_path / "data.txt").write_text("data\n")
+    path = write(RECIPE.replace("%post", "%files\n    data.txt /data.txt\n\n%post"))
     first = build(path, "first.sif", "--nohttps", "--cache-to", ref)
     assert "ran-post" in first.err
+    other = tmp_path / "elsewhere"  # the second machine checked the recipe out in another place
+    other.mkdir()
+    shutil.copy(path, other / "r.def")
+    shutil.copy(tmp_path / "data.txt", other / "data.txt")
+    monkeypatch.chdir(other)
     monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "fresh"))
-    second = build(path, "second.sif", "--nohttps", "--cache-from", ref)
+    second = build(other / "r.def", "second.sif", "--nohttps", "--cache-from", ref)
     assert "ran-post" not in second.err and second.outcome.get("image") == "hit", second.err
-    assert Path("first.sif").read_bytes() == Path("second.sif").read_bytes()
+    assert (tmp_path / "first.sif").read_bytes() == (other / "second.sif").read_bytes()
     # a metadata change on a third machine: the %post checkpoint comes from the registry
     monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "third"))
-    path.write_text(RECIPE.replace("echo hello", "echo bye"))
+    path.write_text(path.read_text().replace("echo hello", "echo bye"))
     monkeypatch.setenv("SBUILD_CACHE_FROM", ref)
     third = build(path, "third.sif", "--nohttps")
     assert "ran-post" not in third.err and third.outcome["1 stage"].startswith("hit (from docker://"), third.err
