@@ -42,13 +42,14 @@ class Row:
 @dataclass(frozen=True)
 class Kind:
     """One kind of cache entry: ``types`` are the ``--type`` values that select it;
-    ``entries(root)`` lists rows; ``clean(root, days, dry_run)`` → (removed, kept in use)."""
+    ``entries(root)`` lists rows; ``clean(root, days, dry_run)`` → (removed, kept in use,
+    notes: lines said after the counts)."""
 
     name: str
     noun: str
     types: tuple[str, ...]
     entries: Callable[[Path], list[Row]]
-    clean: Callable[[Path, float | None, bool], tuple[list[Row], list[Row]]]
+    clean: Callable[[Path, float | None, bool], tuple[list[Row], list[Row], list[str]]]
 
 
 def _blob_cache(root: Path):  # noqa: ANN202
@@ -61,10 +62,15 @@ def _blob_rows(root: Path) -> list[Row]:
     return [Row(e.digest[:19], e.size, e.mtime) for e in _blob_cache(root).entries()]
 
 
-def _blob_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row]]:
+def _blob_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row], list[str]]:
     done = _blob_cache(root).clean(days=days, dry_run=dry_run)
     rows = [[Row(e.digest, e.size, e.mtime) for e in part] for part in (done.removed, done.in_use)]
-    return rows[0], rows[1]
+    notes = []
+    if done.partial:
+        notes.append(f"removed {len(done.partial)} unfinished downloads and extractions left by stopped processes")
+    if done.temp_kept:
+        notes.append("kept the temporary files: downloads are running")
+    return rows[0], rows[1], notes
 
 
 def _store(root: Path):  # noqa: ANN202
@@ -78,10 +84,11 @@ def _build_rows(root: Path) -> list[Row]:
             for e in _store(root).entries()]
 
 
-def _build_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row]]:
+def _build_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row], list[str]]:
     done = _store(root).clean(days=days, dry_run=dry_run)
     rows = [[Row(f"{e.key[:12]} {e.kind}", e.size, e.last_use) for e in part] for part in (done.removed, done.in_use)]
-    return rows[0], rows[1]
+    notes = [f"removed {done.temps} unfinished checkpoints left by stopped builds"] if done.temps else []
+    return rows[0], rows[1], notes
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -101,7 +108,7 @@ def _image_rows(root: Path) -> list[Row]:
     return rows
 
 
-def _image_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row]]:
+def _image_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row], list[str]]:
     import fcntl
 
     now, removed, kept = time.time(), [], []
@@ -120,7 +127,7 @@ def _image_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Ro
             if not dry_run:
                 path.unlink(missing_ok=True)
             removed.append(row)
-    return removed, kept
+    return removed, kept, []
 
 
 KINDS: list[Kind] = [
@@ -204,7 +211,7 @@ def _clean(args: argparse.Namespace) -> int:
     root = _root(args)
     verb = "would remove" if args.dry_run else "removed"
     for kind in _kinds(args):
-        removed, kept = kind.clean(root, args.days, args.dry_run)
+        removed, kept, notes = kind.clean(root, args.days, args.dry_run)
         if args.verbose or args.dry_run:
             for r in removed:
                 print(f"{verb} {r.name} ({_size(r.size)})")
@@ -214,6 +221,8 @@ def _clean(args: argparse.Namespace) -> int:
             print(f"{verb} {len(removed)} {kind.noun}, {_size(sum(r.size for r in removed))}")
         if kept:
             print(f"kept {len(kept)} {kind.noun} in use by running builds, {_size(sum(r.size for r in kept))}")
+        for note in notes:
+            print(note)
     return 0
 
 
