@@ -19,6 +19,10 @@ it to ``--cache-to``, and lets go of the lock. ``--no-cache`` skips the lookups 
 options reuses the packed TARGET from the store without running or packing anything;
 ``save_image`` records it after a build. Hit, miss and why: INFO with ``--cache-explain``,
 DEBUG otherwise (``-v``).
+
+Limits: an earlier stage is restored even when every stage after it hits (only a hit of the
+whole build skips it); a failed restore (unsquashfs failing on a verified blob) fails the
+build instead of rerunning the steps.
 """
 
 from __future__ import annotations
@@ -142,16 +146,16 @@ class BuildCache:
             if entry is not None:
                 return self._restore(phase, entry, bundle, "local")
         entry = phase.lock.enter_context(self.store.building(phase.key, on_wait=lambda: self._waiting(phase)))
-        if entry is not None:
-            phase.lock.close()
-            return self._restore(phase, entry, bundle, "made by a concurrent build")
-        for remote in self.remotes:
-            if remote.has(phase.key):
-                entry = remote.fetch(phase.key, self.store)
-                if entry is not None:
-                    phase.lock.close()
-                    return self._restore(phase, entry, bundle, f"from {remote}")
-        self._explain_miss(phase)
+        if entry is None:
+            remote = next((r for r in self.remotes if r.has(phase.key)), None)
+            entry = remote.fetch(phase.key, self.store) if remote is not None else None
+            where = f"from {remote}"
+        else:
+            where = "made by a concurrent build"
+        if entry is None:
+            return self._explain_miss(phase)
+        with phase.lock:  # restored under the lock: a clean cannot take the blob meanwhile
+            self._restore(phase, entry, bundle, where)
 
     def _waiting(self, phase: _Phase) -> None:
         log.info("cache: stage %s %s: waiting for another build of the same step", phase.stage, phase.kind)
