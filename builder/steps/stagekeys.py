@@ -82,6 +82,10 @@ def _untemplated(recipe: Recipe) -> list[Stage | None]:
 def _args_in(raw: Stage | None, values: dict, *, header: bool) -> Inputs:
     if raw is None:
         return {}
+    if "arguments" in raw.scripts:  # the stage's %arguments defaults, under the --build-arg values
+        from builder.recipe.args import read_defaults
+
+        values = {**read_defaults(raw.scripts["arguments"].script, raw.path, raw.first_line, []), **values}
     if header:
         text = "\n".join(e.value for e in raw.header_entries)
         text += "\n".join(s.body for s in raw.sections if s.name == "pre")

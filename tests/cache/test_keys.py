@@ -109,7 +109,7 @@ def test_build_arg_invalidates_and_is_named(recipe, build):
     path = recipe()
     build(path)
     second = build(path, "out.sif", "--build-arg", "WORD=two")
-    assert "build arg WORD changed" in second.outcome["1 stage"], second.err
+    assert "build arg WORD changed (one → two)" in second.outcome["1 stage"], second.err
     assert second.outcome["1 bootstrap"].startswith("hit")
     assert "ran-post-two" in second.err
 
