@@ -83,6 +83,15 @@ class BuildCache:
     def open(cls, run) -> BuildCache | None:  # noqa: ANN001
         if not run.plan.cache.enabled or run.plan.fetch.disable_cache:
             return None
+        root = Path(run.plan.cache.root or cache_root()) / STORE_DIR
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            writable = os.access(root, os.W_OK | os.X_OK)
+        except OSError:
+            writable = False
+        if not writable:
+            log.warning("cache directory %s is not writable: the build cache is disabled", root)
+            return None
         return cls(run, stage_keys(run.recipe, run.plan, run.version))
 
     def close(self) -> None:
@@ -183,6 +192,9 @@ class BuildCache:
         try:
             entry = self.store.put(phase.key, record,
                                    lambda tmp: in_build_userns(self.run.plan, _pack_checkpoint, bundle.rootfs, tmp))
+        except OSError as e:  # a full or read-only cache costs the checkpoint, not the build
+            log.warning("cache: storing the %s checkpoint of stage %s: %s", phase.kind, phase.stage, e.strerror or e)
+            return
         finally:
             phase.lock.close()
         self.store.remember(phase.slot, phase.key, phase.inputs)
@@ -230,8 +242,8 @@ class BuildCache:
         if found is None or image.format == "sandbox":
             return
         key, inputs = found
-        with self.store.building(key):
+        with self.store.building(key), contextlib.suppress(OSError):
             entry = self.store.put(key, {"kind": "image", "stage": self.keys[-1].name, "inputs": inputs,
                                          "parent": inputs["parent"], "format": image.format},
                                    lambda tmp: shutil.copyfile(image.path, tmp))
-        self._after_put(entry)
+            self._after_put(entry)

@@ -232,3 +232,10 @@ def test_corrupt_blob_is_a_miss(recipe, build, tmp_path):
 def test_disable_cache_records_nothing(recipe, build, tmp_path):
     build(recipe(), "out.sif", "--disable-cache")
     assert not (tmp_path / "cache" / "build").exists()
+
+
+def test_unwritable_cache_root_builds_without_the_cache(recipe, build, tmp_path, monkeypatch):
+    (tmp_path / "notadir").write_text("")
+    monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "notadir"))
+    r = build(recipe())
+    assert "the build cache is disabled" in r.err and "ran-post-one" in r.err
