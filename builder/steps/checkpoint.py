@@ -20,8 +20,8 @@ options reuses the packed TARGET from the store without running or packing anyth
 ``save_image`` records it after a build. Hit, miss and why: INFO with ``--cache-explain``,
 DEBUG otherwise (``-v``).
 
-Limits: an earlier stage is restored even when every stage after it hits (only a hit of the
-whole build skips it); a failed restore (unsquashfs failing on a verified blob) fails the
+A named stage before the last whose checkpoint is in the store is deferred by the pipeline:
+restored only when a later ``%files from`` that runs needs it. Limits: a failed restore (unsquashfs failing on a verified blob) fails the
 build instead of rerunning the steps.
 """
 
@@ -99,6 +99,11 @@ class BuildCache:
         for phase in self._phases:
             phase.lock.close()
 
+    def expected_hit(self, index: int) -> bool:
+        """Whether stage ``index``'s checkpoint is in the local store (not yet verified)."""
+        key = self.keys[index].post_key
+        return key is not None and self._reuse(index) and self.store.read_record(key) is not None
+
     # ----------------------------------------------------------------- report
     def _say(self, message: str) -> None:
         log.log(logging.INFO if self.opts.explain else logging.DEBUG, "%s", message)
@@ -126,7 +131,7 @@ class BuildCache:
         stage = _Phase(keys.name, "stage", keys.post_key, keys.post, self._slot(index, "stage"))
         boot = _Phase(keys.name, "bootstrap", keys.boot_key, keys.boot, self._slot(index, "bootstrap"))
         self._phases += [stage, boot]
-        expected = self._reuse(index) and self.store.read_record(stage.key) is not None
+        expected = self.expected_hit(index)
 
         def skip_if(phase: _Phase, *more: _Phase):  # noqa: ANN202
             def gate(step):  # noqa: ANN001, ANN202

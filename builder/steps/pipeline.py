@@ -26,6 +26,7 @@ cannot read.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,6 +67,15 @@ class BuildRun:
     progress: Progress
     version: str
     stages: dict[str, Path] = field(default_factory=dict)  # stage name -> its rootfs
+    deferred: dict[str, Callable[[], None]] = field(default_factory=dict)  # stage name -> build it now
+    summary: list[dict] = field(default_factory=list)  # per stage built: name, bootstrap, duration
+
+    def need(self, stage: Stage) -> None:
+        """Build the stages ``stage``'s ``%files from`` read that were deferred (cache hits)."""
+        for block in stage.files:
+            name = files.stage_of(block.args)
+            if name in self.deferred:
+                self.deferred.pop(name)()
 
 
 def _fetch(bundle: Bundle, stage: Stage, run: BuildRun) -> None:
@@ -108,8 +118,8 @@ def stage_phases(run: BuildRun, stage: Stage, *, last: bool) -> dict[str, list[S
                               lambda b: apps.write_apps(b, stage, cwd=opts.cwd))]
     build: list[Step] = []
     if opts.allows("files") and _has_files(stage, True):
-        build.append(("%files from",
-                      lambda b: in_build_userns(plan, files.copy_stage_files, b, stage, opts, run.stages)))
+        build.append(("%files from", lambda b: (run.need(stage), in_build_userns(
+            plan, files.copy_stage_files, b, stage, opts, run.stages))))
     if scripts.host_script(stage, "setup", opts):
         build.append(("%setup", lambda b: scripts.run_host_script(b, stage, "setup", opts, output=out)))
     if opts.allows("files") and _has_files(stage, False):
@@ -136,23 +146,34 @@ def _planned(run: BuildRun, cache: BuildCache | None) -> list[list[Step]]:
     return [cache.wrap(i, stage_phases(run, s, last=i == count - 1)) for i, s in enumerate(run.recipe.stages)]
 
 
-def _run_stages(run: BuildRun, planned: list[list[Step]], bundles: list[Bundle]) -> list[dict]:
+def _run_stage(run: BuildRun, index: int, steps: list[Step], bundles: list[Bundle]) -> Bundle:
+    stage = run.recipe.stages[index]
+    t0 = time.monotonic()
+    name = stage.name or str(index + 1)
+    bundle = Bundle.create(run.plan.fetch.tmpdir)
+    bundles.append(bundle)
+    for label, step in steps:
+        if label:
+            run.progress.step(f"[stage {name}] {label}")
+        step(bundle)
+    if stage.name:
+        run.stages[stage.name] = bundle.rootfs
+    run.summary.append({"name": stage.name, "bootstrap": stage.bootstrap, "duration": round(time.monotonic() - t0, 3)})
+    return bundle
+
+
+def _run_stages(run: BuildRun, planned: list[list[Step]], bundles: list[Bundle], cache: BuildCache | None) -> Bundle:
+    """Run every stage; the last one's bundle. With the cache, a named stage before the last
+    whose checkpoint is there is only restored when a ``%files from`` needs it."""
     run.progress.begin(sum(1 for steps in planned for label, _ in steps if label) + 1)
-    summary: list[dict] = []
-    for index, (stage, steps) in enumerate(zip(run.recipe.stages, planned)):
-        t0 = time.monotonic()
-        name = stage.name or str(index + 1)
-        bundle = Bundle.create(run.plan.fetch.tmpdir)
-        bundles.append(bundle)
-        for label, step in steps:
-            if label:
-                run.progress.step(f"[stage {name}] {label}")
-            step(bundle)
-        if stage.name:
-            run.stages[stage.name] = bundle.rootfs
-        summary.append({"name": stage.name, "bootstrap": stage.bootstrap,
-                        "duration": round(time.monotonic() - t0, 3)})
-    return summary
+    last = len(planned) - 1
+    for index, steps in enumerate(planned):
+        name = run.recipe.stages[index].name
+        if cache is not None and index < last and name and cache.expected_hit(index):
+            run.deferred[name] = functools.partial(_run_stage, run, index, steps, bundles)
+            continue
+        final = _run_stage(run, index, steps, bundles)
+    return final
 
 
 def _build(run: BuildRun, bundles: list[Bundle]) -> tuple[ImageResult, list[dict]]:
@@ -164,15 +185,15 @@ def _build(run: BuildRun, bundles: list[Bundle]) -> tuple[ImageResult, list[dict
             return image, [{"name": s.name, "bootstrap": s.bootstrap, "duration": 0.0, "cached": True}
                            for s in recipe.stages]
     try:
-        summary = _run_stages(run, _planned(run, cache), bundles)
+        final = _run_stages(run, _planned(run, cache), bundles, cache)
     finally:
         if cache is not None:
             cache.close()
     run.progress.step(f"writing {plan.target} ({plan.format})")
-    image = write_bundle(bundles[-1], plan, deffile=recipe.full_raw)
+    image = write_bundle(final, plan, deffile=recipe.full_raw)
     if cache is not None:
         cache.save_image(image)
-    return image, summary
+    return image, run.summary
 
 
 def build_recipe(recipe: Recipe, plan: BuildPlan, *, progress: Progress | None = None,

@@ -239,3 +239,37 @@ def test_unwritable_cache_root_builds_without_the_cache(recipe, build, tmp_path,
     monkeypatch.setenv("SBUILD_CACHEDIR", str(tmp_path / "notadir"))
     r = build(recipe())
     assert "the build cache is disabled" in r.err and "ran-post-one" in r.err
+
+
+def test_earlier_stage_is_restored_only_when_needed(write, build):
+    text = """\
+        Bootstrap: busybox
+        MirrorURL: file:///bin/busybox
+        Stage: one
+
+        %post
+            echo made > /made
+
+        Bootstrap: busybox
+        MirrorURL: file:///bin/busybox
+        Stage: two
+
+        %files from one
+            /made /made
+
+        %post
+            echo ran-final-{n}
+
+        %runscript
+            echo {run}
+        """
+    path = write(text.format(n=1, run="a"))
+    build(path)
+    write(text.format(n=1, run="b"))  # metadata only: stage two hits, stage one is not even restored
+    meta = build(path, "meta.sif")
+    assert meta.outcome["two stage"] == "hit (local)" and "one stage" not in meta.outcome, meta.err
+    write(text.format(n=2, run="b"))  # stage two's %post changed: stage one is restored for %files from
+    post = build(path, "post.sif")
+    assert post.outcome["one stage"] == "hit (local)" and "ran-final-2" in post.err, post.err
+    cold = build(path, "cold.sif", "--disable-cache")
+    assert Path("post.sif").read_bytes() == Path("cold.sif").read_bytes()
