@@ -6,8 +6,9 @@
 - ``StepOptions``: how the recipe's sections run (``builder.steps``).
 - ``builder.images.PackOptions``: how TARGET is packed; it holds ``SOURCE_DATE_EPOCH``,
   which the metadata step reads there too.
+- ``CacheOptions``: the build cache (checkpoints, ``--no-cache``, ``--cache-from``…).
 - ``BuildPlan``: the target, its format, ``--force`` (TARGET and %labels), ``--update``,
-  ``--no-cleanup``, and the three groups above.
+  ``--no-cleanup``, and the groups above.
 
 Each value has exactly one home and is built once per command (``builder.commands.build``).
 ``identity`` is the runtime's ``Identity`` record (``host``/``subuid``/``root``, see
@@ -25,7 +26,7 @@ from pathlib import Path
 from builder.images import PackOptions
 from runtime.description import Identity
 
-__all__ = ["FetchOptions", "StepOptions", "BuildPlan", "SECTION_NAMES"]
+__all__ = ["FetchOptions", "StepOptions", "CacheOptions", "BuildPlan", "SECTION_NAMES"]
 
 # the sections --section can name (spec §B.8)
 SECTION_NAMES = ("pre", "setup", "files", "environment", "runscript", "startscript", "test", "help", "labels")
@@ -59,6 +60,24 @@ class StepOptions:
 
 
 @dataclass(frozen=True)
+class CacheOptions:
+    """The build cache (``builder.cache``): ``enabled`` False is ``--disable-cache`` (none at
+    all); ``reuse`` False is ``--no-cache`` (run every step, still record); ``rebuild``: stage
+    names or numbers to rerun (``--rebuild``); ``explain``: log hit/miss and why per stage;
+    ``max_size``: the store's cap in bytes (None: the default); ``cache_from``/``cache_to``:
+    registry repositories (``docker://``/``oras://``); ``root``: the store (None: default)."""
+
+    enabled: bool = True
+    reuse: bool = True
+    rebuild: frozenset[str] = frozenset()
+    explain: bool = False
+    max_size: int | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: str | None = None
+    root: str | None = None
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     target: Path
     format: str
@@ -68,6 +87,7 @@ class BuildPlan:
     force: bool = False  # --force: overwrite TARGET; %labels override the base image's
     keep_bundle: bool = False
     update: bool = False  # --update: the last stage starts from the existing sandbox TARGET
+    cache: CacheOptions = CacheOptions(enabled=False)  # the build cache (off unless the command says)
 
     @property
     def identity(self) -> Identity:

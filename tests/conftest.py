@@ -23,6 +23,11 @@ CONFORMANCE = SHARED / "conformance"
 RECIPES = ROOT / "recipes"
 
 
+# Builds outside tests/cache run every step: their assertions read the steps' output.
+# (tests/cache removes this for its own builds; UnprivilegedUser.env passes it on.)
+os.environ.setdefault("SBUILD_BUILD_CACHE", "off")
+
+
 @pytest.fixture(scope="session")
 def conformance() -> Path:
     """``../shared/conformance``, or a skip that says why it is missing."""
@@ -75,6 +80,8 @@ class UnprivilegedUser:
     def env(self, **extra: str) -> dict[str, str]:
         env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name,
                "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
+        if "SBUILD_BUILD_CACHE" in os.environ:
+            env["SBUILD_BUILD_CACHE"] = os.environ["SBUILD_BUILD_CACHE"]
         env.update(extra)
         return env
 

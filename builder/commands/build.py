@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction, only: str | None = None) ->
     add_flag(p, "--tmpdir", env="TMPDIR", help="where bundles are made")
     add_flag(p, "--no-cleanup", env="NO_CLEANUP", action="store_true", help="keep the build bundle")
     add_flag(p, "--disable-cache", env="DISABLE_CACHE", action="store_true")
+    from builder.commands.cache import add_cache_flags  # --no-cache --cache-explain --rebuild --cache-from/to/max
+
+    add_cache_flags(p)
     add_flag(p, "--mksquashfs-args", env="MKSQUASHFS_ARGS", default="", metavar="ARGS")
     p.add_argument("--json", action="store_true", help="print one JSON object describing the result")
     add_build_arg_flags(p)
@@ -194,8 +197,10 @@ def _plan(args: argparse.Namespace, target: Path, fmt: str, identity, pack, tran
     update = bool(args.update and not args.force)
     if args.update and args.force:
         log.info("--update with --force: rebuilding %s from scratch", target)
+    from builder.commands.cache import cache_options
+
     return BuildPlan(target=target, format=fmt, fetch=fetch, steps=steps, pack=pack, force=args.force,
-                     keep_bundle=args.no_cleanup, update=update)
+                     keep_bundle=args.no_cleanup, update=update, cache=cache_options(args))
 
 
 def _progress(args: argparse.Namespace):  # noqa: ANN202

@@ -27,7 +27,7 @@ from builder.recipe import FileTransfer, Stage
 from builder.options import StepOptions
 from builder.rootfs import copy_from_host, copy_from_stage, inside
 
-__all__ = ["copy_host_files", "copy_stage_files", "stage_of"]
+__all__ = ["copy_host_files", "copy_stage_files", "stage_of", "expand_source"]
 
 log = logging.getLogger("sbuild.build")
 _GLOB = set("*?[")
@@ -41,7 +41,8 @@ def stage_of(block_args: str) -> str | None:
     return None
 
 
-def _expand(source: str, cwd: str) -> list[str]:
+def expand_source(source: str, cwd: str) -> list[str]:
+    """The host paths a ``%files`` source names (globs expanded, quoted names literal)."""
     try:
         words = shlex.split(source)
     except ValueError:
@@ -71,7 +72,7 @@ def _host_copy(bundle: Bundle, item: FileTransfer, cwd: str) -> None:
     if not item.source.strip():
         log.warning("%%files line %d: empty source, skipped", item.line)
         return
-    for src in _expand(item.source, cwd):
+    for src in expand_source(item.source, cwd):
         if not os.path.lexists(src):
             raise BuildError(f"%files line {item.line}: {src} does not exist", section="files", line=item.line)
         rel_src = os.path.relpath(src, cwd) if not os.path.isabs(item.source.strip("'\"")) else src

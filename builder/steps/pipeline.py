@@ -13,6 +13,11 @@ are removed at the end, unless ``keep_bundle`` (``--no-cleanup``), in which case
 paths are reported. What a killed build left (its bundles, a half-written TARGET) is
 removed when the next build starts (``reclaim_leftovers``).
 
+The build cache (``plan.cache``; ``builder.steps.checkpoint``) checkpoints each stage after
+its bootstrap and after its ``%post``, and restores a checkpoint instead of running the
+steps it stands for; a build whose last stage and recipe text are unchanged copies the
+packed TARGET from the cache.
+
 Rootless builds with a subordinate id range (``identity.mode == "subuid"``) copy between
 stages, pack and remove bundles inside the build's user namespace
 (``builder.steps.write.in_build_userns``), since files there may belong to ids the user
@@ -21,6 +26,7 @@ cannot read.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable
@@ -34,11 +40,12 @@ from builder.options import BuildPlan
 from builder.recipe import Recipe, Stage
 from builder.sources import AGENTS
 from builder.steps import apps, container, files, scripts
+from builder.steps.checkpoint import BuildCache
 from builder.steps.metadata import write_metadata
 from builder.steps.progress import Progress
 from builder.steps.write import in_build_userns, reclaim_leftovers, remove_bundle, write_bundle
 
-__all__ = ["build_recipe", "BuildResult", "BuildRun", "Step", "stage_steps"]
+__all__ = ["build_recipe", "BuildResult", "BuildRun", "Step", "stage_steps", "stage_phases"]
 
 Step = tuple[str | None, Callable[[Bundle], None]]  # (progress label, None for a silent step; the step)
 
@@ -60,6 +67,15 @@ class BuildRun:
     progress: Progress
     version: str
     stages: dict[str, Path] = field(default_factory=dict)  # stage name -> its rootfs
+    deferred: dict[str, Callable[[], None]] = field(default_factory=dict)  # stage name -> build it now
+    summary: list[dict] = field(default_factory=list)  # per stage built: name, bootstrap, duration
+
+    def need(self, stage: Stage) -> None:
+        """Build the stages ``stage``'s ``%files from`` read that were deferred (cache hits)."""
+        for block in stage.files:
+            name = files.stage_of(block.args)
+            if name in self.deferred:
+                self.deferred.pop(name)()
 
 
 def _fetch(bundle: Bundle, stage: Stage, run: BuildRun) -> None:
@@ -86,55 +102,98 @@ def _has_files(stage: Stage, from_stage: bool) -> bool:
     return any((files.stage_of(b.args) is not None) == from_stage and b.files for b in stage.files)
 
 
-def stage_steps(run: BuildRun, stage: Stage, *, last: bool) -> list[Step]:
-    """(label or None for a silent step, the step) for every step ``stage`` will run."""
+def stage_phases(run: BuildRun, stage: Stage, *, last: bool) -> dict[str, list[Step]]:
+    """The steps ``stage`` will run, by phase: ``boot`` (%pre, bootstrap), ``apps``, ``build``
+    (%files from, %setup, %files, %post) and ``meta`` (metadata, %test); the build cache
+    checkpoints after ``boot`` and after ``build`` (``builder.steps.checkpoint``)."""
     plan, opts, out = run.plan, run.plan.steps, run.progress.output
-    steps: list[Step] = []
+    boot: list[Step] = []
     if scripts.host_script(stage, "pre", opts):
-        steps.append(("%pre", lambda b: scripts.run_host_script(b, stage, "pre", opts, output=out)))
+        boot.append(("%pre", lambda b: scripts.run_host_script(b, stage, "pre", opts, output=out)))
     if last and plan.update and Path(plan.target).is_dir():
-        steps.append((f"update: starting from {plan.target}", lambda b: _update_from(b, plan)))
+        boot.append((f"update: starting from {plan.target}", lambda b: _update_from(b, plan)))
     else:
-        steps.append((f"bootstrap: {stage.bootstrap}", lambda b: _fetch(b, stage, run)))
-    steps.append((f"apps: {', '.join(stage.app_order)}" if stage.app_order else None,
-                  lambda b: apps.write_apps(b, stage, cwd=opts.cwd)))
+        boot.append((f"bootstrap: {stage.bootstrap}", lambda b: _fetch(b, stage, run)))
+    app_steps: list[Step] = [(f"apps: {', '.join(stage.app_order)}" if stage.app_order else None,
+                              lambda b: apps.write_apps(b, stage, cwd=opts.cwd))]
+    build: list[Step] = []
     if opts.allows("files") and _has_files(stage, True):
-        steps.append(("%files from",
-                      lambda b: in_build_userns(plan, files.copy_stage_files, b, stage, opts, run.stages)))
+        build.append(("%files from", lambda b: (run.need(stage), in_build_userns(
+            plan, files.copy_stage_files, b, stage, opts, run.stages))))
     if scripts.host_script(stage, "setup", opts):
-        steps.append(("%setup", lambda b: scripts.run_host_script(b, stage, "setup", opts, output=out)))
+        build.append(("%setup", lambda b: scripts.run_host_script(b, stage, "setup", opts, output=out)))
     if opts.allows("files") and _has_files(stage, False):
-        steps.append(("%files", lambda b: files.copy_host_files(b, stage, opts)))
+        build.append(("%files", lambda b: files.copy_host_files(b, stage, opts)))
     if container.post_script(stage).strip():
-        steps.append(("%post", lambda b: container.run_post(b, stage, opts, plan.identity, output=out)))
-    steps.append(("metadata", lambda b: write_metadata(b, stage, run.recipe.full_raw, plan, version=run.version)))
+        build.append(("%post", lambda b: container.run_post(b, stage, opts, plan.identity, output=out)))
+    meta: list[Step] = [("metadata", lambda b: write_metadata(b, stage, run.recipe.full_raw, plan, version=run.version))]
     test = stage.scripts.get("test")
     if not opts.notest and test and test.script.strip():
-        steps.append(("%test", lambda b: container.run_test(b, stage, opts, plan.identity, output=out)))
-    return steps
+        meta.append(("%test", lambda b: container.run_test(b, stage, opts, plan.identity, output=out)))
+    return {"boot": boot, "apps": app_steps, "build": build, "meta": meta}
+
+
+def stage_steps(run: BuildRun, stage: Stage, *, last: bool) -> list[Step]:
+    """(label or None for a silent step, the step) for every step ``stage`` will run (uncached)."""
+    phases = stage_phases(run, stage, last=last)
+    return phases["boot"] + phases["apps"] + phases["build"] + phases["meta"]
+
+
+def _planned(run: BuildRun, cache: BuildCache | None) -> list[list[Step]]:
+    count = len(run.recipe.stages)
+    if cache is None:
+        return [stage_steps(run, s, last=i == count - 1) for i, s in enumerate(run.recipe.stages)]
+    return [cache.wrap(i, stage_phases(run, s, last=i == count - 1)) for i, s in enumerate(run.recipe.stages)]
+
+
+def _run_stage(run: BuildRun, index: int, steps: list[Step], bundles: list[Bundle]) -> Bundle:
+    stage = run.recipe.stages[index]
+    t0 = time.monotonic()
+    name = stage.name or str(index + 1)
+    bundle = Bundle.create(run.plan.fetch.tmpdir)
+    bundles.append(bundle)
+    for label, step in steps:
+        if label:
+            run.progress.step(f"[stage {name}] {label}")
+        step(bundle)
+    if stage.name:
+        run.stages[stage.name] = bundle.rootfs
+    run.summary.append({"name": stage.name, "bootstrap": stage.bootstrap, "duration": round(time.monotonic() - t0, 3)})
+    return bundle
+
+
+def _run_stages(run: BuildRun, planned: list[list[Step]], bundles: list[Bundle], cache: BuildCache | None) -> Bundle:
+    """Run every stage; the last one's bundle. With the cache, a named stage before the last
+    whose checkpoint is there is only restored when a ``%files from`` needs it."""
+    run.progress.begin(sum(1 for steps in planned for label, _ in steps if label) + 1)
+    last = len(planned) - 1
+    for index, steps in enumerate(planned):
+        name = run.recipe.stages[index].name
+        if cache is not None and index < last and name and cache.expected_hit(index):
+            run.deferred[name] = functools.partial(_run_stage, run, index, steps, bundles)
+            continue
+        final = _run_stage(run, index, steps, bundles)
+    return final
 
 
 def _build(run: BuildRun, bundles: list[Bundle]) -> tuple[ImageResult, list[dict]]:
     recipe, plan = run.recipe, run.plan
-    count = len(recipe.stages)
-    planned = [stage_steps(run, s, last=i == count - 1) for i, s in enumerate(recipe.stages)]
-    run.progress.begin(sum(1 for steps in planned for label, _ in steps if label) + 1)
-    summary: list[dict] = []
-    for index, (stage, steps) in enumerate(zip(recipe.stages, planned)):
-        t0 = time.monotonic()
-        name = stage.name or str(index + 1)
-        bundle = Bundle.create(plan.fetch.tmpdir)
-        bundles.append(bundle)
-        for label, step in steps:
-            if label:
-                run.progress.step(f"[stage {name}] {label}")
-            step(bundle)
-        if stage.name:
-            run.stages[stage.name] = bundle.rootfs
-        summary.append({"name": stage.name, "bootstrap": stage.bootstrap,
-                        "duration": round(time.monotonic() - t0, 3)})
+    cache = BuildCache.open(run)
+    if cache is not None:
+        image = cache.image_hit()
+        if image is not None:
+            return image, [{"name": s.name, "bootstrap": s.bootstrap, "duration": 0.0, "cached": True}
+                           for s in recipe.stages]
+    try:
+        final = _run_stages(run, _planned(run, cache), bundles, cache)
+    finally:
+        if cache is not None:
+            cache.close()
     run.progress.step(f"writing {plan.target} ({plan.format})")
-    return write_bundle(bundles[-1], plan, deffile=recipe.full_raw), summary
+    image = write_bundle(final, plan, deffile=recipe.full_raw)
+    if cache is not None:
+        cache.save_image(image)
+    return image, run.summary
 
 
 def build_recipe(recipe: Recipe, plan: BuildPlan, *, progress: Progress | None = None,

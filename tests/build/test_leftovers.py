@@ -47,7 +47,8 @@ class Who:
 
     def argv(self, *args) -> list[str]:
         env = {"HOME": str(self.user.home) if self.user else "/root", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
-               "LANG": "C.UTF-8", "SBUILD_CACHEDIR": str(self.work / "cache")}
+               "LANG": "C.UTF-8", "SBUILD_CACHEDIR": str(self.work / "cache"),
+               "SBUILD_BUILD_CACHE": os.environ.get("SBUILD_BUILD_CACHE", "off")}  # builds of one recipe run at once
         prefix = self.user.argv("env", "-i") if self.user else ["env", "-i"]
         return [*prefix, *[f"{k}={v}" for k, v in env.items()], SBUILD, *map(str, args)]
 
