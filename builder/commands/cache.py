@@ -5,7 +5,8 @@ or ``$XDG_CACHE_HOME/sbuild``; ``--cachedir`` overrides. It holds several kinds,
 ``KINDS`` (the one table: a new cache, such as the packer's block cache, adds a ``Kind``
 with ``register_kind``): ``blobs`` (OCI blobs, ``builder.sources.oci.cache``), ``build``
 (build checkpoints, ``builder.cache``) and ``images`` (SIFs of URIs that were run,
-``builder.commands.uri``). ``--type`` selects kinds (Apptainer's names map to blobs).
+``builder.commands.uri``) and ``squashfs-blocks`` (the packer's compressed blocks,
+``builder.images.blockcache``: one row, their count and size). ``--type`` selects kinds (Apptainer's names map to blobs).
 
 Cleaning never waits and never removes an entry a running build downloads, reads or builds:
 it keeps those, says how many (each one with ``-v``). It removes what stopped processes
@@ -50,6 +51,7 @@ class Kind:
     types: tuple[str, ...]
     entries: Callable[[Path], list[Row]]
     clean: Callable[[Path, float | None, bool], tuple[list[Row], list[Row], list[str]]]
+    totals: bool = False  # one row, named by its count (a cache of many small entries)
 
 
 def _blob_cache(root: Path):  # noqa: ANN202
@@ -130,10 +132,30 @@ def _image_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Ro
     return removed, kept, []
 
 
+def _blocks(root: Path):  # noqa: ANN202
+    from builder.images.blockcache import BlockCache
+
+    return BlockCache(root / "squashfs-blocks")
+
+
+def _block_rows(root: Path) -> list[Row]:
+    """One row for the packer's block cache (thousands of small entries: their count and size)."""
+    used = _blocks(root).usage() if (root / "squashfs-blocks").is_dir() else None
+    return [Row(f"{used.entries} compressed blocks", used.bytes, 0.0)] if used and used.entries else []
+
+
+def _block_clean(root: Path, days: float | None, dry_run: bool) -> tuple[list[Row], list[Row], list[str]]:
+    if not (root / "squashfs-blocks").is_dir():
+        return [], [], []
+    done = _blocks(root).clean(days, dry_run=dry_run)
+    return ([Row(f"{done.entries} compressed blocks", done.bytes, 0.0)] if done.entries else []), [], []
+
+
 KINDS: list[Kind] = [
     Kind("blobs", "blobs", ("library", "oci", "shub", "blob", "blobs", "net", "oras"), _blob_rows, _blob_clean),
     Kind("build", "checkpoints", ("build",), _build_rows, _build_clean),
     Kind("images", "images", ("images", "oci", "oras", "library", "shub"), _image_rows, _image_clean),
+    Kind("squashfs-blocks", "compressed blocks", ("blocks",), _block_rows, _block_clean, totals=True),
 ]
 
 
@@ -195,11 +217,12 @@ def _list(args: argparse.Namespace) -> int:
     root, now = _root(args), time.time()
     for kind in _kinds(args):
         rows = kind.entries(root)
-        if not args.quiet:
+        if not args.quiet and not kind.totals:
             for r in rows:
                 print(f"{r.name:<19}  {_size(r.size):>10}  {(now - r.last_use) / 86400:5.1f} days")
         where = root if kind.name == "blobs" else root / kind.name
-        print(f"{len(rows)} {kind.noun}, {_size(sum(r.size for r in rows))} in {where}")
+        count = rows[0].name if kind.totals and rows else f"{len(rows)} {kind.noun}"
+        print(f"{count}, {_size(sum(r.size for r in rows))} in {where}")
     return 0
 
 
@@ -212,13 +235,14 @@ def _clean(args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     for kind in _kinds(args):
         removed, kept, notes = kind.clean(root, args.days, args.dry_run)
-        if args.verbose or args.dry_run:
+        if (args.verbose or args.dry_run) and not kind.totals:
             for r in removed:
                 print(f"{verb} {r.name} ({_size(r.size)})")
             for r in kept:
                 print(f"kept {r.name} ({_size(r.size)}): in use by a running build")
         if removed or kind.name == "blobs":
-            print(f"{verb} {len(removed)} {kind.noun}, {_size(sum(r.size for r in removed))}")
+            count = removed[0].name if kind.totals else f"{len(removed)} {kind.noun}"
+            print(f"{verb} {count}, {_size(sum(r.size for r in removed))}")
         if kept:
             print(f"kept {len(kept)} {kind.noun} in use by running builds, {_size(sum(r.size for r in kept))}")
         for note in notes:

@@ -64,7 +64,8 @@ class PackOptions:
     source_date_epoch: int | None = None
     env: dict[str, str] | None = field(default=None, compare=False)
     packer: str = "auto"
-    block_cache: str | None = None
+    # (where the cache is never changes the bytes: not in repr, which the build cache's image key reads)
+    block_cache: str | None = field(default=None, compare=False, repr=False)
 
 
 PACKERS = ("auto", "mksquashfs")

@@ -162,3 +162,8 @@ def test_build_uses_the_cache_root_unless_disabled(tmp_path: Path, disable: bool
         assert not blocks.exists()
     else:
         assert BlockCache(blocks).usage().entries > 20
+        listed = subprocess.run([str(sbuild), "cache", "list", "-T", "blocks"], env=env, check=True,
+                                capture_output=True, text=True).stdout
+        assert f"{BlockCache(blocks).usage().entries} compressed blocks" in listed and str(blocks) in listed
+        subprocess.run([str(sbuild), "cache", "clean", "-T", "blocks"], env=env, check=True, capture_output=True)
+        assert BlockCache(blocks).usage().entries == 0
