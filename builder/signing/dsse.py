@@ -171,5 +171,5 @@ def verify_envelope(blob: bytes, public_keys: list, hash_name: str = "sha256") -
                 accepted.append(pub)
                 break
     if not accepted:
-        raise IntegrityError(fail + f"Accepted signatures do not match threshold, Found: 0, Expected 1")
+        raise IntegrityError(fail + "Accepted signatures do not match threshold, Found: 0, Expected 1")
     return payload, accepted

@@ -134,7 +134,7 @@ def test_metadata_section_keeps_post(name, recipe, build, tmp_path):
     assert second.outcome["1 stage"] == "hit (local)", second.err
     assert "ran-post" not in second.err
     assert "image" not in second.outcome  # repacked with the new metadata
-    cold = build(path, "cold.sif", "--disable-cache")
+    assert build(path, "cold.sif", "--disable-cache").status == 0
     assert Path("changed.sif").read_bytes() == Path("cold.sif").read_bytes()  # a hit is a miss, byte for byte
 
 
@@ -271,5 +271,5 @@ def test_earlier_stage_is_restored_only_when_needed(write, build):
     write(text.format(n=2, run="b"))  # stage two's %post changed: stage one is restored for %files from
     post = build(path, "post.sif")
     assert post.outcome["one stage"] == "hit (local)" and "ran-final-2" in post.err, post.err
-    cold = build(path, "cold.sif", "--disable-cache")
+    assert build(path, "cold.sif", "--disable-cache").status == 0
     assert Path("post.sif").read_bytes() == Path("cold.sif").read_bytes()

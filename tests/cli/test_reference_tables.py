@@ -83,7 +83,6 @@ def _env_keys(cell: str) -> list[list[str]]:
 def _rows(section: str):
     """``(command words, flags groups, env groups or None)`` for each table row."""
     header: list[str] = []
-    current = ""
     for line in section.splitlines():
         if not line.startswith("|") or set(line) <= set("|-: "):
             continue

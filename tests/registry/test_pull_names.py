@@ -61,7 +61,7 @@ def test_an_existing_target_needs_force(sbuild, registry, env):
     uri = f"docker://{registry.host}/{REPO}:1.0"
     (env / "hand_1.0.sif").write_text("keep")
     r = sbuild("pull", "--no-https", uri)
-    assert r.status != 0 and f'Image file already exists: "hand_1.0.sif" - will not overwrite' in r.err
+    assert r.status != 0 and 'Image file already exists: "hand_1.0.sif" - will not overwrite' in r.err
     assert (env / "hand_1.0.sif").read_text() == "keep"
     r = sbuild("pull", "--nohttps", "--force", "--disable-cache", uri)
     assert r.status == 0, r.err

@@ -9,7 +9,6 @@ own cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil

@@ -9,7 +9,6 @@ download ends."""
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import random
 import subprocess

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.signing.conftest import PGP_FPR, run_cli
+from tests.signing.conftest import PGP_FPR
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -44,7 +44,7 @@ def test_import_list_export_remove(cli, keys, keysdir, tmp_path):
     assert keysdir.stat().st_mode & 0o777 == 0o700
     assert cli("key", "import", keys / "private.asc").status == 255  # already there
     r = cli("key", "list")
-    assert f"0) U: Unit Test <unit@test.com>\n" in r.out and f"   F: {PGP_FPR}\n" in r.out
+    assert "0) U: Unit Test <unit@test.com>\n" in r.out and f"   F: {PGP_FPR}\n" in r.out
     assert "   L: 2048" in r.out
     assert "Private key listing" in cli("key", "list", "--secret").out
     r = cli("key", "export", "--armor", PGP_FPR, tmp_path / "pub.asc")
