@@ -57,19 +57,28 @@ def _key(base: Path) -> tuple[Path, Path]:
     return priv, pub
 
 
+# A fresh small interpreter starts the command and reports its peak RSS: the peak the kernel
+# records for a child of this (possibly large: pytest's) process includes this process's own
+# pages up to the child's exec, so measuring our own child would report our size, not sbuild's.
+_MEASURE = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stdout.write("\\n" + str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed(argv: list[str]) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one process."""
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    with proc.stderr:
-        err = proc.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-S", "-c", _MEASURE, *map(str, argv)], capture_output=True)
     elapsed = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err[-400:]}")
-    return elapsed, usage.ru_maxrss / 1024
+        err = proc.stderr.decode(errors="replace")
+        raise RuntimeError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {err[-400:]}")
+    return elapsed, int(proc.stdout.decode().split()[-1]) / 1024
 
 
 def _restore(path: Path, head: bytes, size: int) -> None:

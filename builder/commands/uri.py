@@ -184,16 +184,9 @@ def _registry_image(uri: str, kind: str, options: FetchOptions, store: ImageStor
 def _manifest_digest(ref, options) -> tuple[str, str]:  # noqa: ANN001
     """The digests of ``ref``'s manifest (an index, maybe) and of the image in it for the
     wanted platform: (repository digest, image manifest digest)."""
-    from builder.sources.oci.client import INDEX_TYPES
-    from builder.sources.oci.platform import select_manifest
-    from builder.sources.oci.puller import registry_client
+    from builder.sources.oci.puller import manifest_digests, registry_client
 
-    client = registry_client(ref, options)
-    body, media, top = client.get_manifest(ref.repository, ref.version)
-    doc = json.loads(body)
-    if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
-        return top, select_manifest(doc.get("manifests") or [], options.want())["digest"]
-    return top, top
+    return manifest_digests(registry_client(ref, options), ref, options.want())
 
 
 def _downloaded_image(uri: str, kind: str, options: FetchOptions, store: ImageStore) -> Path:

@@ -44,7 +44,7 @@ from builder.sources.oci.spool import Spool as _Spool
 from builder.sources.oci.stream import CHUNK, LayerPump
 
 __all__ = ["PullOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
-           "registry_client"]
+           "registry_client", "manifest_digests"]
 
 log = logging.getLogger("sbuild.sources.oci")
 Progress = Callable[[str, int, int], None]  # (digest, bytes done, bytes total)
@@ -159,6 +159,19 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
     tag = ref.tag if not ref.digest else None
     name = f"{ref.name}:{tag}" if tag else str(ref)
     return Resolved(doc, config, top_digest, tag, name, want)
+
+
+def manifest_digests(client: RegistryClient, ref: Reference, want: Platform) -> tuple[str, str]:
+    """(the digest of ``ref``'s manifest, that of the image manifest in it for ``want``), the
+    documents checked as ``resolve_registry`` checks them (what the URI image cache is keyed by)."""
+    body, media, top = client.get_manifest(ref.repository, ref.version)
+    doc = _json(body, f"manifest {ref}")
+    media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
+    if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
+        return top, _descriptor(select_manifest(_descriptors(doc, "manifests", ref), want), ref)["digest"]
+    _descriptor(doc.get("config"), ref, "config")
+    _descriptors(doc, "layers", ref)
+    return top, top
 
 
 def _descriptors(doc: dict, key: str, ref: Reference) -> list[dict]:
