@@ -49,15 +49,20 @@ def keyid(public_key) -> str:  # noqa: ANN001
     return "SHA256:" + base64.b64encode(hashlib.sha256(wire).digest()).decode().rstrip("=")
 
 
+def _read(path: str, where: str) -> bytes:
+    """The bytes of a key file; SigningError ``failed to load key material{where}: …`` if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as e:
+        raise SigningError(f"failed to load key material{where}: {e.strerror}") from None
+
+
 def load_private_key(path: str, passphrase: bytes | None = None):  # noqa: ANN201
     """A PEM private key; SigningError (never showing the key) when it cannot be used."""
     from cryptography.hazmat.primitives import serialization
 
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise SigningError(f"failed to load key material from {path!r}: {e.strerror}") from None
+    data = _read(path, f"from {path!r}")
     try:
         return serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as e:  # encrypted but no passphrase, or the reverse
@@ -73,11 +78,7 @@ def load_public_key(path: str):  # noqa: ANN201
     """A PEM public key (or the public half of a PEM private key, as sigstore accepts)."""
     from cryptography.hazmat.primitives import serialization
 
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise SigningError(f"failed to load key material: {path}: {e.strerror}") from None
+    data = _read(path, f": {path}")
     try:
         return serialization.load_pem_public_key(data)
     except ValueError:
