@@ -184,15 +184,9 @@ def _registry_image(uri: str, kind: str, options: FetchOptions, store: ImageStor
 def _manifest_digest(ref, options) -> tuple[str, str]:  # noqa: ANN001
     """The digests of ``ref``'s manifest (an index, maybe) and of the image in it for the
     wanted platform: (repository digest, image manifest digest)."""
-    from builder.sources.oci.platform import select_manifest
-    from builder.sources.oci.puller import check_manifest, registry_client
+    from builder.sources.oci.puller import manifest_digests, registry_client
 
-    client = registry_client(ref, options)
-    body, media, top = client.get_manifest(ref.repository, ref.version)
-    doc, index = check_manifest(body, media, ref)  # (what the tag named is checked before it is pinned)
-    if index:
-        return top, select_manifest(doc["manifests"], options.want())["digest"]
-    return top, top
+    return manifest_digests(registry_client(ref, options), ref, options.want())
 
 
 def _downloaded_image(uri: str, kind: str, options: FetchOptions, store: ImageStore) -> Path:

@@ -44,7 +44,7 @@ from builder.sources.oci.spool import Spool as _Spool
 from builder.sources.oci.stream import CHUNK, LayerPump
 
 __all__ = ["PullOptions", "fetch_to_rootfs", "Progress", "Resolved", "apply_layers",
-           "registry_client", "check_manifest"]
+           "registry_client", "manifest_digests"]
 
 log = logging.getLogger("sbuild.sources.oci")
 Progress = Callable[[str, int, int], None]  # (digest, bytes done, bytes total)
@@ -137,15 +137,20 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
     body, media, digest = client.get_manifest(ref.repository, ref.version)
     top_digest = digest
     for _ in range(4):
-        doc, index = check_manifest(body, media, ref)
-        if index:
-            desc = _descriptor(select_manifest(doc["manifests"], want), ref)
+        doc = _json(body, f"manifest {ref}")
+        media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
+        if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
+            desc = _descriptor(select_manifest(_descriptors(doc, "manifests", ref), want), ref)
             body, media, digest = client.get_manifest(ref.repository, desc["digest"])
             continue
+        if doc.get("schemaVersion") == 1:
+            raise RegistryError(f"manifest {ref}: schema 1 manifests are not supported",
+                                registry=ref.registry)
         break
     else:
         raise RegistryError(f"manifest {ref}: indexes nested too deeply", registry=ref.registry)
-    cfg_desc = doc["config"]
+    cfg_desc = _descriptor(doc.get("config"), ref, "config")
+    _descriptors(doc, "layers", ref)
     downloader = _Downloader(client, ref.repository, cache, None, threading.Event())
     spool = _Spool(cfg_desc["digest"])
     downloader.run(cfg_desc["digest"], cfg_desc.get("size"), spool)
@@ -156,20 +161,17 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
     return Resolved(doc, config, top_digest, tag, name, want)
 
 
-def check_manifest(body: bytes, media: str, ref: Reference) -> tuple[dict, bool]:
-    """The manifest ``body`` of ``ref`` (served as ``media``) parsed and checked: ``(doc, is an
-    index)``; an index's ``manifests`` and an image's ``config`` and ``layers`` are well-formed
-    descriptors, else ``RegistryError`` ("not a valid image manifest")."""
+def manifest_digests(client: RegistryClient, ref: Reference, want: Platform) -> tuple[str, str]:
+    """(the digest of ``ref``'s manifest, that of the image manifest in it for ``want``), the
+    documents checked as ``resolve_registry`` checks them (what the URI image cache is keyed by)."""
+    body, media, top = client.get_manifest(ref.repository, ref.version)
     doc = _json(body, f"manifest {ref}")
     media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
     if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
-        _descriptors(doc, "manifests", ref)
-        return doc, True
-    if doc.get("schemaVersion") == 1:
-        raise RegistryError(f"manifest {ref}: schema 1 manifests are not supported", registry=ref.registry)
+        return top, _descriptor(select_manifest(_descriptors(doc, "manifests", ref), want), ref)["digest"]
     _descriptor(doc.get("config"), ref, "config")
     _descriptors(doc, "layers", ref)
-    return doc, False
+    return top, top
 
 
 def _descriptors(doc: dict, key: str, ref: Reference) -> list[dict]:
