@@ -65,6 +65,7 @@ class _Root:
         self.work: str | None = None
         self.writable = False
         self.frozen = False  # once host paths are mounted in, never create mount points
+        self.placed: list[tuple[str, str]] = []  # the runtime's own mounts: (container path, resolved)
 
     # -- layers ------------------------------------------------------------------------
     def session(self) -> None:
@@ -264,6 +265,37 @@ class _Root:
         except OSError:
             return None
         return full
+
+
+    def own_target(self, path: str, is_dir: bool = True) -> str | None:
+        """``target(path)`` for one of the runtime's own mounts (/dev, /proc, /tmp, home, /etc
+        files...), refused when the image's symlinks make it collide with the /dev, /proc or
+        /sys mounted before: at or above it (it would hide it) or inside it (it would cover a
+        node). Apptainer mounts there silently and the container runs without its /dev or
+        /proc; user binds are not checked (hiding is their choice)."""
+        real = resolve(self.root, path)
+        for was, at in self.placed:
+            if was not in ("/dev", "/proc", "/sys"):
+                continue  # (/tmp hiding /var/tmp, or home: Apptainer's outcome, no harm done)
+            inside = _collide(real, at)
+            if inside is not None and _collide(path, was) is None:  # (the links made it, not the flags)
+                links = [f"{p} resolves to {r}" for p, r in ((path, real), (was, at)) if p != r]  # (one, at least)
+                raise SetupFailure("RunError", f"setting up the container: the image's symbolic links make "
+                                   f"{path} collide with {was} ({', '.join(links)}): mounting {path} there would "
+                                   f"{'cover a node of' if inside else 'hide'} the container's {was}; "
+                                   f"the image's {path if path != real else was} (or a parent) must not be a symbolic link")
+        dst = self.target(path, is_dir)
+        if dst is not None:
+            self.placed.append((path, real))
+        return dst
+
+
+def _collide(path: str, earlier: str) -> bool | None:
+    """How mounting at ``path`` affects a mount made at ``earlier``: ``False`` hides it (the
+    same place or above), ``True`` covers a node in it (below), ``None`` neither."""
+    if path == earlier or earlier.startswith(path.rstrip("/") + "/"):
+        return False
+    return True if path.startswith(earlier.rstrip("/") + "/") else None
 
 
 def remount_ro(path: str) -> None:

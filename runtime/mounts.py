@@ -13,7 +13,7 @@ import os
 
 from runtime import _sys
 from runtime.description import RootPlan
-from runtime.layers import SetupFailure, _Root, _fail, plan_targets, remount_ro
+from runtime.layers import SetupFailure, _Root, _fail, plan_targets, remount_ro, resolve
 
 __all__ = ["assemble", "enter"]
 
@@ -66,7 +66,7 @@ def assemble(plan: RootPlan) -> str:
 
 
 def _dev(b: _Root, plan: RootPlan) -> None:
-    dev = None if "dev" in plan.mounts.skip else b.target("/dev")
+    dev = None if "dev" in plan.mounts.skip else b.own_target("/dev")
     if dev is None:
         return
     try:
@@ -97,13 +97,13 @@ def _dev(b: _Root, plan: RootPlan) -> None:
 
 def _proc_sys(b: _Root, plan: RootPlan) -> None:
     skip = plan.mounts.skip
-    proc = None if "proc" in skip else b.target("/proc")
+    proc = None if "proc" in skip else b.own_target("/proc")
     if proc is not None:
         try:
             _sys.mount("proc", proc, "proc", _NOSUID_NODEV_NOEXEC)
         except OSError as e:
             raise _fail("mounting /proc", e) from e
-    sys_ = None if "sys" in skip else b.target("/sys")
+    sys_ = None if "sys" in skip else b.own_target("/sys")
     if sys_ is not None:
         try:
             if plan.identity.userns and not plan.unshare & _sys.CLONE_NEWNET:  # (sysfs needs our own net ns)
@@ -136,7 +136,7 @@ def _inner_targets(plan: RootPlan, home_dst: str | None) -> list[tuple[str, bool
 def _bind_fresh(b: _Root, src: str, dst_in: str, inner: list[tuple[str, bool]]) -> None:
     """Bind the empty dir ``src`` at ``dst_in``, first creating in it the mount points of
     ``inner`` that lie below ``dst_in`` (the container's view of them would be gone)."""
-    dst = b.target(dst_in)
+    dst = b.own_target(dst_in)
     if dst is None:
         return
     prefix = dst_in.rstrip("/") + "/"
@@ -154,9 +154,11 @@ def _tmp_home_cwd(b: _Root, plan: RootPlan, home_src: str | None, home_dst: str 
     inner = _inner_targets(plan, home_dst)
     if not m.build_config and "tmp" not in m.skip:
         for path in ("/tmp", "/var/tmp"):
+            if path == "/var/tmp" and resolve(b.root, path) == resolve(b.root, "/tmp"):
+                continue  # (/var/tmp -> /tmp: one mount, as Apptainer does)
             if m.contain:
                 _bind_fresh(b, _scratch(b, path[1:].replace("/", "_")), path, inner)
-            elif (dst := b.target(path)) is not None:
+            elif (dst := b.own_target(path)) is not None:
                 b._bind(path, dst, rec=True)
     for path in m.scratch:
         _bind_fresh(b, _scratch(b, "scratch" + path), path, inner)
@@ -166,10 +168,10 @@ def _tmp_home_cwd(b: _Root, plan: RootPlan, home_src: str | None, home_dst: str 
             if not plan.identity.userns:
                 os.chown(home_src, plan.identity.uid, plan.identity.gid)
         if os.path.isdir(home_src):
-            if (dst := b.target(home_dst)) is not None:
+            if (dst := b.own_target(home_dst)) is not None:
                 b._bind(home_src, dst, rec=True)
     if m.bind_cwd:
-        dst = b.target(m.bind_cwd)
+        dst = b.target(m.bind_cwd)  # (not own_target: the cwd may well lie in home or /tmp)
         if dst is not None and os.path.isdir(m.bind_cwd):
             b._bind(m.bind_cwd, dst, rec=True)
 
@@ -203,7 +205,7 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _merged_file(b: _Root, path: str, extra: str) -> None:
-    dst = b.target(path, is_dir=False)
+    dst = b.own_target(path, is_dir=False)
     if dst is None:
         return
     text = _read(dst)
@@ -223,19 +225,19 @@ def _etc(b: _Root, plan: RootPlan) -> None:
     if plan.passwd:
         _merged_file(b, "/etc/passwd", plan.passwd[0])
         _merged_file(b, "/etc/group", plan.passwd[1])
-    if plan.mounts.hostname and (dst := b.target("/etc/hostname", is_dir=False)) is not None:
+    if plan.mounts.hostname and (dst := b.own_target("/etc/hostname", is_dir=False)) is not None:
         _write(f"{b.s}/files/hostname", plan.mounts.hostname.encode() + b"\n")
         b._bind(f"{b.s}/files/hostname", dst)
     if plan.mounts.build_config:
         return
-    if plan.mounts.dns and (dst := b.target("/etc/resolv.conf", is_dir=False)) is not None:
+    if plan.mounts.dns and (dst := b.own_target("/etc/resolv.conf", is_dir=False)) is not None:
         _write(f"{b.s}/files/resolv.conf", "".join(f"nameserver {s}\n" for s in plan.mounts.dns).encode())
         b._bind(f"{b.s}/files/resolv.conf", dst, readonly=True)
     for path in plan.mounts.host_files:
         if path == "/etc/resolv.conf" and plan.mounts.dns:
             continue
         if os.path.isfile(path):
-            dst = b.target(path, is_dir=False)
+            dst = b.own_target(path, is_dir=False)
             if dst is not None:
                 b._bind(path, dst, readonly=True)
 

@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "registry"))
+sys.path.append(str(ROOT / "tests" / "library"))  # (libservers: the fake library of the token scenarios)
 
 _spec = importlib.util.spec_from_file_location("sbuild_reliability_registry_fixtures",
                                                ROOT / "tests" / "registry" / "conftest.py")

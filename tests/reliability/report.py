@@ -38,15 +38,23 @@ WHAT = {
                       "data), ext3 garbage, truncated and empty files through inspect, exec and build",
     "hostile base images (runtime mounts, --bind)": "image symlinks at /dev, /etc/hosts, /etc/resolv.conf, "
                                                     "/etc, /home, /root, /tmp (the cwd), /proc, /sys and "
-                                                    "--bind destinations, to a host canary",
+                                                    "--bind destinations, to a host canary or to one another "
+                                                    "(/dev -> /proc, /tmp -> /dev, /var/tmp -> /tmp...)",
     "registry faults": "5xx, 429 with Retry-After, resets and truncation mid-blob, wrong bodies and "
-                       "manifests, stalls before headers and mid-body, through a proxy before docker-registry",
-    "credentials": "config.json, env, --docker-username/--docker-password, --docker-login on a pty; "
-                   "right and wrong passwords at -d / SBUILD_DEBUG / -v",
+                       "manifests, stalls before headers and mid-body, through a proxy before docker-registry "
+                       "(rootless: the user's own default cache)",
+    "credentials": "config.json, env, --docker-username/--docker-password, --docker-login on a pty, library "
+                   "tokens (env, token file); right and wrong secrets at -d / SBUILD_DEBUG / -v",
     "interruption": "SIGINT (group) and SIGKILL (sbuild) at 20 seeded points of a docker build",
     "concurrency": "4 builds on one cache with cache clean looping",
     "fuzzing": "hypothesis: recipe parser, SIF and squashfs readers, reference parser, layer applier "
-               "(derandomized, SBUILD_FUZZ_EXAMPLES per target, default 120)",
+               "(derandomized, SBUILD_FUZZ_EXAMPLES per target, default 120; the applier also rootless)",
+}
+# classes (or parts) that run in one privilege mode only, and why
+ONE_MODE = {
+    "fuzzing": "the recipe, SIF, squashfs and reference parsers only read bytes in the test process: "
+               "nothing of theirs depends on who runs them, so they run once (as root); the layer applier, "
+               "which writes a tree, runs rootless too",
 }
 # what these scenarios found, fixed in the code, and the regression test named after each
 FOUND = [
@@ -65,6 +73,12 @@ FOUND = [
     ("PySquashfsImage's from_file leaked its file when it refused an image", "tests/fuzz (squashfs reader)"),
     ("a manifest whose descriptors lack a digest was internal KeyError 'digest' (and a digest named a cache path "
      "unchecked)", "test_registry_faults.py::test_manifest_whose_descriptors_lack_a_digest_is_not_an_internal_keyerror"),
+    ("the URI image cache (merged with `pull` through it) pinned the digest of whatever a tag served, unchecked: "
+     "a wrong manifest failed as 'HTTP 404 manifest unknown'",
+     "test_registry_faults.py::test_a_tag_whose_manifest_is_invalid_is_refused_before_its_digest_is_pinned"),
+    ("image links that make one of the runtime's mounts hide or cover its /dev, /proc or /sys (/dev -> /proc, "
+     "/dev -> /tmp/dev, /tmp -> /dev, /etc/hosts -> /dev/null) left the container without them, silently",
+     "images/test_hostile_mounts.py (dev-to-proc, dev-to-tmp, tmp-to-dev, ... : refused with the links named)"),
     ("a bundle whose removal was cut short had lost its owner record first: never reclaimed",
      "test_interruption.py::test_a_removal_cut_short_keeps_the_owner_record_for_the_next_reclaim"),
     ("the temp beside TARGET, SIGKILLed while being removed, stayed for good",
@@ -75,12 +89,13 @@ FOUND = [
      "test_interruption.py (points 00, 18)"),
 ]
 KNOWN = [
-    "An image whose /dev is a symbolic link gets no /dev of the runtime's: the container's /dev is whatever "
-    "the link names (no host write: the canary holds; Apptainer mounts its /dev there).",
-    "Registry faults run as root only (the client code is the same rootless); credentials run rootless for "
-    "the environment's (right and wrong password) only.",
-    "`sbuild -d CMD` is not a global flag under the name sbuild (it reads as an implicit build); the credential "
-    "scenarios use `apptainer -d`, `SBUILD_DEBUG=1` and `sbuild build -v`.",
+    "Each runtime mount destination is resolved inside the container root (base.securejoin), as Apptainer's "
+    "EvalRelative does, and a missing one is created in the session's upper layer, never on the host: an image "
+    "whose /dev names another directory gets the runtime's /dev there. Where Apptainer goes further and mounts "
+    "over its own /dev, /proc or /sys (links making two of them meet), sbuild refuses with an error naming the "
+    "links; /tmp or home hidden by one another is left as Apptainer leaves it.",
+    "Rootless, a SIF's dev/ is not extracted (devices cannot be made): a /dev link planted in a SIF is an empty "
+    "directory there, so those scenarios run instead of being refused.",
 ]
 MUST = "0 host writes, 0 hangs, 0 internal errors, 0 partial images used, 0 leftovers after a subsequent build"
 
@@ -123,6 +138,9 @@ def render(results: list[dict], when: str, seconds: float | None, bench: list[di
                      f"{c['ran rootless']} | {c['ran userns']} | {c['skipped']} |")
     lines.append(f"| **all** | | **{totals['ran']}** | **{totals['held']}** | {totals['ran root']} | "
                  f"{totals['ran rootless']} | {totals['ran userns']} | {totals['skipped']} |")
+    lines += ["", "Every class runs as root and rootless (the unprivileged user `sbtester`; *userns*: that user inside "
+              "the runtime's user namespace); in one mode only:", ""]
+    lines += [f"- {cls}: {why}" for cls, why in ONE_MODE.items()]
     lines += ["", "Not held: " + (", ".join(f"`{t}`" for t in failed) if failed else "none."), "",
               "## Found and fixed", "", "Each fix has a regression test named after it (in `tests/reliability/`):", ""]
     lines += [f"- {what} — `{test}`" for what, test in FOUND]

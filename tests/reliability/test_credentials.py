@@ -8,7 +8,9 @@ image, so the recipe's ``%post`` can dump its environment into the image."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
+import io
 import json
 import os
 import select
@@ -67,16 +69,51 @@ def _env(tmp_path: Path, **extra) -> dict:
     return env
 
 
-def _with_tty(argv: list[str], env: dict, answers: list[tuple[bytes, bytes]], timeout: float = 240) -> tuple[int, str]:
+class _Who:
+    """Who runs the commands: root in ``tmp_path``, or the unprivileged user (a rootless
+    build: %post in a user namespace) in a directory of theirs under /tmp, with their own HOME
+    (its docker config.json, its token file) and cache."""
+
+    def __init__(self, mode: str, tmp_path: Path, request) -> None:
+        self.user = request.getfixturevalue("unprivileged_user") if mode == "rootless" else None
+        self.base = request.getfixturevalue("shared_dir") if self.user else tmp_path
+        (self.base / "home").mkdir(exist_ok=True)
+
+    def argv_env(self, argv: list, **extra: str) -> tuple[list[str], dict]:
+        """``argv`` and the environment to run it with (HOME, cache and ``extra`` set)."""
+        env = _env(self.base, **extra)
+        argv = [str(a) for a in argv]
+        if self.user is None:
+            return argv, env
+        self.user.chown(self.base)
+        mine = {"HOME": env["HOME"], "SBUILD_CACHEDIR": env["SBUILD_CACHEDIR"], **extra}
+        return self.user.argv("env", *[f"{k}={v}" for k, v in self.user.env(**mine).items()], *argv), env
+
+    def run(self, argv: list, **extra: str) -> tuple[int, str]:
+        argv, env = self.argv_env(argv, **extra)
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+                           cwd=self.base)
+        return r.returncode, r.stdout + r.stderr
+
+
+@pytest.fixture(params=["root", "rootless"])
+def who(request, tmp_path):
+    return _Who(request.param, tmp_path, request)
+
+
+def _with_tty(argv: list[str], env: dict, answers: list[tuple[bytes, bytes]], timeout: float = 240,
+              cwd: str | None = None, owner: int | None = None) -> tuple[int, str]:
     """Run ``argv`` on a new pseudo-terminal, typing each answer once its prompt appears (so the
     terminal's own echo, off for the password, is what getpass set)."""
     master, slave = os.openpty()
+    if owner is not None:  # the user's own terminal, as a login would give them
+        os.fchown(slave, owner, -1)
 
     def ctty():
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty)
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ctty, cwd=cwd)
     os.close(slave)
     seen, deadline = b"", time.monotonic() + timeout
     try:
@@ -103,28 +140,27 @@ def _with_tty(argv: list[str], env: dict, answers: list[tuple[bytes, bytes]], ti
     return status, seen.decode(errors="replace")
 
 
-def _build(how: str, ref: str, out: Path, tmp_path: Path, password: str, debug: str) -> tuple[int, str]:
-    recipe = tmp_path / "cred.def"
+def _build(how: str, ref: str, out: Path, who: _Who, password: str, debug: str) -> tuple[int, str]:
+    recipe = who.base / "cred.def"
     recipe.write_text(RECIPE.format(ref=ref))
-    env = _env(tmp_path, **({"SBUILD_DEBUG": "1"} if debug == "SBUILD_DEBUG" else {}))
+    extra = {"SBUILD_DEBUG": "1"} if debug == "SBUILD_DEBUG" else {}
     verbosity = ["-d"] if debug == "-d" else []
     argv = [APPTAINER, *verbosity, "build", "--sandbox"]
     if how == "config.json":
         auth = base64.b64encode(f"{servers.USER}:{password}".encode()).decode()
-        (tmp_path / "home" / ".docker").mkdir(exist_ok=True)
-        (tmp_path / "home" / ".docker" / "config.json").write_text(json.dumps({"auths": {ref.split("/")[0]:
+        (who.base / "home" / ".docker").mkdir(exist_ok=True)
+        (who.base / "home" / ".docker" / "config.json").write_text(json.dumps({"auths": {ref.split("/")[0]:
                                                                                           {"auth": auth}}}))
     elif how == "env":
-        env.update(APPTAINER_DOCKER_USERNAME=servers.USER, APPTAINER_DOCKER_PASSWORD=password)
+        extra.update(APPTAINER_DOCKER_USERNAME=servers.USER, APPTAINER_DOCKER_PASSWORD=password)
     elif how == "flags":
         argv += ["--docker-username", servers.USER, "--docker-password", password]
     elif how == "docker-login":
-        argv += ["--docker-login"]
-        return _with_tty([*argv, out, recipe], env, [(b"Username: ", servers.USER.encode() + b"\n"),
-                                                    (b"Password: ", password.encode() + b"\n")])
-    r = subprocess.run([*argv, out, recipe], env=env, capture_output=True, text=True, timeout=240,
-                       stdin=subprocess.DEVNULL)
-    return r.returncode, r.stdout + r.stderr
+        argv, env = who.argv_env([*argv, "--docker-login", out, recipe], **extra)
+        return _with_tty(argv, env, [(b"Username: ", servers.USER.encode() + b"\n"),
+                                     (b"Password: ", password.encode() + b"\n")], cwd=str(who.base),
+                         owner=who.user.uid if who.user else None)
+    return who.run([*argv, out, recipe], **extra)
 
 
 def _no_secret_in_tree(root: Path, password: str) -> None:
@@ -143,26 +179,28 @@ HOW = ["config.json", "env", "flags", "docker-login"]
 
 @pytest.mark.parametrize("debug", ["-d", "SBUILD_DEBUG"])
 @pytest.mark.parametrize("how", HOW)
-def test_credentials_never_show_in_output_or_image(auth_registry, tmp_path, how, debug):
+def test_credentials_never_show_in_output_or_image(auth_registry, who, how, debug):
     if how == "docker-login" and debug == "SBUILD_DEBUG":
         pytest.skip("one terminal run is enough")
     ref = f"{auth_registry.host}/{REPO}:1.0"
-    out = tmp_path / "sb"
-    status, text = _build(how, ref, out, tmp_path, servers.PASSWORD, debug)
+    out = who.base / "sb"
+    status, text = _build(how, ref, out, who, servers.PASSWORD, debug)
     no_internal_error(text)
     assert status == 0, text[-3000:]
     for secret in _secrets(servers.PASSWORD):
         assert secret.decode() not in text, f"{secret!r} in the output"
     assert (out / "built.txt").read_text() == "built\n"  # %post ran, and dumped its environment
+    if who.user is not None:
+        assert out.stat().st_uid == who.user.uid  # (built rootless, by the user)
     assert "Owner" in (out / ".singularity.d" / "labels.json").read_text()
     _no_secret_in_tree(out, servers.PASSWORD)
 
 
 @pytest.mark.parametrize("how", HOW)
-def test_a_wrong_password_fails_clearly_without_echoing_it(auth_registry, tmp_path, how):
+def test_a_wrong_password_fails_clearly_without_echoing_it(auth_registry, who, how):
     ref = f"{auth_registry.host}/{REPO}:1.0"
-    out = tmp_path / "sb"
-    status, text = _build(how, ref, out, tmp_path, WRONG, "-d")
+    out = who.base / "sb"
+    status, text = _build(how, ref, out, who, WRONG, "-d")
     no_internal_error(text)
     assert status != 0 and ("401" in text or "unauthorized" in text.lower() or "denied" in text.lower()), text[-2000:]
     for secret in _secrets(WRONG):
@@ -192,31 +230,69 @@ def test_credentials_never_show_in_a_sif_its_inspect_or_a_verbose_pull(auth_regi
         assert secret not in sif.read_bytes()
 
 
-@pytest.mark.parametrize("password", [servers.PASSWORD, WRONG], ids=["right", "wrong"])
-def test_credentials_never_show_rootless(auth_registry, unprivileged_user, password):
-    """The same as the unprivileged user (a rootless build: %post in the user namespace)."""
-    import tempfile
+# -- library tokens ----------------------------------------------------------------------------
 
-    from base.fsutil import remove_tree
+LIB_RECIPE = """Bootstrap: library
+From: test/hello/private:1.0
+Library: {url}
 
-    work = Path(tempfile.mkdtemp(prefix="sbuild-rel-cred-", dir="/tmp"))
+%post
+    env > /post-env.txt
+"""
+
+
+@pytest.fixture(scope="module")
+def token_library(tmp_path_factory):
+    """The fake library of ``tests/library`` holding a private image (served with its token only)."""
+    if not Path("/bin/busybox").is_file():
+        pytest.skip("busybox-static not installed")
+    import libservers
+
+    from builder.cli import main
+
+    recipe = tmp_path_factory.mktemp("lib") / "hello.def"
+    recipe.write_text("Bootstrap: busybox\nMirrorURL: file:///bin/busybox\n\n%runscript\n    echo hello\n")
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["build", "--quiet", str(recipe), str(recipe.with_suffix(".sif"))]) == 0
+    store = libservers.ObjectStore()
+    lib = libservers.Library(store)
+    lib.add("test/hello/private", "1.0", libservers.LibImage("img-private", recipe.with_suffix(".sif").read_bytes(),
+                                                             private=True))
     try:
-        work.chmod(0o755)
-        ref = f"{auth_registry.host}/{REPO}:1.0"
-        (work / "cred.def").write_text(RECIPE.format(ref=ref))
-        unprivileged_user.chown(work)
-        r = unprivileged_user.run(APPTAINER, "-d", "build", "--sandbox", work / "sb", work / "cred.def", timeout=240,
-                                  env={"APPTAINER_DOCKER_USERNAME": servers.USER, "APPTAINER_DOCKER_PASSWORD": password,
-                                       "SBUILD_CACHEDIR": str(work / "cache"), "SBUILD_DEBUG": "1"})
-        text = r.stdout + r.stderr
-        no_internal_error(text)
-        for secret in _secrets(password):
-            assert secret.decode() not in text
-        if password == WRONG:
-            assert r.returncode != 0 and not (work / "sb").exists()
-        else:
-            assert r.returncode == 0, text[-2000:]
-            assert (work / "sb" / "built.txt").exists()
-            _no_secret_in_tree(work / "sb", password)
+        yield lib, libservers.LIB_TOKEN
     finally:
-        remove_tree(work)
+        lib.stop()
+        store.stop()
+
+
+@pytest.mark.parametrize("how", ["env", "token-file"])
+@pytest.mark.parametrize("right", [True, False], ids=["right", "wrong"])
+def test_library_tokens_never_show(token_library, who, how, right):
+    """A private library image pulled (``apptainer -d pull``) and built on (``sbuild build -v``,
+    ``SBUILD_DEBUG``) with the token from ``SYLABS_AUTH_TOKEN`` or ``~/.singularity/sylabs-token``:
+    the token is in no output, error, image or stored recipe; a wrong one fails without echoing it."""
+    lib, token = token_library
+    token = token if right else "lib-token-" + WRONG
+    extra = {"SBUILD_DEBUG": "1", "APPTAINER_LIBRARY": lib.url}
+    if how == "env":
+        extra["SYLABS_AUTH_TOKEN"] = token
+    else:
+        (who.base / "home" / ".singularity").mkdir()
+        (who.base / "home" / ".singularity" / "sylabs-token").write_text(token + "\n")
+    (who.base / "lib.def").write_text(LIB_RECIPE.format(url=lib.url))
+    outputs = [who.run([APPTAINER, "-d", "pull", who.base / "p.sif", "library://test/hello/private:1.0"], **extra),
+               who.run([SBUILD, "build", "-v", who.base / "b.sif", who.base / "lib.def"], **extra)]
+    if right:
+        assert [status for status, _ in outputs] == [0, 0], outputs[-1][1][-2000:]
+        outputs.append(who.run([SBUILD, "inspect", "--deffile", who.base / "b.sif"], **extra))
+        outputs.append(who.run([APPTAINER, "exec", who.base / "b.sif", "cat", "/post-env.txt"], **extra))
+        assert outputs[-1][0] == 0 and "PATH=" in outputs[-1][1], outputs[-1][1][-2000:]
+        for sif in ("p.sif", "b.sif"):
+            assert token.encode() not in (who.base / sif).read_bytes(), sif
+    else:
+        for status, text in outputs:
+            assert status != 0 and "refused" in text, text[-2000:]
+        assert not (who.base / "p.sif").exists() and not (who.base / "b.sif").exists()
+    for _, text in outputs:
+        no_internal_error(text)
+        assert token not in text, text[-2000:]

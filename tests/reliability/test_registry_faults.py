@@ -4,7 +4,8 @@ stalls before the headers and in the body. Each pull (``sbuild pull --sandbox`` 
 ``sbuild build`` of a SIF, run as a subprocess with a hard timeout) either succeeds with the
 right content after bounded retries (a cut blob is resumed with ``Range``) or fails with a
 clear error naming the registry, never an internal error, never a TARGET, never an
-unverified blob in the cache; a stall fails within the stated time
+unverified blob in the cache; each as root (a cache of its own) and rootless (the unprivileged
+user, with their default cache under their HOME); a stall fails within the stated time
 (``SBUILD_REGISTRY_RETRIES`` x ``SBUILD_REGISTRY_TIMEOUT`` + the back-off).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 
 import images
 import servers
-from relhelpers import REPO, no_internal_error, run_sbuild
+from relhelpers import REPO, SBUILD, no_internal_error, run_sbuild
 
 pytestmark = [pytest.mark.scenario("registry faults"), pytest.mark.slow, pytest.mark.timeout(180)]
 TIMEOUT, RETRIES = 2.0, 3
@@ -40,20 +42,53 @@ def big(registry, tmp_path_factory):
     return manifest["layers"][0]["digest"], manifest["config"]["digest"], manifest["layers"][0]["size"]
 
 
-def _pull(proxy, tmp_path: Path, tag: str = "big", build: bool = False):
-    out = tmp_path / ("img.sif" if build else "sb")
-    env = {"SBUILD_CACHEDIR": str(tmp_path / "cache"), "HOME": str(tmp_path),
-           "SBUILD_REGISTRY_TIMEOUT": str(TIMEOUT), "SBUILD_REGISTRY_RETRIES": str(RETRIES)}
-    cmd = ["build", out] if build else ["pull", "--sandbox", out]
-    started = time.monotonic()
-    r = run_sbuild(*cmd, f"docker://{proxy.host}/{REPO}:{tag}", env=env, timeout=120)
-    return r, out, time.monotonic() - started
+class _Puller:
+    """Where one scenario pulls: as root in ``tmp_path`` with its own cache (``SBUILD_CACHEDIR``),
+    or rootless as the unprivileged user in a directory of theirs, with the user's default
+    cache (``~/.cache/sbuild`` under the HOME given)."""
+
+    def __init__(self, mode: str, tmp_path: Path, request) -> None:
+        self.mode, self.user = mode, None
+        self.base = tmp_path
+        self.cache = tmp_path / "cache"
+        if mode == "rootless":
+            self.user = request.getfixturevalue("unprivileged_user")
+            self.base = request.getfixturevalue("shared_dir")
+            (self.base / "home").mkdir()
+            self.user.chown(self.base)
+            self.cache = self.base / "home" / ".cache" / "sbuild"
+
+    def pull(self, proxy, tag: str = "big", build: bool = False):
+        out = self.base / ("img.sif" if build else "sb")
+        cmd = ["build", out] if build else ["pull", "--sandbox", out]
+        env = {"SBUILD_REGISTRY_TIMEOUT": str(TIMEOUT), "SBUILD_REGISTRY_RETRIES": str(RETRIES)}
+        started = time.monotonic()
+        if self.user is None:
+            env.update(SBUILD_CACHEDIR=str(self.cache), HOME=str(self.base))
+            r = run_sbuild(*cmd, f"docker://{proxy.host}/{REPO}:{tag}", env=env, timeout=120)
+        else:
+            env.update(HOME=str(self.base / "home"))
+            r = self.user.run(SBUILD, *cmd, f"docker://{proxy.host}/{REPO}:{tag}", env=env, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        return r, out, time.monotonic() - started
+
+    def leftovers(self) -> list[str]:
+        """What the pull left in its directory besides the cache (and the rootless HOME)."""
+        return sorted(set(os.listdir(self.base)) - {"cache", "home"})
 
 
-def _cache_verified(tmp_path: Path) -> None:
-    blobs = tmp_path / "cache" / "blobs" / "sha256"
+@pytest.fixture(params=["root", "rootless"])
+def puller(request, tmp_path):
+    return _Puller(request.param, tmp_path, request)
+
+
+def _cache_verified(puller: _Puller) -> None:
+    """Every blob in the cache has the digest it is named after (and, rootless, the user owns it)."""
+    blobs = puller.cache / "blobs" / "sha256"
     for blob in blobs.iterdir() if blobs.is_dir() else ():
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name, f"unverified cache entry {blob}"
+        if puller.user is not None:
+            assert blob.stat().st_uid == puller.user.uid, blob
 
 
 def _ok(r, out: Path) -> None:
@@ -107,53 +142,64 @@ SCENARIOS = {
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_registry_fault(proxy, big, tmp_path, name):
+def test_registry_fault(proxy, big, puller, name):
     where, kw, expected = SCENARIOS[name]
     layer, config, size = big
     if kw.get("body") == "same-size":
         kw = {**kw, "body": os.urandom(size)}
     match = {LAYER: f"/blobs/{layer}", CONFIG: f"/blobs/{config}", MANIFEST: "/manifests/big"}[where]
     proxy.faults.append(servers.Fault(match=match, **kw))
-    r, out, took = _pull(proxy, tmp_path)
+    r, out, took = puller.pull(proxy)
     if expected == "ok":
         _ok(r, out)
         if "retry_after" in kw:
             assert took >= 1.0  # Retry-After was honoured
     else:
         _failed(r, out, proxy, *expected)
-    _cache_verified(tmp_path)
+    _cache_verified(puller)
     assert took < STATED + 25, f"took {took:.1f} s, stated bound {STATED:.0f} s (+ the rest of the pull)"
 
 
-def test_a_cut_blob_is_resumed_with_range(proxy, big, tmp_path):
+def test_a_cut_blob_is_resumed_with_range(proxy, big, puller):
     layer, _, _ = big
     proxy.faults.append(servers.Fault(match=f"/blobs/{layer}", truncate=2600000, times=1))
-    r, out, _ = _pull(proxy, tmp_path)
+    r, out, _ = puller.pull(proxy)
     _ok(r, out)
     gets = [s for s in proxy.seen if layer in s["path"] and s["method"] == "GET"]
     assert len(gets) == 2 and gets[1]["range"] == "bytes=2097152-", gets  # after two whole 1 MiB reads
 
 
-def test_a_permanent_stall_fails_within_the_stated_time(proxy, big, tmp_path):
+def test_a_permanent_stall_fails_within_the_stated_time(proxy, big, puller):
     proxy.faults.append(servers.Fault(match="/manifests/big", stall_headers=120, times=-1))
-    r, out, took = _pull(proxy, tmp_path)
+    r, out, took = puller.pull(proxy)
     _failed(r, out, proxy)
     assert STATED - 1 <= took < STATED + 10, (took, STATED)
 
 
 @pytest.mark.parametrize("fault", [{"reset": 2600000}, {"body": b"\0" * 1000}, {"status": 500}])
-def test_a_failed_build_from_a_faulty_registry_leaves_no_target(proxy, big, tmp_path, fault):
+def test_a_failed_build_from_a_faulty_registry_leaves_no_target(proxy, big, puller, fault):
     layer, _, _ = big
     proxy.faults.append(servers.Fault(match=f"/blobs/{layer}", times=-1, **fault))
-    r, out, _ = _pull(proxy, tmp_path, build=True)
+    r, out, _ = puller.pull(proxy, build=True)
     _failed(r, out, proxy)
-    _cache_verified(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["cache"]
+    _cache_verified(puller)
+    assert puller.leftovers() == []
 
 
-def test_manifest_whose_descriptors_lack_a_digest_is_not_an_internal_keyerror(proxy, big, tmp_path):
+def test_manifest_whose_descriptors_lack_a_digest_is_not_an_internal_keyerror(proxy, big, puller):
     """Regression: ``{"layers": 7}`` or a config without a digest was ``internal error: KeyError: 'digest'``."""
     proxy.faults.append(servers.Fault(match="/manifests/big", body=b'{"schemaVersion": 2, "config": {}, "layers": 7}',
                                       times=-1))
-    r, out, _ = _pull(proxy, tmp_path)
+    r, out, _ = puller.pull(proxy)
     _failed(r, out, proxy, "not a valid image manifest")
+
+
+def test_a_tag_whose_manifest_is_invalid_is_refused_before_its_digest_is_pinned(proxy, big, tmp_path):
+    """Regression: the pull through the URI image cache pinned the digest of whatever the tag
+    served, unchecked, and the pull by that digest failed with a misleading 'HTTP 404: manifest
+    unknown'."""
+    proxy.faults.append(servers.Fault(match="/manifests/big", body=b'{"schemaVersion": 2, "layers": 7}', times=-1))
+    r, out, _ = _Puller("root", tmp_path, None).pull(proxy)
+    _failed(r, out, proxy, "not a valid image manifest")
+    assert "404" not in r.stderr
+    assert not [s for s in proxy.seen if "/manifests/sha256:" in s["path"]], proxy.seen
