@@ -6,9 +6,9 @@ Packs a debootstrap minbase sandbox (~200 MB; made once and cached under
 with ``builder.images.write_image`` (sbuild's own packer, ``builder.images.sqfs_pack``;
 ``SBUILD_PACKER=mksquashfs`` in the environment is not read here: pass
 ``--mksquashfs`` to make write_image use mksquashfs too) and to a squashfs with a bare
-``mksquashfs`` (gzip, all cores, as sbuild would run it); then unpacks the .simg with ``extract_image`` and the squashfs with a
-bare ``unsquashfs``. Each measurement is the median of --runs alternating runs after a
-warm-up. Prints the times and the ratios (target: <= 1.05).
+``mksquashfs`` (gzip, all cores, as sbuild would run it); then unpacks the .simg with
+``extract_image`` and the squashfs with a bare ``unsquashfs``. Each measurement is the
+median of --runs alternating runs after a warm-up. Prints the times and the ratios (target: <= 1.05).
 
     .venv/bin/python bench/images_pack.py [--runs 5] [--sandbox DIR]
 """

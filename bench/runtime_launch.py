@@ -236,12 +236,26 @@ def run(quick: bool) -> list[dict]:
         raise RuntimeError(f"runtime_launch: {e.code}") from e
     finally:
         sys.argv = argv
-    found = re.findall(r"^(\S.*):\n  sbuild  median +([\d.]+) ms.*\n  floor   median +([\d.]+) ms", out.getvalue(), re.M)
-    if not found:
+    rows, title, floor = [], "", 0.0
+    line_re = re.compile(r"^  (\S.*?) +([\d.]+) ms \(q1 .*?\)(?:  ratio ([\d.]+))?"
+                         r" +cpu +([\d.]+) ms(?: \(([\d.]+)\))?$")
+    for line in out.getvalue().splitlines():
+        if not line.startswith(" ") and ":  (wall" in line:
+            title = line.split(":  (wall")[0]
+            continue
+        m = line_re.match(line)
+        if not m:
+            continue
+        name, wall, ratio, _cpu, cpu_ratio = m.groups()
+        if name == "floor":
+            floor = float(wall) / 1000
+            continue
+        rows.append({"name": f"launch: {title}, {name}", "sbuild_s": float(wall) / 1000,
+                     "alternative": "unshare + the floor shell script", "alternative_s": floor,
+                     "ratio": float(ratio), "notes": f"CPU ratio {cpu_ratio}; target ≤ 1.0"})
+    if not rows:
         raise RuntimeError("runtime_launch printed no medians: " + out.getvalue()[-300:])
-    return [{"name": f"launch: {name}", "sbuild_s": float(a) / 1000, "alternative": "unshare + the floor shell script",
-             "alternative_s": float(b) / 1000, "ratio": float(a) / float(b), "notes": "target ≤ 1.0"}
-            for name, a, b in found]
+    return rows
 
 
 if __name__ == "__main__":

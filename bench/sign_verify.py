@@ -63,7 +63,7 @@ def _key(base: Path) -> tuple[Path, Path]:
 _MEASURE = """import os, sys
 pid = os.fork()
 if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
+    os.execvp(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
 sys.stdout.write("\\n" + str(usage.ru_maxrss))
 sys.exit(os.waitstatus_to_exitcode(status))
