@@ -62,8 +62,12 @@ def _target(target: Path, fmt: str, force: bool, update: bool) -> None:
             raise UsageError(f"{target} already exists",
                              hint="use --force to overwrite it" + (" or --update to build on it"
                                                                    if fmt == "sandbox" and target.is_dir() else ""))
-    if not target.parent.resolve().is_dir():
+    parent = target.parent.resolve()
+    if not parent.is_dir():
         raise UsageError(f"cannot write {target}: directory {target.parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):  # before the bootstrap, not after a long %post
+        raise UsageError(f"cannot write {target}: permission denied in {parent}",
+                         hint="choose a TARGET in a directory you can write")
 
 
 def _tmpdir(tmp: str) -> None:

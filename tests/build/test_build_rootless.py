@@ -49,6 +49,19 @@ def test_unprivileged_user_builds_hello_and_runs_it(unprivileged_user, userdir):
 
 
 @pytest.mark.slow
+def test_unwritable_target_directory_fails_before_the_build_starts(unprivileged_user, userdir):
+    """A TARGET in a directory the user cannot write is refused up front (it used to fail only
+    when the finished image was written, after every %post had run), and nothing is written."""
+    locked = userdir / "locked"
+    locked.mkdir()
+    os.chown(locked, 0, 0)
+    locked.chmod(0o755)
+    r = as_user(unprivileged_user, userdir, ROOT / "recipes" / "hello.def", "locked/out.simg")
+    assert r.returncode == 2 and "cannot write locked/out.simg: permission denied" in r.stderr, r.stderr
+    assert "[stage 1]" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert list(locked.iterdir()) == []
+
+
 def test_rootless_post_is_root_with_subordinate_ids_and_update_keeps_them(unprivileged_user, userdir):
     if unprivileged_user.subuid is None:
         pytest.skip("the test user has no /etc/subuid range")
