@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -78,18 +77,11 @@ def bash_image(tmp_path_factory, compat_path) -> Path:
 
 @pytest.fixture(scope="session")
 def client_registry(tmp_path_factory, compat_path):
-    for tool in ("docker-registry", "skopeo"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool}")
     work = tmp_path_factory.mktemp("client-registry")
     tree = runnable.runnable_layers() + [images.tar_bytes([images.f("etc/marker", "registry\n")])]
     layout = images.write_layout(work / "oci", {"1.0": images.Image(tree, {"Env": ["PATH=/bin"]})})
-    reg = servers.start_registry(work / "reg")
-    try:
-        servers.skopeo_push(layout, "1.0", f"{reg.host}/test/bash:1.0")
+    with servers.serving(work / "reg", layout, "1.0", "test/bash:1.0") as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 @dataclass

@@ -12,6 +12,7 @@ each side saw.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -363,6 +364,23 @@ def skopeo_push(layout: Path, tag: str, dest: str, *, all_: bool = False, creds:
     cmd += ["--dest-cert-dir", str(cert_dir)] if cert_dir else ["--dest-tls-verify=false"]
     cmd += [f"oci:{layout}:{tag}", f"docker://{dest}"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def serving(workdir: Path, layout: Path, tag: str, name: str):  # noqa: ANN201 - Iterator[Registry]
+    """A plain registry started in ``workdir`` with ``layout``'s ``tag`` pushed as ``name``
+    (``REPO:TAG``), stopped afterwards; the test is skipped without docker-registry or skopeo."""
+    import pytest
+
+    for tool in ("docker-registry", "skopeo"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool}")
+    reg = start_registry(workdir)
+    try:
+        skopeo_push(layout, tag, f"{reg.host}/{name}")
+        yield reg
+    finally:
+        reg.stop()
 
 
 def cleanup_dir(path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -45,16 +44,9 @@ def layout(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def reg(tmp_path, layout):
-    for tool in ("docker-registry", "skopeo"):
-        if not shutil.which(tool):
-            pytest.skip(f"needs {tool}")
-    registry = servers.start_registry(tmp_path / "reg")
-    registry.layout = layout
-    try:
-        servers.skopeo_push(layout, "a", f"{registry.host}/test/run:1.0")
+    with servers.serving(tmp_path / "reg", layout, "a", "test/run:1.0") as registry:
+        registry.layout = layout
         yield registry
-    finally:
-        registry.stop()
 
 
 @pytest.fixture

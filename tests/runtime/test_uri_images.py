@@ -14,9 +14,6 @@ REGISTRY_TESTS = Path(__file__).resolve().parents[1] / "registry"
 
 @pytest.fixture(scope="module")
 def busybox_registry(tmp_path_factory):
-    for tool in ("docker-registry", "skopeo"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool}")
     sys.path.insert(0, str(REGISTRY_TESTS))
     import images
     import runnable
@@ -25,12 +22,8 @@ def busybox_registry(tmp_path_factory):
     work = tmp_path_factory.mktemp("rt-uri")
     layout = images.write_layout(work / "oci", {"1.0": images.Image(runnable.runnable_layers(),
                                                                     {"Env": ["PATH=/bin"]})})
-    reg = servers.start_registry(work / "reg")
-    try:
-        servers.skopeo_push(layout, "1.0", f"{reg.host}/rt/busybox:1.0")
+    with servers.serving(work / "reg", layout, "1.0", "rt/busybox:1.0") as reg:
         yield reg
-    finally:
-        reg.stop()
 
 
 def test_exec_docker_uri_pulls_into_the_users_cache_once(profile, busybox_registry):
