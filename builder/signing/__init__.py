@@ -16,8 +16,8 @@ from builder.signing.errors import IntegrityError, KeyringError, SigningError
 from builder.signing.image import SignImage
 from builder.signing.keyring import Keyring, VerifyKeys, keys_dir
 from builder.signing.sign import DsseSigner, PgpSigner, sign_image
-from builder.signing.verify import SignatureResult, all_signed_by, tasks_for, verify_image
+from builder.signing.verify import SignatureResult, tasks_for, verify_image
 
 __all__ = ["IntegrityError", "KeyringError", "SigningError", "SignImage", "Keyring", "VerifyKeys", "keys_dir",
-           "DsseSigner", "PgpSigner", "sign_image", "SignatureResult", "all_signed_by", "tasks_for",
+           "DsseSigner", "PgpSigner", "sign_image", "SignatureResult", "tasks_for",
            "verify_image"]

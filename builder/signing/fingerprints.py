@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+from builder.images.sif import SIF_MAGIC
 from builder.signing.errors import IntegrityError
 
 __all__ = ["parse_fingerprints", "check_base", "verify_quietly", "verify_pull", "warn_if_signed", "is_sif", "signers"]
@@ -35,7 +36,7 @@ def parse_fingerprints(value: str | None) -> list[str]:
 def is_sif(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
-            return fh.read(42)[32:42] == b"SIF_MAGIC\0"
+            return fh.read(42)[32:42] == SIF_MAGIC
     except OSError:
         return False
 

@@ -29,7 +29,7 @@ from builder.signing.image import SignImage, group_of, linked
 from builder.signing.metadata import SIF_HASH_TYPES, Metadata, check_metadata
 from builder.signing.pgp import is_clearsign
 
-__all__ = ["SignatureResult", "verify_image", "signature_metadata", "all_signed_by", "Task", "tasks_for"]
+__all__ = ["SignatureResult", "verify_image", "signature_metadata", "Task", "tasks_for"]
 
 
 class SignatureResult:
@@ -206,18 +206,3 @@ def verify_image(image: SignImage, tasks: list[Task], *, dsse_keys: list | None 
                 on_result(result)
             if result.error is not None:
                 raise result.error
-
-
-def all_signed_by(tasks: list[Task]) -> list[bytes]:
-    """The descriptor fingerprints present on every task's signatures (Go's AllSignedBy)."""
-    counts: dict[bytes, int] = {}
-    for task in tasks:
-        try:
-            sigs = task.signatures()
-        except IntegrityError as e:
-            if "signature not found" not in str(e):
-                raise
-            sigs = []
-        for fp in sorted({signature_metadata(s)[1] for s in sigs} - {b""}):
-            counts[fp] = counts.get(fp, 0) + 1
-    return sorted(fp for fp, n in counts.items() if n == len(tasks))

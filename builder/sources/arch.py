@@ -34,8 +34,7 @@ from base.errors import BuildError, CapabilityError
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.rootfs import write_base_env, write_file
-from builder.sources.contract import Source
+from builder.sources.contract import Source, finish_fresh_rootfs
 from builder.sources.pkgtools import check_privilege, fetch_url, need_tool, probe_url, run_steps, tool_env
 
 __all__ = ["ArchSource", "arch_packages", "conf_servers", "DEFAULT_CONF_URL"]
@@ -166,6 +165,4 @@ class ArchSource(Source):
                                            "pacstrap", prepare)
         if status != 0:
             raise _failure(what, status, tail)
-        write_base_env(bundle.rootfs, overwrite=True)
-        write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-        bundle.bootstrapped = True
+        finish_fresh_rootfs(bundle)

@@ -20,8 +20,7 @@ from base.errors import BuildError
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.rootfs import write_base_env, write_file
-from builder.sources.contract import Source
+from builder.sources.contract import Source, finish_fresh_rootfs
 
 __all__ = ["BusyboxSource"]
 
@@ -71,6 +70,4 @@ class BusyboxSource(Source):
             link = bindir / applet
             if not os.path.lexists(link):
                 os.symlink("busybox", link)
-        write_base_env(bundle.rootfs, overwrite=True)
-        write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-        bundle.bootstrapped = True
+        finish_fresh_rootfs(bundle)

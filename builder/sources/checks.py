@@ -46,7 +46,7 @@ def agent_problems(recipe: Recipe, stage: Stage) -> list[Diagnostic]:
         Diagnostic(path, line, 1, f"'Bootstrap: {value}' needs a '{HEADER_TITLES.get(key, key)}:' header line")
         for key in agent.required
         if not (stage.header or {}).get(key)
-    ] + [Diagnostic(path, stage.header_line(key) or line, 1, message)
+    ] + [Diagnostic(path, stage.header_line(key), 1, message)
          for key, message in header_problems(value, stage.header or {})]
 
 

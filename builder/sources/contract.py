@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the table imports this module: keep it cheap
     from builder.options import FetchOptions
     from builder.recipe import Stage
 
-__all__ = ["Source", "header_error"]
+__all__ = ["Source", "header_error", "finish_fresh_rootfs"]
 
 
 class Source(ABC):
@@ -32,6 +32,17 @@ class Source(ABC):
     @abstractmethod
     def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
         """Fill ``bundle.rootfs`` as ``stage``'s header says; set ``bundle.bootstrapped``."""
+
+
+def finish_fresh_rootfs(bundle: Bundle) -> None:
+    """The last step of an agent that made the rootfs from nothing (busybox, debootstrap,
+    scratch, the package agents): the base environment, the default runscript, and
+    ``bundle.bootstrapped``."""
+    from builder.rootfs import write_base_env, write_file
+
+    write_base_env(bundle.rootfs, overwrite=True)
+    write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
+    bundle.bootstrapped = True
 
 
 def header_error(stage: Stage, key: str, error: SbuildError) -> RecipeError:

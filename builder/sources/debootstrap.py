@@ -20,8 +20,8 @@ from base.errors import BuildError, CapabilityError
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.rootfs import run_captured, write_base_env, write_file
-from builder.sources.contract import Source
+from builder.rootfs import run_captured
+from builder.sources.contract import Source, finish_fresh_rootfs
 
 __all__ = ["DebootstrapSource", "debootstrap_argv"]
 
@@ -77,6 +77,4 @@ class DebootstrapSource(Source):
             raise BuildError(f"debootstrap {stage.header.get('osversion')} failed with exit code {status}",
                              exit_code=status, output_tail=tail,
                              hint="check MirrorURL and OSVersion, and that the mirror is reachable")
-        write_base_env(bundle.rootfs, overwrite=True)
-        write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-        bundle.bootstrapped = True
+        finish_fresh_rootfs(bundle)

@@ -8,14 +8,11 @@ from __future__ import annotations
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.rootfs import write_base_env, write_file
-from builder.sources.contract import Source
+from builder.sources.contract import Source, finish_fresh_rootfs
 
 __all__ = ["ScratchSource"]
 
 
 class ScratchSource(Source):
     def fetch(self, bundle: Bundle, stage: Stage, options: FetchOptions) -> None:
-        write_base_env(bundle.rootfs, overwrite=True)
-        write_file(bundle.rootfs / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-        bundle.bootstrapped = True
+        finish_fresh_rootfs(bundle)

@@ -35,8 +35,8 @@ from base.errors import BuildError
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.rootfs import write_base_env, write_file
-from builder.sources.contract import Source
+from builder.rootfs import write_file
+from builder.sources.contract import Source, finish_fresh_rootfs
 from builder.sources.pkgtools import (check_privilege, fetch_url, make_dev_nodes, need_tool, probe_url, rpm_home,
                                       run_steps, tool_env, with_osversion)
 
@@ -164,6 +164,4 @@ class YumSource(Source):
             what, status, tail = run_steps(steps, tool_env(rpm_home(work / "home")), os.path.basename(dnf))
         if status != 0:
             raise _failure(agent, what, status, tail)
-        write_base_env(root, overwrite=True)
-        write_file(root / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-        bundle.bootstrapped = True
+        finish_fresh_rootfs(bundle)

@@ -31,8 +31,8 @@ from base.errors import BuildError, CapabilityError
 from builder.bundle import Bundle
 from builder.options import FetchOptions
 from builder.recipe import Stage
-from builder.rootfs import write_base_env, write_file
-from builder.sources.contract import Source
+from builder.rootfs import write_file
+from builder.sources.contract import Source, finish_fresh_rootfs
 from builder.sources.pkgtools import (Step, check_privilege, make_dev_nodes, need_tool, probe_url, rpm_home,
                                       run_steps, tool_env, with_osversion)
 
@@ -172,6 +172,4 @@ class ZypperSource(Source):
             log.warning("zypper: the bootstrap succeeded, but some rpm scripts failed (exit code 107)")
         elif status != 0:
             raise _failure(what, status, tail)
-        write_base_env(root, overwrite=True)
-        write_file(root / ".singularity.d" / "runscript", "#!/bin/sh\n", 0o755)
-        bundle.bootstrapped = True
+        finish_fresh_rootfs(bundle)
