@@ -13,9 +13,9 @@ registry) ``builder.sources.oci``, never the steps or the commands.
 """
 
 from builder.cache.explain import changes, describe
-from builder.cache.keys import base_identity, content_digest, file_sha256, key_of, referenced_args
+from builder.cache.keys import base_identity, content_digest, key_of, referenced_args
 from builder.cache.remote import RemoteCache
 from builder.cache.store import DEFAULT_CAP, STORE_DIR, CheckpointStore, Cleaned, Entry, parse_size
 
-__all__ = ["changes", "describe", "base_identity", "content_digest", "file_sha256", "key_of", "referenced_args",
+__all__ = ["changes", "describe", "base_identity", "content_digest", "key_of", "referenced_args",
            "RemoteCache", "DEFAULT_CAP", "STORE_DIR", "CheckpointStore", "Cleaned", "Entry", "parse_size"]

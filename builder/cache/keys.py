@@ -32,7 +32,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["key_of", "content_digest", "file_sha256", "base_identity", "referenced_args", "Inputs"]
+from builder.images import file_digest
+
+__all__ = ["key_of", "content_digest", "base_identity", "referenced_args", "Inputs"]
 
 log = logging.getLogger("sbuild.cache")
 
@@ -45,15 +47,6 @@ def key_of(inputs: Mapping[str, str]) -> str:
     """The key of ``inputs``: 64 hex digits (sha256 of their canonical JSON)."""
     text = json.dumps(dict(inputs), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def content_digest(path: str | os.PathLike, *, follow: bool = True) -> str:
@@ -109,7 +102,7 @@ def base_identity(agent: str, header: Mapping[str, str], *, ref: str | None, cwd
         if agent == "busybox":
             url = header.get("mirrorurl", "")
             if url.startswith("file://"):
-                return file_sha256(url[len("file://"):]), "content of the busybox binary"
+                return file_digest(url[len("file://"):]), "content of the busybox binary"
             return url, "the busybox URL"
         if agent == "debootstrap":
             return _release_date(header["mirrorurl"], header["osversion"]), "the mirror's Release date"
@@ -126,7 +119,7 @@ def _local_oci(spec: str, cwd: str) -> str:
         path = Path(cwd, spec.rsplit(":", 1)[0])
     if path.is_dir():
         return content_digest(path / "index.json") + " " + spec
-    return file_sha256(path) + " " + spec
+    return file_digest(path) + " " + spec
 
 
 def _local_image(spec: str, cwd: str) -> tuple[str, str]:
@@ -138,7 +131,7 @@ def _local_image(spec: str, cwd: str) -> tuple[str, str]:
     info = probe(path)
     if info.kind == "sif":
         return _sif_partitions(path, info), "digests of the SIF partitions"
-    return file_sha256(path), "content of the image"
+    return file_digest(path), "content of the image"
 
 
 def _sif_partitions(path: Path, info) -> str:  # noqa: ANN001

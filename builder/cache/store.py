@@ -36,7 +36,7 @@ from pathlib import Path
 
 from base.errors import UsageError
 from base.owner import held_file
-from builder.cache.keys import file_sha256
+from builder.images import file_digest
 
 __all__ = ["CheckpointStore", "Entry", "Cleaned", "parse_size", "DEFAULT_CAP", "STORE_DIR"]
 
@@ -143,7 +143,7 @@ class CheckpointStore:
         blob = self._blob(key)
         try:
             size = blob.stat().st_size
-            ok = size == record.get("size") and file_sha256(blob) == record.get("digest")
+            ok = size == record.get("size") and file_digest(blob) == record.get("digest")
         except OSError:
             ok = False
         if not ok:
@@ -160,7 +160,7 @@ class CheckpointStore:
         fd, tmp = held_file(self.root / "tmp", _TEMP)
         try:  # held (fd) while the writer, maybe in the build's user namespace, fills it by path
             write_blob(tmp)
-            record = dict(record, key=key, size=tmp.stat().st_size, digest=file_sha256(tmp),
+            record = dict(record, key=key, size=tmp.stat().st_size, digest=file_digest(tmp),
                           created=record.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             (self.root / "entries").mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o644)

@@ -7,7 +7,7 @@ Python's switch interval for it, so fewer, larger jobs keep the cores busy. At m
 ``limit`` blocks are held (read but not written), whatever the file sizes. The order of
 the output never depends on which thread finishes first. ``holes`` queues a run of
 all-zero blocks without data; ``data_region`` finds where a file's data and holes are
-(``SEEK_DATA``/``SEEK_HOLE``) and ``pread_all``/``read_all`` read it. With a ``cache``
+(``SEEK_DATA``/``SEEK_HOLE``) and ``pread_all`` reads it. With a ``cache``
 (``builder.images.blockcache.BlockCache``) the threads take a block's compressed bytes
 from it when it holds them, and store those they compress (the output is the same).
 """
@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from builder.images import sqfs_format as fmt
 
-__all__ = ["BlockWriter", "data_region", "pread_all", "read_all", "write_at"]
+__all__ = ["BlockWriter", "data_region", "pread_all", "write_at"]
 
 _BATCH = 8  # blocks per compression job
 _ZERO_BLOCK = bytes(fmt.BLOCK_SIZE)
@@ -155,21 +155,6 @@ def pread_all(fd: int, size: int, at: int) -> bytes:
     parts, got = [data], len(data)
     while got < size:
         more = os.pread(fd, size - got, at + got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def read_all(fd: int, size: int) -> bytes:
-    """Up to ``size`` bytes (fewer only at end of file)."""
-    data = os.read(fd, size)
-    if len(data) == size or not data:
-        return data
-    parts, got = [data], len(data)
-    while got < size:
-        more = os.read(fd, size - got)
         if not more:
             break
         parts.append(more)

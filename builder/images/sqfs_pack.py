@@ -42,7 +42,7 @@ from pathlib import Path
 from base.errors import BuildError, ImageError
 from builder.images import sqfs_format as fmt
 from builder.images.blockcache import BlockCache
-from builder.images.sqfs_blocks import BlockWriter, data_region, pread_all, read_all, write_at
+from builder.images.sqfs_blocks import BlockWriter, data_region, pread_all, write_at
 from builder.images.sqfs_format import BLOCK_SIZE, Inode
 
 __all__ = ["SquashOptions", "pack_directory"]
@@ -197,7 +197,7 @@ class _Packer:
             return
         try:
             if size < BLOCK_SIZE:
-                self._small(node, read_all(fd, size))
+                self._small(node, pread_all(fd, size, 0))
             else:
                 self._large(fd, node)
         except OSError as e:
