@@ -27,15 +27,19 @@ apptainer-cli.md §2–3), for the drop-in command line:
   F FALSE false False``); anything else, ``yes`` included, is a ``UsageError`` saying which
   variable, as Apptainer's fatal "While parsing environment variables".
 
-``environ`` defaults to ``os.environ``. Cheap to import (``os`` only; ``base.errors`` on
-first error): ``base.cachedir`` uses it on the runtime's launch path.
+``environ`` defaults to ``os.environ``. Cheap to import (``os`` and ``base.records`` only;
+``base.errors`` on first error): ``base.cachedir`` uses it on the runtime's launch path.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+
+from base.records import Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["apptainer_env", "apptainer_flag", "twin", "twin_value", "appended", "parse_bool", "Twin", "PREFIXES"]
 
@@ -58,12 +62,17 @@ def apptainer_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     return (apptainer_env(name, environ) or "").lower() in _TRUE
 
 
-class Twin(NamedTuple):
-    """A flag's value from the environment: where it came from, and what to tell the user."""
+class Twin(Frozen):
+    """A flag's value from the environment: where it came from, and what to tell the user.
+    (``base.records.Frozen``, not ``typing.NamedTuple``: ``typing`` costs ~6 ms, and
+    ``base.cachedir`` imports this module on the runtime's launch path.)"""
 
-    name: str  # the variable that gave the value, e.g. SINGULARITY_BIND
-    value: str
-    note: tuple[str, str] | None = None  # ("info" | "warning", message), as Apptainer prints it
+    __slots__ = _fields = ("name", "value", "note")
+
+    def __init__(self, name: str, value: str, note: tuple[str, str] | None = None) -> None:
+        # name: the variable that gave the value, e.g. SINGULARITY_BIND; note: ("info" |
+        # "warning", message), as Apptainer prints it
+        self._set(name, value, note)
 
 
 def twin(keys: Sequence[str], environ: Mapping[str, str] | None = None) -> Twin | None:
