@@ -239,7 +239,9 @@ def _build(args: argparse.Namespace, source: str, target: Path, fmt: str):  # no
                      agents={s.bootstrap for s in recipe.stages}, identity=identity.mode, pack=pack)
     progress = _progress(args)
     plan = _plan(args, target, fmt, identity, pack, transfer=progress.transfer)
-    result = build_recipe(recipe, plan, progress=progress, version=_version())
+    from builder.commands.compat import sbuild_version
+
+    result = build_recipe(recipe, plan, progress=progress, version=sbuild_version())
     for kept in result.kept:
         log.info("kept the build bundle at %s", kept)
     return result.image, result.stages
@@ -276,10 +278,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("sbuild")
-    except Exception:  # noqa: BLE001 - running from a checkout
-        return "0+unknown"

@@ -2,10 +2,9 @@
 
 The cache lives in ``$APPTAINER_CACHEDIR``/``$SINGULARITY_CACHEDIR`` (``/sbuild`` below it)
 or ``$XDG_CACHE_HOME/sbuild``; ``--cachedir`` overrides. It holds several kinds, each in
-``KINDS`` (the one table: a new cache, such as the packer's block cache, adds a ``Kind``
-with ``register_kind``): ``blobs`` (OCI blobs, ``builder.sources.oci.cache``), ``build``
-(build checkpoints, ``builder.cache``) and ``images`` (SIFs of URIs that were run,
-``builder.commands.uri``) and ``squashfs-blocks`` (the packer's compressed blocks,
+``KINDS`` (the one table: a new cache adds a ``Kind`` there): ``blobs`` (OCI blobs,
+``builder.sources.oci.cache``), ``build`` (build checkpoints, ``builder.cache``), ``images``
+(SIFs of URIs that were run, ``builder.commands.uri``) and ``squashfs-blocks`` (the packer's compressed blocks,
 ``builder.images.blockcache``: one row, their count and size). ``--type`` selects kinds (Apptainer's names map to blobs).
 
 Cleaning never waits and never removes an entry a running build downloads, reads or builds:
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from builder.commands import add_output_flags
 
-__all__ = ["register", "Kind", "KINDS", "register_kind", "add_cache_flags", "cache_options"]
+__all__ = ["register", "Kind", "KINDS", "add_cache_flags", "cache_options"]
 
 
 @dataclass(frozen=True)
@@ -157,11 +156,6 @@ KINDS: list[Kind] = [
     Kind("images", "images", ("images", "oci", "oras", "library", "shub"), _image_rows, _image_clean),
     Kind("squashfs-blocks", "compressed blocks", ("blocks",), _block_rows, _block_clean, totals=True),
 ]
-
-
-def register_kind(kind: Kind) -> None:
-    """Add a kind of cache entry to ``cache list``/``cache clean`` (e.g. the packer's block cache)."""
-    KINDS[:] = [k for k in KINDS if k.name != kind.name] + [kind]
 
 
 def _types_help() -> str:

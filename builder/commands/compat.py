@@ -1,7 +1,7 @@
 """The program's names, Apptainer's global flags, messages and version, and the small commands.
 
 One program answers to ``sbuild``, ``apptainer``, ``singularity`` and ``run-singularity`` (the
-interpreter a ``.simg``'s first line names): ``program(argv0)`` says which. Under
+interpreter a ``.simg``'s first line names; ``builder.cli`` says which). Under
 ``apptainer``/``singularity`` (``COMPAT``) it is Apptainer 1.5's command line
 (reference apptainer-cli.md §1-2): the global flags of ``GLOBAL_FLAGS`` before the command,
 ``level(values)`` their message level, messages as ``prefix`` writes them (these three live in
@@ -23,7 +23,7 @@ import os
 from base.errors import UsageError
 from builder.commands.leading import GLOBAL_FLAGS, Style, level, parse_globals, prefix
 
-__all__ = ["COMPAT", "program", "parse_globals", "add_global_flags", "GLOBAL_FLAGS", "level", "prefix", "version_line", "APPTAINER_VERSION",
+__all__ = ["COMPAT", "sbuild_version", "parse_globals", "add_global_flags", "GLOBAL_FLAGS", "level", "prefix", "version_line", "APPTAINER_VERSION",
            "UNAVAILABLE", "SBUILD_ONLY", "Style", "version_action", "register", "suggest", "Unavailable", "usage_error", "unknown_command", "unavailable",
            "commandlike"]
 
@@ -47,13 +47,6 @@ class Unavailable(UsageError):
     """A command of Apptainer's that this sbuild does not have (yet)."""
 
 
-def program(argv0: str) -> str:
-    """The name the program answers to: ``apptainer``, ``singularity``, ``run-singularity``,
-    else ``sbuild``."""
-    name = os.path.basename(argv0)
-    return name if name in (*COMPAT, "run-singularity") else "sbuild"
-
-
 def add_global_flags(parser) -> None:  # noqa: ANN001
     """The global flags on the root parser, for ``--help`` only (``parse_globals`` has taken
     them off argv before argparse runs)."""
@@ -66,7 +59,7 @@ def add_global_flags(parser) -> None:  # noqa: ANN001
 def version_line(name: str, *, long: bool) -> str:
     """``--version`` (``long``) and ``version``: Apptainer's text under its names, sbuild's own
     under ``sbuild``."""
-    ours = _sbuild_version()
+    ours = sbuild_version()
     if name == "sbuild":
         return f"sbuild {ours}"
     local = "".join(c if c.isalnum() else "." for c in ours).strip(".")
@@ -90,7 +83,8 @@ def version_action(name: str):  # noqa: ANN201
     return VersionAction
 
 
-def _sbuild_version() -> str:
+def sbuild_version() -> str:
+    """This sbuild's version (``0+unknown`` when run from a checkout without metadata)."""
     try:
         from importlib.metadata import version
 

@@ -162,6 +162,7 @@ def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False
     import dataclasses
 
     from builder.options import BuildPlan
+    from builder.commands.compat import sbuild_version
     from builder.recipe import parse_recipe
     from builder.steps import build_recipe
     from builder.steps.progress import LineProgress
@@ -172,16 +173,7 @@ def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False
     recipe = parse_recipe(f"bootstrap: {scheme}\nfrom: {rest}\n\n".encode(), path=uri)
     fetch = dataclasses.replace(options, transfer=progress) if progress is not None else options
     build_recipe(recipe, BuildPlan(Path(target), fmt, fetch=fetch, force=force),
-                 progress=LineProgress(sys.stderr, echo=False), version=_version())
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("sbuild")
-    except Exception:  # noqa: BLE001 - running from a checkout
-        return "0+unknown"
+                 progress=LineProgress(sys.stderr, echo=False), version=sbuild_version())
 
 
 def layer_progress(stream=None):

@@ -126,8 +126,7 @@ def _uncached(uri: str, options: FetchOptions) -> Path:
     return cached_image(uri, dataclasses.replace(options, disable_cache=True), store=ImageStore(Path(work)))
 
 
-def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = None,
-                 offline: bool = True) -> Path:
+def cached_image(uri: str, options: FetchOptions, *, store: ImageStore, offline: bool = True) -> Path:
     """The cached SIF of ``uri``, pulled first when the cache does not hold its digest;
     ``offline``: an unreachable registry falls back to the last entry (not for ``pull``)."""
     from builder.sources.oci.errors import RegistryError
@@ -139,7 +138,6 @@ def cached_image(uri: str, options: FetchOptions, *, store: ImageStore | None = 
             raise UsageError(f"{scheme}: images cannot be run from this transport here",
                              hint=f"build or pull it to a file first; images by URI: {runnable}")
         raise UsageError(f"Unsupported transport type: {scheme}", hint=f"images by URI: {runnable}")
-    store = store or ImageStore(Path(cache_root()) / "images")
     kind = PULLABLE[scheme]
     try:
         if kind in ("oci-tmp", "oras"):

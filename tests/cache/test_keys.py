@@ -174,11 +174,11 @@ def test_files_from_stage_key(write, build, tmp_path):
 
 
 def test_sbuild_version_invalidates(recipe, build, monkeypatch):
-    from builder.commands import build as build_command
+    from builder.commands import compat
 
     path = recipe()
     build(path)
-    monkeypatch.setattr(build_command, "_version", lambda: "99.0")
+    monkeypatch.setattr(compat, "sbuild_version", lambda: "99.0")
     second = build(path)
     assert "sbuild changed" in second.outcome["1 bootstrap"] and "ran-post-one" in second.err, second.err
 
