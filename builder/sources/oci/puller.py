@@ -138,8 +138,7 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
     top_digest = digest
     for _ in range(4):
         doc = _json(body, f"manifest {ref}")
-        media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
-        if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
+        if _is_index(doc, media):
             desc = _descriptor(select_manifest(_descriptors(doc, "manifests", ref), want), ref)
             body, media, digest = client.get_manifest(ref.repository, desc["digest"])
             continue
@@ -149,8 +148,7 @@ def resolve_registry(client: RegistryClient, ref: Reference, want: Platform,
         break
     else:
         raise RegistryError(f"manifest {ref}: indexes nested too deeply", registry=ref.registry)
-    cfg_desc = _descriptor(doc.get("config"), ref, "config")
-    _descriptors(doc, "layers", ref)
+    cfg_desc = _check_image_manifest(doc, ref)
     downloader = _Downloader(client, ref.repository, cache, None, threading.Event())
     spool = _Spool(cfg_desc["digest"])
     downloader.run(cfg_desc["digest"], cfg_desc.get("size"), spool)
@@ -166,12 +164,23 @@ def manifest_digests(client: RegistryClient, ref: Reference, want: Platform) -> 
     documents checked as ``resolve_registry`` checks them (what the URI image cache is keyed by)."""
     body, media, top = client.get_manifest(ref.repository, ref.version)
     doc = _json(body, f"manifest {ref}")
-    media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
-    if media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
+    if _is_index(doc, media):
         return top, _descriptor(select_manifest(_descriptors(doc, "manifests", ref), want), ref)["digest"]
-    _descriptor(doc.get("config"), ref, "config")
-    _descriptors(doc, "layers", ref)
+    _check_image_manifest(doc, ref)
     return top, top
+
+
+def _is_index(doc: dict, media: str) -> bool:
+    """Is this manifest document an index (by its served media type, else its own)?"""
+    media = media if media not in ("", "application/json", "text/plain") else doc.get("mediaType", "")
+    return media in INDEX_TYPES or ("manifests" in doc and "layers" not in doc)
+
+
+def _check_image_manifest(doc: dict, ref: Reference) -> dict:
+    """An image manifest's config and layer descriptors checked; the config's descriptor."""
+    config = _descriptor(doc.get("config"), ref, "config")
+    _descriptors(doc, "layers", ref)
+    return config
 
 
 def _descriptors(doc: dict, key: str, ref: Reference) -> list[dict]:
