@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from base.errors import SbuildError
 
-__all__ = ["End", "Child", "fork", "call_in_child", "describe", "error_from", "kill_and_reap", "reap"]
+__all__ = ["End", "Child", "fork", "call_in_child", "describe", "error_from", "exit_code", "kill_and_reap", "reap"]
 
 
 def describe(e: BaseException, context: str = "setting up the container") -> tuple[str, str, dict | None]:
@@ -231,6 +231,11 @@ def reap(pid: int) -> int:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
         return 255
+    return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    """A wait status as the shell reports it: the exit code, or 128+N when killed by signal N."""
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 

@@ -47,7 +47,7 @@ def capability_numbers(names: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _no_mount(opts: RunOptions, host_files: tuple[str, ...]) -> tuple[dict, tuple[str, ...]]:
+def _no_mount(opts: RunOptions, host_files: tuple[str, ...]) -> dict:
     skip = []
     for name in opts.no_mount:
         if name in _KNOWN_MOUNTS:
@@ -58,7 +58,7 @@ def _no_mount(opts: RunOptions, host_files: tuple[str, ...]) -> tuple[dict, tupl
             host_files = tuple(f for f in host_files if f != name)
         elif name not in ("home", "cwd", "hostfs"):  # (home, cwd: the plan; hostfs: none here)
             _log.warning("Ignoring unknown mount type '%s'", name)
-    return {"skip": tuple(skip), "host_files": host_files}, host_files
+    return {"skip": tuple(skip), "host_files": host_files}
 
 
 def _privileges(opts: RunOptions, ident: Identity) -> dict:
@@ -100,7 +100,7 @@ def _namespaces(opts: RunOptions) -> dict:
 
 def resolve(opts: RunOptions, ident: Identity, host_files: tuple[str, ...]) -> tuple[dict, dict, dict, tuple[Bind, ...]]:
     """``(MountSpec changes, RootPlan changes, ProcessSpec changes, extra binds)`` for ``opts``."""
-    mounts, host_files = _no_mount(opts, host_files) if opts.no_mount else ({}, host_files)
+    mounts = _no_mount(opts, host_files) if opts.no_mount else {}
     if opts.hostname:
         mounts["hostname"] = opts.hostname
     if opts.dns:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from base.errors import UsageError
 
-__all__ = ["Instance", "start", "listing", "find", "matching", "stop", "stop_these", "stats"]
+__all__ = ["Instance", "start", "listing", "find", "matching", "stop_these", "stats"]
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -154,11 +154,6 @@ def matching(pattern: str) -> list[Instance]:
     if not found:
         raise UsageError(f"no instance found with name {pattern}", hint="see `instance list`")
     return found
-
-
-def stop(name: str | None, *, signal_name: str = "TERM", timeout: float = 10.0) -> list[str]:
-    """Stop instance ``name`` (or all with None): send the signal, SIGKILL after ``timeout``."""
-    return stop_these(listing() if name is None else [find(name)], signal_name=signal_name, timeout=timeout)
 
 
 def stop_these(targets: list[Instance], *, signal_name: str = "TERM", timeout: float = 10.0) -> list[str]:

@@ -19,9 +19,6 @@ from runtime.description import RootPlan, record
 
 __all__ = ["Target", "SetupFailure", "plan_targets", "remount_ro", "resolve"]
 
-_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-
-
 class SetupFailure(Exception):
     """Setting up the container failed; ``kind`` names the sbuild error class to raise."""
 
@@ -251,7 +248,10 @@ class _Root:
     def target(self, path: str, is_dir: bool = True) -> str | None:
         """The host path of container path ``path`` in the merged root, created when the root
         is writable; ``None`` (skip the mount) when it is missing and cannot be created."""
-        full = self.root + resolve(self.root, path)
+        return self._target_at(self.root + resolve(self.root, path), is_dir)
+
+    def _target_at(self, full: str, is_dir: bool) -> str | None:
+        """``target`` for ``full``, the host path a container path already resolved to."""
         if os.path.lexists(full):
             return full if os.path.isdir(full) == is_dir else None
         if not self.writable or self.frozen:  # (a symlink could lead the mkdir onto the host)
@@ -284,7 +284,7 @@ class _Root:
                                    f"{path} collide with {was} ({', '.join(links)}): mounting {path} there would "
                                    f"{'cover a node of' if inside else 'hide'} the container's {was}; "
                                    f"the image's {path if path != real else was} (or a parent) must not be a symbolic link")
-        dst = self.target(path, is_dir)
+        dst = self._target_at(self.root + real, is_dir)  # (resolved once: an lstat per component)
         if dst is not None:
             self.placed.append((path, real))
         return dst

@@ -47,9 +47,7 @@ def probe(path: str):
 
 
 def lower_for(image: str, *, userns: bool, writable: bool) -> Lower:
-    if os.path.isdir(image):  # a sandbox: no need to load the image reader
-        return Lower("dir", os.path.abspath(image), kind="sandbox")
-    info = probe(image)
+    info = probe(image)  # (a sandbox directory never comes here: runtime.plan._source takes it)
     kind, fstype = info.kind, info.fstype
     if kind == "sandbox":
         return Lower("dir", os.path.abspath(image), kind=kind)
@@ -61,8 +59,6 @@ def lower_for(image: str, *, userns: bool, writable: bool) -> Lower:
     if fstype != "squashfs":
         raise CapabilityError(f"using {image} unprivileged: an {fstype} image needs root to mount",
                               hint="run as root, or convert it: sbuild build --sandbox DIR " + image)
-    if writable:
-        raise ImageError(f"opening {image} writable: a squashfs image is read-only", path=image)
     if fuse_usable():
         return Lower("squashfuse", os.path.abspath(image), info.fs_offset, info.fs_size, kind)
     return Lower("dir", _extracted(image, info.fs_offset, info.fs_size), kind=kind)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 
 from runtime import _sys
-from runtime.child import Child, End, describe, error_from, fork, kill_and_reap, reap
+from runtime.child import Child, End, describe, error_from, exit_code, fork, kill_and_reap, reap
 from runtime.description import Identity, ProcessSpec, RootPlan
 from runtime.mounts import assemble, enter
 
@@ -204,8 +204,7 @@ def _init(child: int, instance: bool) -> int:
             if pid == 0:
                 break
             if pid == child:
-                code = os.waitstatus_to_exitcode(status)
-                code = 128 - code if code < 0 else code
+                code = exit_code(status)
                 if not instance:
                     return code
 
@@ -347,8 +346,7 @@ def wait(launched: Launched, *, forward: bool = False) -> int:
         while True:
             pid, status = os.waitpid(launched.pid, os.WNOHANG)
             if pid:
-                code = os.waitstatus_to_exitcode(status)
-                return 128 - code if code < 0 else code
+                return exit_code(status)
             info = signal.sigwaitinfo(_WAITED)
             if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
                 try:
