@@ -8,7 +8,7 @@ Public API (details in each module):
     format_for_target(target, *, sandbox, fmt) -> fmt ("simg" "sif" "squashfs" "sandbox" "ext3")
     PackOptions(mksquashfs_args, all_root, processors, source_date_epoch, packer, block_cache)
     BlockCache(root).usage() / .clean(days, dry_run) -> CacheUsage   the packer's block cache
-    block_cache_dir() -> its directory under the cache root (what builds use)
+    default_dir() -> the block cache's directory under the cache root (what builds use)
     OverlayOptions / create_overlay(target, options, *, force)   ext3 overlay images
     open_tree(path) -> Tree; collect(tree) -> inspect metadata    read without mounting
 """
@@ -24,7 +24,7 @@ _WHERE = {
     "collect": "metadata",
     "Tree": "reader", "open_tree": "reader", "PackOptions": "squashfs",
     "require_mksquashfs": "squashfs", "split_mksquashfs_args": "squashfs",
-    "BlockCache": "blockcache", "CacheUsage": "blockcache", "block_cache_dir": "blockcache",
+    "BlockCache": "blockcache", "CacheUsage": "blockcache", "default_dir": "blockcache",
 }
 
 __all__ = sorted([*_WHERE, "ImageInfo", "probe"])

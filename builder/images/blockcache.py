@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.images import sqfs_format as fmt
+from builder.images.sqfs_blocks import write_at
 
-__all__ = ["BlockCache", "CacheUsage", "DEFAULT_MAX_BYTES", "block_cache_dir", "default_dir"]
+__all__ = ["BlockCache", "CacheUsage", "DEFAULT_MAX_BYTES", "default_dir"]
 
 DEFAULT_MAX_BYTES = 2 << 30
 _MAGIC = b"SQB1"
@@ -62,9 +63,6 @@ def default_dir(environ: dict[str, str] | None = None) -> Path:
     from base.cachedir import cache_root
 
     return Path(cache_root(environ)) / "squashfs-blocks"
-
-
-block_cache_dir = default_dir  # the name builder.images exports
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ class BlockCache:
             fd = os.open(tmp, _CREATE, 0o644)
         try:
             try:
-                _write_all(fd, header + payload)
+                write_at(fd, header + payload, 0)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
@@ -232,12 +230,6 @@ def _probe(level: int) -> bytes:
     same version that matches differently (another CPU's code path) gets other keys."""
     sample = b"".join(b"%d squashfs block cache probe %x\n" % (i, i * i) for i in range(4000))
     return hashlib.sha256(fmt.compress(sample[:fmt.BLOCK_SIZE], level)[0]).digest()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _unlink(path: str) -> bool:

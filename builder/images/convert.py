@@ -250,13 +250,14 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
         work.release()
 
 
-def copy_image(image: Path, target: Path, *, force: bool = False) -> ImageResult:
-    """Copy an image file, already in the wanted format, to ``target`` (mode 0755)."""
+def copy_image(image: Path, target: Path, *, force: bool = False, fmt: str | None = None) -> ImageResult:
+    """Copy an image file, already in the wanted format, to ``target`` (mode 0755); the
+    result names ``fmt`` when given, else what the copy probes as."""
     target = Path(target)
     with atomic_target(target, force) as tmp:
         shutil.copyfile(image, tmp)
         os.chmod(tmp, 0o755)
-    return ImageResult(target, probe(target).kind, target.stat().st_size)
+    return ImageResult(target, fmt or probe(target).kind, target.stat().st_size)
 
 
 def _deffile_of(rootfs: Path) -> bytes:

@@ -69,10 +69,11 @@ class _Phase:
 
 
 class BuildCache:
-    def __init__(self, run, keys: list[StageKeys]) -> None:  # noqa: ANN001
+    def __init__(self, run, keys: list[StageKeys], root: Path) -> None:  # noqa: ANN001
         opts = run.plan.cache
         self.run, self.opts, self.keys = run, opts, keys
-        self.store = CheckpointStore(Path(opts.root or cache_root()) / STORE_DIR)
+        self.store = CheckpointStore(root)
+        self._expected: dict[int, bool] = {}
         self.remotes = [RemoteCache(ref, run.plan.fetch) for ref in opts.cache_from]
         self.push_to = RemoteCache(opts.cache_to, run.plan.fetch) if opts.cache_to else None
         self._phases: list[_Phase] = []
@@ -92,7 +93,7 @@ class BuildCache:
         if not writable:
             log.warning("cache directory %s is not writable: the build cache is disabled", root)
             return None
-        return cls(run, stage_keys(run.recipe, run.plan, run.version))
+        return cls(run, stage_keys(run.recipe, run.plan, run.version), root)
 
     def close(self) -> None:
         """Let go of every lock still held (a step failed before its checkpoint was stored)."""
@@ -100,9 +101,13 @@ class BuildCache:
             phase.lock.close()
 
     def expected_hit(self, index: int) -> bool:
-        """Whether stage ``index``'s checkpoint is in the local store (not yet verified)."""
-        key = self.keys[index].post_key
-        return key is not None and self._reuse(index) and self.store.read_record(key) is not None
+        """Whether stage ``index``'s checkpoint is in the local store (not yet verified; its
+        record read once, when the stage's steps are wrapped)."""
+        if index not in self._expected:
+            key = self.keys[index].post_key
+            self._expected[index] = (key is not None and self._reuse(index)
+                                     and self.store.read_record(key) is not None)
+        return self._expected[index]
 
     # ----------------------------------------------------------------- report
     def _say(self, message: str) -> None:
@@ -233,14 +238,12 @@ class BuildCache:
         return None
 
     def _copy_image(self, key: str, entry: Entry) -> ImageResult:
-        from builder.images.convert import atomic_target
+        from builder.images.convert import copy_image
 
         plan = self.run.plan
-        with atomic_target(Path(plan.target), plan.force) as tmp:
-            shutil.copyfile(entry.blob, tmp)
-            os.chmod(tmp, 0o755)
+        result = copy_image(entry.blob, Path(plan.target), force=plan.force, fmt=plan.format)
         self._say(f"cache: image [{key[:12]}]: hit: {plan.target} is the cached image, nothing was run or packed")
-        return ImageResult(Path(plan.target), plan.format, Path(plan.target).stat().st_size)
+        return result
 
     def save_image(self, image: ImageResult) -> None:
         found = self._image_key()

@@ -196,7 +196,6 @@ def stage_keys(recipe: Recipe, plan, version: str) -> list[StageKeys]:  # noqa: 
             keys.boot, keys.reason = _boot_inputs(stage, raw, recipe, plan, version)
             if keys.boot is not None:
                 keys.post, keys.reason = _post_inputs(stage, raw, recipe, plan, version, keys.boot_key, by_name)
-                keys.reason = keys.reason if keys.post is None else ""
         found.append(keys)
         if stage.name:
             by_name[stage.name] = keys
