@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from base.errors import ImageError, UsageError
-from base.owner import owned_dir, remove_owned
+from base.owner import owned_dir, owned_temp_dir, remove_owned
 from base.gojson import marshal
 from builder.images import ext3, metadata, sandbox, sif, writers
 from builder.images.elfarch import rootfs_arch
@@ -238,16 +238,12 @@ def convert_image(source: Path, target: Path, fmt: str, *, options: PackOptions 
     if info.kind == "sandbox" and not fix_perms:
         return write_image(source, target, fmt, deffile=deffile or _deffile_of(source),
                            json_objects=carried or None, options=options, force=force)
-    work = owned_dir(target.parent, f".{target.name}.sbuild-convert-")
-    try:
-        rootfs = work.path / "rootfs"
+    with owned_temp_dir(target.parent, f".{target.name}.sbuild-convert-") as work:
+        rootfs = work / "rootfs"
         _extract_into(info, rootfs)
         return write_image(rootfs, target, fmt, deffile=deffile or _deffile_of(rootfs),
                            json_objects=carried or None, options=options, force=force,
                            fix_perms=fix_perms)
-    finally:
-        remove_owned(work.path)
-        work.release()
 
 
 def copy_image(image: Path, target: Path, *, force: bool = False, fmt: str | None = None) -> ImageResult:
