@@ -112,10 +112,10 @@ def tasks_for(image: SignImage, groups: list[int] = (), objects: list[int] = (),
     return tasks
 
 
-def _decode(image: SignImage, sig: SifDescriptor, blob: bytes, hash_name: str, dsse_keys, pgp,  # noqa: ANN001
+def _decode(sig: SifDescriptor, blob: bytes, envelope: bool, hash_name: str, dsse_keys, pgp,  # noqa: ANN001
             result: SignatureResult) -> bytes:
     try:
-        if dsse.is_dsse(blob):
+        if envelope:
             payload, result.keys = dsse.verify_envelope(blob, dsse_keys, hash_name)
             return payload
         verdict = pgp.verify(blob)
@@ -125,10 +125,12 @@ def _decode(image: SignImage, sig: SifDescriptor, blob: bytes, hash_name: str, d
     return verdict.plaintext
 
 
-def _check_signature(task: Task, sig: SifDescriptor, dsse_keys, pgp, result: SignatureResult) -> None:  # noqa: ANN001
+def _check_signature(task: Task, sig: SifDescriptor, blob: bytes, envelope: bool, dsse_keys, pgp,  # noqa: ANN001
+                     result: SignatureResult) -> None:
+    """Check ``sig`` (its bytes ``blob``: a DSSE ``envelope``, else a PGP clear-signature)."""
     image = task.image
     hash_name, fp = signature_metadata(sig)
-    payload = _decode(image, sig, image.read(sig), hash_name, dsse_keys, pgp, result)
+    payload = _decode(sig, blob, envelope, hash_name, dsse_keys, pgp, result)
     if task.legacy:
         payload = payload.rstrip(b"\n")
     elif payload.endswith(b"\n"):
@@ -189,7 +191,8 @@ def verify_image(image: SignImage, tasks: list[Task], *, dsse_keys: list | None 
     for task in tasks:
         for sig in task.signatures():
             blob = image.read(sig)
-            if dsse.is_dsse(blob):
+            envelope = dsse.is_dsse(blob)
+            if envelope:
                 if dsse_keys is None:
                     raise IntegrityError("key material not provided for DSSE envelope signature")
             elif is_clearsign(blob):
@@ -199,7 +202,7 @@ def verify_image(image: SignImage, tasks: list[Task], *, dsse_keys: list | None 
                 raise IntegrityError("signature format not recognized")
             result = SignatureResult(sig)
             try:
-                _check_signature(task, sig, dsse_keys, pgp, result)
+                _check_signature(task, sig, blob, envelope, dsse_keys, pgp, result)
             except IntegrityError as e:
                 result.error = e
             if on_result is not None:
