@@ -103,8 +103,10 @@ def timed(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> tuple
     return elapsed, usage.ru_utime + usage.ru_stime
 
 
-def compare(title: str, entries: dict[str, list[str]], floor: list[str], n: int, cwd: str) -> dict[str, float]:
-    """Each entry and the floor, ``n`` rounds, the order rotated each round: ratios to the floor."""
+def compare(title: str, entries: dict[str, list[str]], floor: list[str], n: int,
+            cwd: str) -> dict[str, tuple[float, float, float, float]]:
+    """Each entry and the floor, ``n`` rounds, the order rotated each round, printed; per name
+    (the floor's too): (median wall s, its ratio to the floor, median CPU s, its ratio)."""
     # the root floor script makes a mktemp directory per run and leaves it: keep those in
     # the bench's own directory (a /tmp with thousands of them would slow the floor down)
     env = {**os.environ, "TMPDIR": cwd}
@@ -122,15 +124,15 @@ def compare(title: str, entries: dict[str, list[str]], floor: list[str], n: int,
             cpu[name].append(used)
     floor_median, floor_cpu = statistics.median(times["floor"]), statistics.median(cpu["floor"])
     print(f"{title}:  (wall: median, quartiles, ratio to the floor; cpu: user+sys of the process tree)")
-    ratios = {}
+    results = {}
     for name, xs in times.items():
         m, q, c = statistics.median(xs), statistics.quantiles(xs, n=4), statistics.median(cpu[name])
         ratio = m / floor_median
-        ratios[name] = ratio
+        results[name] = (m, ratio, c, c / floor_cpu)
         print(f"  {name:<25} {m * 1000:6.1f} ms (q1 {q[0] * 1000:5.1f}, q3 {q[2] * 1000:5.1f})"
               + ("           " if name == "floor" else f"  ratio {ratio:.2f}")
               + f"  cpu {c * 1000:5.1f} ms" + ("" if name == "floor" else f" ({c / floor_cpu:.2f})"))
-    return ratios
+    return results
 
 
 def reference(n: int, cwd: str) -> None:
@@ -166,14 +168,14 @@ def _entries(pip_bin: Path | None, extra: str | None) -> dict[str, str]:
     return out
 
 
-def _unprivileged(user: str, base: Path, img: dict[str, Path], entries: dict[str, str], n: int) -> None:
+def _unprivileged(user: str, base: Path, img: dict[str, Path], entries: dict[str, str], n: int) -> dict:
     import pwd
 
     try:
         u = pwd.getpwnam(user)
     except KeyError:
         print(f"\nunprivileged case skipped: no user {user!r} (the tests create sbtester)")
-        return
+        return {}
     work = base / "w"
     for d in ("upper", "work", "merged"):
         (work / d).mkdir(parents=True)
@@ -181,20 +183,27 @@ def _unprivileged(user: str, base: Path, img: dict[str, Path], entries: dict[str
     as_user = ["setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--init-groups", "--reset-env",
                "env", f"HOME={u.pw_dir}", "PATH=/usr/bin:/bin:/usr/sbin:/sbin"]
     print()
-    compare("unprivileged, exec /bin/true over a sandbox",
+    title = "unprivileged, exec /bin/true over a sandbox"
+    return {title: compare(title,
             {k: as_user + [v, "exec", str(img["sandbox"]), "/bin/true"] for k, v in entries.items()},
             as_user + ["unshare", "-r", "-m", "-p", "-f", "sh", str(FLOOR / "unpriv-overlay.sh"),
                        str(img["sandbox"]), str(work), "true"],
-            n, str(base))
+            n, str(base))}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    measure(argv)
+    return 0
+
+
+def measure(argv: list[str] | None = None) -> dict[str, dict[str, tuple[float, float, float, float]]]:
+    """The whole bench (printed as it goes): per case title, ``compare``'s results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=40, help="rounds (default 40)")
     ap.add_argument("--user", default="sbtester", help="unprivileged user for case 2 (default sbtester)")
     ap.add_argument("--sbuild", default=None, help="one more command to time, beside the others")
     ap.add_argument("--no-pip", action="store_true", help="skip the `pip install .` venv")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("run as root (case 1 needs it; case 2 switches to --user)")
     base = Path(tempfile.mkdtemp(prefix="sbuild-bench-", dir="/tmp"))
@@ -206,56 +215,35 @@ def main() -> int:
                        check=True, stdout=subprocess.DEVNULL)
         entries = _entries(pip_bin, args.sbuild)
         print(f"machine load (1/5/15 min): {_load()}; {args.n} rounds, each entry and the floor once a round\n")
-        compare("root, exec /bin/true over .simg",
-                {k: [v, "exec", str(img["simg"]), "/bin/true"] for k, v in entries.items()},
-                ["unshare", "-m", "-p", "-f", "sh", str(FLOOR / "root-squashfs.sh"), str(img["sqfs"]), "true"],
-                args.n, str(base))
-        _unprivileged(args.user, base, img, entries, args.n)
+        title = "root, exec /bin/true over .simg"
+        cases = {title: compare(title, {k: [v, "exec", str(img["simg"]), "/bin/true"] for k, v in entries.items()},
+                                ["unshare", "-m", "-p", "-f", "sh", str(FLOOR / "root-squashfs.sh"), str(img["sqfs"]),
+                                 "true"], args.n, str(base))}
+        cases.update(_unprivileged(args.user, base, img, entries, args.n))
         print()
         in_process(img["simg"], args.n)
         reference(args.n, str(base))
         print(f"machine load after (1/5/15 min): {_load()}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return 0
+    return cases
 
 
 def run(quick: bool) -> list[dict]:
-    """For ``python -m bench``: ``main`` with ``-n 10`` (quick) or 40, its printed medians
-    read back (so this follows whatever ``main`` measures)."""
+    """For ``python -m bench``: ``measure`` with ``-n 10`` (quick) or 40, its output kept off
+    the harness's; a row per case and entry."""
     import contextlib
     import io
-    import re
 
-    out, argv = io.StringIO(), sys.argv
-    sys.argv = [argv[0], "-n", "10" if quick else "40"]
     try:
-        with contextlib.redirect_stdout(out):
-            main()
+        with contextlib.redirect_stdout(io.StringIO()):
+            cases = measure(["-n", "10" if quick else "40"])
     except SystemExit as e:
         raise RuntimeError(f"runtime_launch: {e.code}") from e
-    finally:
-        sys.argv = argv
-    rows, title, floor = [], "", 0.0
-    line_re = re.compile(r"^  (\S.*?) +([\d.]+) ms \(q1 .*?\)(?:  ratio ([\d.]+))?"
-                         r" +cpu +([\d.]+) ms(?: \(([\d.]+)\))?$")
-    for line in out.getvalue().splitlines():
-        if not line.startswith(" ") and ":  (wall" in line:
-            title = line.split(":  (wall")[0]
-            continue
-        m = line_re.match(line)
-        if not m:
-            continue
-        name, wall, ratio, _cpu, cpu_ratio = m.groups()
-        if name == "floor":
-            floor = float(wall) / 1000
-            continue
-        rows.append({"name": f"launch: {title}, {name}", "sbuild_s": float(wall) / 1000,
-                     "alternative": "unshare + the floor shell script", "alternative_s": floor,
-                     "ratio": float(ratio), "notes": f"CPU ratio {cpu_ratio}; target ≤ 1.0"})
-    if not rows:
-        raise RuntimeError("runtime_launch printed no medians: " + out.getvalue()[-300:])
-    return rows
+    return [{"name": f"launch: {title}, {name}", "sbuild_s": wall, "alternative": "unshare + the floor shell script",
+             "alternative_s": results["floor"][0], "ratio": ratio, "notes": f"CPU ratio {cpu_ratio:.2f}; target ≤ 1.0"}
+            for title, results in cases.items() for name, (wall, ratio, _cpu, cpu_ratio) in results.items()
+            if name != "floor"]
 
 
 if __name__ == "__main__":
