@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     harness.write_outputs(rows, started, at_start, args.quick, results=args.results, page=args.page,
                           picture=args.plot, modules=modules)
     for r in rows:
-        ratio = "–" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        print(f"{r['name']}: ratio {ratio} ({r['notes']})")
+        print(f"{r['name']}: ratio {harness.fmt_ratio(r['ratio'])} ({r['notes']})")
     print(f"wrote {args.results}, {args.page}, {args.plot}")
     return 0
 

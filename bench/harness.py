@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["KEYS", "discover", "run_all", "about", "merged", "machine", "write_outputs", "median_pair"]
+__all__ = ["KEYS", "discover", "run_all", "about", "merged", "machine", "write_outputs", "fmt_ratio"]
 
 KEYS = ("name", "sbuild_s", "alternative", "alternative_s", "ratio", "notes")
 _SELF = {"harness", "__main__"}
@@ -123,14 +123,6 @@ def merged(old: dict | None, rows: list[dict], ran: Iterable[str]) -> list[dict]
     return kept + rows
 
 
-def median_pair(ours: list[float], theirs: list[float]) -> tuple[float, float, float]:
-    """``(median ours, median theirs, ratio)``: the helper benchmarks' ``run`` use."""
-    import statistics
-
-    a, b = statistics.median(ours), statistics.median(theirs)
-    return a, b, (a / b if b else math.nan)
-
-
 def _meminfo() -> int:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -167,7 +159,8 @@ def _fmt_s(v: float | None) -> str:
     return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
 
 
-def _fmt_ratio(v: float | None) -> str:
+def fmt_ratio(v: float | None) -> str:
+    """A ratio as the page shows it: two decimals, ``–`` when there is none."""
     return "–" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
@@ -175,7 +168,7 @@ def _table(rows: list[dict]) -> list[str]:
     lines = ["| workload | sbuild | alternative | alternative's time | ratio | notes |", "|---|---|---|---|---|---|"]
     for r in rows:
         cells = [r["name"], _fmt_s(r["sbuild_s"]), r["alternative"], _fmt_s(r["alternative_s"]),
-                 _fmt_ratio(r["ratio"]), str(r["notes"])]
+                 fmt_ratio(r["ratio"]), str(r["notes"])]
         lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return lines
 
