@@ -24,6 +24,7 @@ meant for ``sbuild build --docker-login``), and is an error without a terminal.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -99,19 +100,13 @@ def prompt_login(stdin=None, ask_password=None):
 
 
 def _options(args: argparse.Namespace, library: str | None = None):
-    """The command's ``FetchOptions``, built once (``--docker-login`` asks here)."""
-    from builder.options import FetchOptions
+    """The command's ``FetchOptions``, built once (``--docker-login`` asks here): the
+    actions' (``uri.fetch_options``) with pull's ``--arch-variant``, ``--ca-bundle`` and
+    ``library`` (None for push)."""
+    from builder.commands.uri import fetch_options
 
-    login = prompt_login() if args.docker_login else None
-    user, password = getattr(args, "docker_username", None), getattr(args, "docker_password", None)
-    if login is None and (user or password):
-        from builder.sources.oci import Credentials
-
-        login = Credentials(user or "", password or "")
     arch = f"{args.arch}/{args.arch_variant}" if getattr(args, "arch_variant", None) and args.arch else args.arch
-    return FetchOptions(arch=arch, nohttps=args.nohttps, authfile=args.authfile, login=login,
-                        disable_cache=args.disable_cache, tmpdir=args.tmpdir, ca_bundle=args.ca_bundle,
-                        library=library)
+    return dataclasses.replace(fetch_options(args), arch=arch, ca_bundle=args.ca_bundle, library=library)
 
 
 def default_name(uri: str) -> str:
@@ -159,8 +154,6 @@ def pull_image(uri: str, target: Path, options, *, fmt: str, force: bool = False
     ``builder.options.FetchOptions``; ``progress(digest, done, total)`` draws the downloads.
     As before, a pull packs with the default ``PackOptions`` (SOURCE_DATE_EPOCH and
     SBUILD_PACKER are build settings)."""
-    import dataclasses
-
     from builder.options import BuildPlan
     from builder.commands.compat import sbuild_version
     from builder.recipe import parse_recipe
@@ -312,8 +305,6 @@ def _from_cache(uri: str, options, *, quiet: bool):  # noqa: ANN001, ANN202 - Fe
     if not uris.writable(root):
         return None
     if not quiet:
-        import dataclasses
-
         options = dataclasses.replace(options, transfer=layer_progress())
     return uris.cached_image(uri, options, store=uris.ImageStore(root), offline=False)
 
