@@ -294,19 +294,16 @@ def _from_cache(uri: str, options, *, quiet: bool):  # noqa: ANN001, ANN202 - Fe
     Apptainer's pull builds into ``cache/oci-tmp/<digest>`` and copies out (the registry is
     asked for the digest each time: no offline fallback); None with ``--disable-cache``, an
     unwritable cache (its WARNING), or for library:// and shub://."""
-    from pathlib import Path
-
-    from base.cachedir import cache_root
     from builder.commands import uri as uris
 
-    if options.disable_cache or uris.scheme_of(uri) not in ("docker", "oras"):
+    if uris.scheme_of(uri) not in ("docker", "oras"):
         return None  # (library:// and shub:// downloads are kept in the blob cache already)
-    root = Path(cache_root()) / "images"
-    if not uris.writable(root):
+    store = uris.image_store(options)
+    if store is None:
         return None
     if not quiet:
         options = dataclasses.replace(options, transfer=layer_progress())
-    return uris.cached_image(uri, options, store=uris.ImageStore(root), offline=False)
+    return uris.cached_image(uri, options, store=store, offline=False)
 
 
 def _push(args: argparse.Namespace) -> int:

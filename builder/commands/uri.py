@@ -49,7 +49,7 @@ from base.errors import UsageError
 from builder.options import FetchOptions
 
 __all__ = ["TRANSPORTS", "PULLABLE", "scheme_of", "image_path", "cached_image",
-           "fetch_options", "ImageStore", "writable"]
+           "fetch_options", "ImageStore", "image_store"]
 
 log = logging.getLogger("sbuild.images")
 
@@ -98,22 +98,26 @@ def image_path(text: str, args=None) -> str:  # noqa: ANN001
 
     sitepackages.load()  # the quick path of an action starts Python with -S (builder.cli)
     options = fetch_options(args)
-    root = Path(cache_root()) / "images"
-    if options.disable_cache or not writable(root):
+    store = image_store(options)
+    if store is None:
         return str(_uncached(text, options))
-    return str(cached_image(text, options, store=ImageStore(root)))
+    return str(cached_image(text, options, store=store))
 
 
-def writable(root: Path) -> bool:
-    """Whether the image cache can be used; if not, Apptainer's WARNING (the cache is disabled)."""
+def image_store(options: FetchOptions) -> ImageStore | None:
+    """The image cache under the cache root, or None: ``--disable-cache``, or a cache that
+    cannot be written (then Apptainer's WARNING: the cache is disabled)."""
+    if options.disable_cache:
+        return None
+    root = Path(cache_root()) / "images"
     try:
         root.mkdir(parents=True, exist_ok=True)
         if os.access(root, os.W_OK | os.X_OK):
-            return True
+            return ImageStore(root)
     except OSError:
         pass
     log.warning("cache directory %s is not writable: the image cache is disabled", root)
-    return False
+    return None
 
 
 def _uncached(uri: str, options: FetchOptions) -> Path:
