@@ -287,7 +287,9 @@ def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except CommandLineError as e:
-        return _usage_error(e, name)
+        from builder.commands.compat import usage_error
+
+        return _emit(*usage_error(e, name))
     if not getattr(args, "handler", None):
         if name in _COMPAT:
             parser.print_help(sys.stdout)
@@ -301,12 +303,6 @@ def _parse(argv: list[str], name: str, implicit: bool):  # noqa: ANN202
         if odd:
             return _unknown(name, odd[0], list(COMMANDS))
     return args
-
-
-def _usage_error(error, name: str) -> int:  # noqa: ANN001
-    from builder.commands.compat import usage_error
-
-    return _emit(*usage_error(error, name))
 
 
 def _unknown(name: str, word: str, known: list[str]) -> int:
@@ -383,7 +379,11 @@ def _render_error(error: SbuildError) -> str:
 
 
 def entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; as root, an action's image is read ahead first (``runtime.prefetch``)."""
+    if os.geteuid() == 0 and len(sys.argv) > 1:
+        from runtime.prefetch import start
+
+        start(sys.argv[1:], _program(sys.argv[0]))
     try:
         sys.exit(main(owns_process=True))
     except BaseException as e:  # Ctrl-C while the command's modules load (a class body wraps it in RuntimeError)

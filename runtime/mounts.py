@@ -66,8 +66,17 @@ def assemble(plan: RootPlan) -> str:
 
 
 def _dev(b: _Root, plan: RootPlan) -> None:
+    """/dev as Apptainer's default (``mount dev = yes``) makes it: the host's, bound with its
+    submounts (/dev/pts, /dev/shm, ...: the GPUs, InfiniBand and FUSE devices, and the shared
+    memory, that HPC jobs use); contained (``-c``, ``-C``) or building, a minimal staged one."""
     dev = None if "dev" in plan.mounts.skip else b.own_target("/dev")
     if dev is None:
+        return
+    if not (plan.mounts.contain or plan.mounts.build_config):
+        try:
+            _sys.mount("/dev", dev, None, _sys.MS_BIND | _sys.MS_REC)
+        except OSError as e:
+            raise _fail("binding /dev", e) from e
         return
     try:
         _sys.mount("dev", dev, "tmpfs", _sys.MS_NOSUID | _sys.MS_NOEXEC, "mode=0755,size=64k")

@@ -119,10 +119,11 @@ done.acquire()
 def mask():
     with open("/proc/thread-self/status") as f:
         return int([l.split()[1] for l in f if l.startswith("SigBlk:")][0], 16)
-def prefetch(fd, started):
+def prefetch(fds, started):
     started.release()
     print("thread", mask(), flush=True)
-    os.close(fd)
+    for fd in fds:
+        os.close(fd)
     done.release()
 s._read_ahead = prefetch
 print("staged", s.prefetch({image!r}) is not None, flush=True)
