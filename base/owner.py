@@ -24,12 +24,13 @@ Limits: a TMPDIR shared by several hosts must carry its locks between them (NFS 
 unless mounted with ``local_lock=flock``; then one host could reclaim another's live
 temps). A child forked by the owner shares the lock and keeps it while it runs. A process
 killed between ``mkdtemp`` and the record's rename leaves an empty directory nobody
-reclaims. Only the standard library and ``base`` are imported.
+reclaims (``held_file`` leaves nothing, but for the fallback where ``O_TMPFILE`` is missing). Only the standard library and ``base`` are imported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -172,10 +173,44 @@ def _dead_owner(path: Path):  # noqa: ANN202 - Iterator[bool]
 
 def held_file(directory: str | os.PathLike, prefix: str) -> tuple[int, Path]:
     """A new temp file ``directory/PREFIX…`` (made if missing), open for writing and held by
-    this process under that name from the start: made under another name (``.new-…``),
-    locked, then renamed. Returns (fd, path); closing the fd lets go of it."""
+    this process under that name from the start: made without a name (``O_TMPFILE``),
+    locked, then linked in, so that a process killed at any point leaves no name behind.
+    Where the file system has no ``O_TMPFILE`` (NFS) or /proc is missing: made under another
+    name (``.new-…``), locked, then renamed (a kill between the two leaves that name).
+    Returns (fd, path); closing the fd lets go of it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return _held_renamed(directory, prefix)
+    dirfd = -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for _attempt in range(100):
+            name = f"{prefix}{os.urandom(6).hex()}"
+            try:  # (linkat with AT_SYMLINK_FOLLOW: os.link uses it only given a dir fd)
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dirfd, follow_symlinks=True)
+                return fd, directory / name
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no free temp file name", str(directory))
+    except FileExistsError:
+        os.close(fd)
+        raise
+    except OSError:  # (no /proc: link by name instead)
+        os.close(fd)
+        return _held_renamed(directory, prefix)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        if dirfd >= 0:
+            os.close(dirfd)
+
+
+def _held_renamed(directory: Path, prefix: str) -> tuple[int, Path]:
     fd, name = tempfile.mkstemp(prefix=".new-", dir=directory)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)

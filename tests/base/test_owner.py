@@ -66,3 +66,28 @@ def test_leftovers_held_file_is_held_from_its_first_name(tmp_path):
             os.close(other)
     finally:
         os.close(fd)
+
+
+def test_leftovers_held_file_has_no_name_until_it_is_held(tmp_path, monkeypatch):
+    # a writer killed at any point must leave no temp name that nobody would ever reclaim
+    # (the reliability suite's SIGKILL points once hit the old window between a `.new-…`
+    # name and its lock): when the lock is taken the file must have no name yet (O_TMPFILE),
+    # and afterwards only its held name exists
+    import fcntl
+
+    real, at_lock = fcntl.flock, []
+
+    def flock(fd, op):
+        at_lock.append(sorted(os.listdir(tmp_path / "tmp")))
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    fd, path = held_file(tmp_path / "tmp", "blob-")
+    monkeypatch.undo()
+    try:
+        assert at_lock == [[]], at_lock  # (the fallback for file systems without O_TMPFILE shows `.new-…` here)
+        assert os.listdir(tmp_path / "tmp") == [path.name] and path.name.startswith("blob-")
+        os.write(fd, b"data")
+        assert path.read_bytes() == b"data"
+    finally:
+        os.close(fd)
