@@ -43,7 +43,7 @@ import os
 __all__ = ["start", "prefetch", "abandon", "Prefetched"]
 
 _SIMG_MARK = b" run-singularity"
-_ACTIONS = ("exec", "run", "shell", "test")
+_ACTIONS = ("exec", "run", "shell", "test")  # builder.commands.run.ACTIONS (not imported: the layers, and its cost)
 _GUESSES = 3  # words of the command line tried as the image, at most
 
 
@@ -135,17 +135,25 @@ def abandon() -> None:
 def _squashfs_at(image: str) -> tuple[int, int] | None:
     """``(offset, bytes_used)`` of the squashfs in a raw squashfs or ``.simg`` file, or None
     (another kind, or anything odd: then ``builder.images.probe`` decides)."""
+    head = _head(image)
+    return None if head is None else _squashfs_in(*head)
+
+
+def _head(image: str) -> tuple[bytes, int] | None:
+    """The first 4 KiB of ``image`` and its size, or None when it cannot be read."""
     try:
         fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        head = os.pread(fd, 4096, 0)
-        size = os.fstat(fd).st_size
+        return os.pread(fd, 4096, 0), os.fstat(fd).st_size
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _squashfs_in(head: bytes, size: int) -> tuple[int, int] | None:
     offset = 0
     if not head.startswith(b"hsqs"):
         mark = head.find(_SIMG_MARK, 0, 2048)
@@ -167,16 +175,12 @@ def _tables_fit(sb: bytes) -> bool:
 def _locate(image: str, *, sif_only: bool = False) -> tuple[int, int] | None:
     """``(offset, size)`` of ``image``'s squashfs, or None; with ``sif_only`` (a guess), only
     a ``.simg``, a raw squashfs or a SIF, not any file the probe knows."""
-    found = _squashfs_at(image)
+    head = _head(image)
+    found = None if head is None else _squashfs_in(*head)
     if found is not None:
         return found
-    if sif_only:
-        try:
-            with open(image, "rb") as f:
-                if f.read(64)[32:41] != b"SIF_MAGIC":
-                    return None
-        except OSError:
-            return None
+    if sif_only and (head is None or head[0][32:41] != b"SIF_MAGIC"):
+        return None
     from base.errors import SbuildError
     from builder.images.probe import probe
 
@@ -226,7 +230,7 @@ def _mount_and_read(image: str, where: tuple[int, int]) -> Prefetched | None:
 # script reads, before and after /bin/sh: looked up ahead, their directory and inode
 # blocks are decompressed before the read-ahead holds the superblock's one decompressor
 _LOOKED_UP = ("/dev", "/proc", "/sys", "/tmp", "/var/tmp", "/root", "/home", "/etc/localtime", "/etc/hosts",
-              "/etc/resolv.conf", "/etc/passwd", "/etc/group", "/.singularity.d/env", "/.singularity.d/actions")
+              "/etc/resolv.conf", "/etc/passwd", "/etc/group", "/.singularity.d/env")
 
 
 def _look_up(mnt: int) -> None:
