@@ -24,7 +24,8 @@ Limits: a TMPDIR shared by several hosts must carry its locks between them (NFS 
 unless mounted with ``local_lock=flock``; then one host could reclaim another's live
 temps). A child forked by the owner shares the lock and keeps it while it runs. A process
 killed between ``mkdtemp`` and the record's rename leaves an empty directory nobody
-reclaims (``held_file`` leaves nothing, but for the fallback where ``O_TMPFILE`` is missing). Only the standard library and ``base`` are imported.
+reclaims (``held_file`` leaves nothing, but for the fallback where ``O_TMPFILE`` is
+missing). Only the standard library and ``base`` are imported.
 """
 
 from __future__ import annotations
