@@ -15,11 +15,11 @@ floor (so that machine load hits all alike):
           ``unshare -m -p -f sh floor/root-squashfs.sh IMG.sqfs /bin/true``
 2. unprivileged (as --user, default sbtester): ``NAME exec SANDBOX /bin/true``  vs
           ``unshare -r -m -p -f sh floor/unpriv-overlay.sh SANDBOX WORK /bin/true``
+3. the runtime alone: ``run_action`` called in a warm Python process (no interpreter start,
+   no CLI parsing), root over the .simg, to show what the CLI around it costs.
 
 The floor runs the same command as the entries, ``/bin/true`` (its scripts' default, ``true``,
 is the shell's builtin: one exec fewer than any container command, ~0.4 ms here).
-3. the runtime alone: ``run_action`` called in a warm Python process (no interpreter start,
-   no CLI parsing), root over the .simg, to show what the CLI around it costs.
 
 Prints the median and quartiles of each and the ratio entry/floor of the same run (≤ 1.0
 meets the target), the median CPU time (user + system of the process tree: less hurt by
