@@ -12,12 +12,11 @@ Cheap to import: the runtime calls it on its launch path.
 
 from __future__ import annotations
 
-import os
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (collections.abc costs ~2.5 ms: this module is on the runtime's launch path)
     from collections.abc import Mapping
 
+from base import lean_os as os
 from base.env import apptainer_env
 
 __all__ = ["cache_root"]

@@ -27,14 +27,13 @@ apptainer-cli.md §2–3), for the drop-in command line:
   F FALSE false False``); anything else, ``yes`` included, is a ``UsageError`` saying which
   variable, as Apptainer's fatal "While parsing environment variables".
 
-``environ`` defaults to ``os.environ``. Cheap to import (``os`` and ``base.records`` only;
+``environ`` defaults to ``os.environ``. Cheap to import (``base.lean_os`` and ``base.records`` only;
 ``base.errors`` on first error): ``base.cachedir`` uses it on the runtime's launch path.
 """
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from base.records import Frozen
 
 TYPE_CHECKING = False

@@ -14,8 +14,9 @@ leave the root. It can create the missing directories on the way.
 from __future__ import annotations
 
 import errno
-import os
 import stat
+
+from base import lean_os as os
 
 __all__ = ["resolve_inside", "open_inside", "MAX_LINKS"]
 

@@ -16,15 +16,15 @@ errors, ``sbuild: error: …`` and ``base.errors``' statuses, ``check``/``doctor
 (Apptainer's global flags are read when a command word follows them).
 An unknown command is an error with a "did you mean" under every name, never a build.
 
-Start-up cost is part of ``exec``'s latency: no argparse, logging or base.errors at load
-time (``parse_quick(argv)`` parses the actions' common command lines exactly as argparse
-would); the launchers (``builder.commands.launcher``) start Python without ``site``.
+Start-up cost is part of ``exec``'s latency: no argparse, logging, base.errors or ``os`` at load
+time (``base.lean_os``); ``parse_quick`` reads the actions' usual command lines as argparse would.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+
+from base import lean_os as os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

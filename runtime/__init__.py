@@ -61,7 +61,7 @@ when the caller is killed). Identity, by caller:
 
 from __future__ import annotations
 
-import os
+from base import lean_os as os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import os
 import sys
+
+from base import lean_os as os
 
 __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "set_pdeathsig", "loop_attach",

@@ -18,8 +18,7 @@ Limits: ``SING_USER_DEFINED_*`` PATH handling is left to the image's ``99-runtim
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from runtime.description import DEFAULT_PATH
 
 TYPE_CHECKING = False

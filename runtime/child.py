@@ -19,7 +19,7 @@ function in one and returns its result or raises its error in the parent.
 
 from __future__ import annotations
 
-import os
+from base import lean_os as os
 
 try:  # the C module behind ``signal``: the same calls, without the enum wrappers (~6 ms of imports)
     import _signal as signal

@@ -14,15 +14,10 @@ delegated cgroup v2); ``--security`` takes ``uid:``/``gid:`` (root only) and ref
 
 from __future__ import annotations
 
-import logging
-
-from base.errors import CapabilityError, UsageError
 from runtime import _sys
 from runtime.description import Bind, Identity, RunOptions
 
 __all__ = ["resolve", "capability_numbers"]
-
-_log = logging.getLogger("sbuild.runtime")
 
 _KNOWN_MOUNTS = ("proc", "sys", "dev", "devpts", "tmp")
 _CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
@@ -43,7 +38,7 @@ def capability_numbers(names: tuple[str, ...]) -> tuple[int, ...]:
         elif key in _CAPS:
             out.append(_CAPS.index(key))
         else:
-            _log.warning("won't add unknown capability: %s", name)
+            _warn("won't add unknown capability: %s", name)
     return tuple(dict.fromkeys(out))
 
 
@@ -57,7 +52,7 @@ def _no_mount(opts: RunOptions, host_files: tuple[str, ...]) -> dict:
         elif name in host_files:
             host_files = tuple(f for f in host_files if f != name)
         elif name not in ("home", "cwd", "hostfs"):  # (home, cwd: the plan; hostfs: none here)
-            _log.warning("Ignoring unknown mount type '%s'", name)
+            _warn("Ignoring unknown mount type '%s'", name)
     return {"skip": tuple(skip), "host_files": host_files}
 
 
@@ -70,8 +65,10 @@ def _privileges(opts: RunOptions, ident: Identity) -> dict:
         changes["drop_caps"] = drop
     if opts.add_caps and ident.userns:
         for name in opts.add_caps:
-            _log.warning("not authorized to add capability: %s", name)
+            _warn("not authorized to add capability: %s", name)
     uid = gid = -1
+    if opts.security:
+        from base.errors import CapabilityError, UsageError
     for spec in opts.security:
         kind, _, value = spec.partition(":")
         if kind in ("uid", "gid"):
@@ -89,6 +86,15 @@ def _privileges(opts: RunOptions, ident: Identity) -> dict:
     if (uid, gid) != (-1, -1):
         changes["setids"] = (uid, gid)
     return changes
+
+
+def _warn(message: str, *args: object) -> None:
+    """A warning through ``logging``, loaded with the first one: ``--containall`` and
+    ``--hostname`` launches pass here, and importing it costs ~10 ms (``os``, ``re``,
+    ``traceback``, ``threading``)."""
+    import logging
+
+    logging.getLogger("sbuild.runtime").warning(message, *args)
 
 
 def _namespaces(opts: RunOptions) -> dict:

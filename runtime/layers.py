@@ -12,8 +12,8 @@ used directly, without overlayfs. Nothing here forks or runs a program.
 from __future__ import annotations
 
 import errno
-import os
 
+from base import lean_os as os
 from runtime import _sys, paths
 from runtime.description import RootPlan, record
 

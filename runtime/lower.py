@@ -19,8 +19,7 @@ Limits: ext3 images cannot be used unprivileged (no kernel mount, no extractor h
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from base.errors import CapabilityError, ImageError
 from runtime.paths import cache_dir
 from runtime.description import record
@@ -66,9 +65,11 @@ def lower_for(image: str, *, userns: bool, writable: bool) -> Lower:
 
 def fuse_usable() -> bool:
     """squashfuse is installed and this user may open /dev/fuse (it is often mode 0600)."""
-    from shutil import which
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return False
+    from shutil import which  # (~7 ms of imports: only when /dev/fuse is usable)
 
-    return os.access("/dev/fuse", os.R_OK | os.W_OK) and which("squashfuse") is not None
+    return which("squashfuse") is not None
 
 
 def _digest(image: str, offset: int, size: int) -> str:

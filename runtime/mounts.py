@@ -9,8 +9,7 @@ it writable. ``enter(root)`` pivots into it and drops the host's mounts.
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from runtime import _sys
 from runtime.description import RootPlan
 from runtime.layers import SetupFailure, _Root, _fail, plan_targets, remount_ro, resolve

@@ -8,8 +8,7 @@ writes to is copied on write).
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from base.securejoin import resolve_inside
 
 __all__ = ["runtime_dir", "cache_dir", "resolve", "SymlinkLoop"]

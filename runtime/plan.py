@@ -15,8 +15,7 @@ ranges mapped by newuidmap/newgidmap (the build asks it too: ``runtime.choose_id
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from runtime import actions
 from runtime.description import Bind, HostUser, Identity, MountSpec, OverlaySpec, ProcessSpec, RootPlan, RunOptions
 from runtime.paths import runtime_dir

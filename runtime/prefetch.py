@@ -38,7 +38,7 @@ wrong with a bad image).
 
 from __future__ import annotations
 
-import os
+from base import lean_os as os
 
 __all__ = ["start", "prefetch", "abandon", "Prefetched"]
 

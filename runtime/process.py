@@ -31,8 +31,7 @@ in that status likely means: SIGBUS on an image file is a block the kernel could
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from runtime import _sys
 from runtime.child import Child, End, describe, error_from, exit_code, fork, kill_and_reap, reap
 from runtime.description import Identity, ProcessSpec, RootPlan

@@ -18,7 +18,7 @@ imported only when the environment holds an Apptainer variable.
 
 from __future__ import annotations
 
-import os
+from base import lean_os as os
 
 __all__ = ["OPTIONS", "options_for", "dest", "apply_env", "FLAG_VALUES"]
 

@@ -12,7 +12,7 @@ Imports the runtime only when called (not at load: the fast path loads this modu
 
 from __future__ import annotations
 
-import os
+from base import lean_os as os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ exec``: it imports ``os`` only (``base.env`` when a twin's variable is set).
 
 from __future__ import annotations
 
-import os
+from base import lean_os as os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -20,8 +20,7 @@ both agree.
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from builder.commands.action_flags import FLAG_VALUES, dest, options_for
 from builder.commands.launch_options import prepare, run_options
 from builder.commands.leading import option_words

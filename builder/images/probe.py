@@ -13,8 +13,7 @@ otherwise; see ``builder.images.elfarch`` to read it from the rootfs).
 
 from __future__ import annotations
 
-import os
-
+from base import lean_os as os
 from base.errors import ImageError
 from base.records import Frozen
 from builder.images import headers, sif

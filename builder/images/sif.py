@@ -17,9 +17,9 @@ dataclasses: the reader is on the runtime's launch path, where importing ``datac
 
 from __future__ import annotations
 
-import os
 import struct
 
+from base import lean_os as os
 from base.errors import ImageError
 from base.records import Frozen
 
