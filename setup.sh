@@ -36,5 +36,6 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,bench]" --config-settings editable_mode=compat \
   && .venv/bin/python -c 'from builder.commands.launcher import write_launcher
 for name in ("sbuild", "apptainer", "singularity", "run-singularity"):
-    write_launcher(".venv/bin/" + name)'
+    write_launcher(".venv/bin/" + name)' \
+  && .venv/bin/python -S -m base.importcache >/dev/null  # the launch modules in one file (base.importcache)
 echo "setup: sbuild is at $(pwd)/.venv/bin/sbuild"

@@ -6,7 +6,9 @@ lives), ``env`` (``$APPTAINER_``/``$SINGULARITY_`` settings), ``gojson`` (JSON a
 ``encoding/json`` writes it), ``fsutil`` (removing a tree whatever its modes), ``owner``
 (temporary directories whose owner's death shows, for reclaiming leftovers), ``retry``
 (the HTTP clients' back-off policy), ``squashfs`` (the one extractor), ``sitepackages``
-(third-party packages when Python started without ``site``). Modules here import only the standard library and
+(third-party packages when Python started without ``site``), ``lean_os`` (the part of ``os``
+the launch uses, without importing ``os``), ``importcache`` (the launch's modules from one
+file). Modules here import only the standard library and
 each other, never ``builder``, ``runtime`` or ``grammar`` (``tests/test_layers.py``
 enforces it), and each is cheap to import: the runtime loads them on its launch path.
 """

@@ -31,7 +31,9 @@ _LAUNCHER = '''#!{python} -S
 # console script: Python starts without site (-S) and without pip's `import re`, ~10 ms
 # less per command; builder.cli loads site-packages for every command that needs them.
 import sys
-sys.path.append({root!r})
+sys.path[0] = {root!r}  # (in place of this script's directory)
+from base.importcache import install
+install()  # the launch's modules from one file (base.importcache)
 from builder.cli import entry
 entry()
 '''
@@ -55,12 +57,14 @@ del sys.path[0]  # this script's directory
 venv = sys.executable.rpartition("/")[0].rpartition("/")[0]
 sys.path.append(f"{venv}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
 try:
-    from builder.cli import entry
+    from base.importcache import install
 except ImportError:  # not a venv (a --user or system install): let site find the package
     import site
 
     site.main()
-    from builder.cli import entry
+    from base.importcache import install
+install()  # the launch's modules from one file (base.importcache)
+from builder.cli import entry
 entry()
 """
 
