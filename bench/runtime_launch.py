@@ -26,7 +26,7 @@ meets the target), the median CPU time (user + system of the process tree: less 
 machine load than wall time) and its ratio, the machine load before and after, and the bare
 interpreter start for reference. The project's modules are byte-compiled first (as an installed package's are),
 and each installation runs one command as its owner first (``first_command``: the launch modules' file).
-Run as root: .venv/bin/python bench/runtime_launch.py [-n 40] [--user sbtester] [--no-pip]
+Run as root: .venv/bin/python bench/runtime_launch.py [-n 100] [--user sbtester] [--no-pip]
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(argv: list[str] | None = None) -> dict[str, dict[str, tuple[float, float, float, float]]]:
     """The whole bench (printed as it goes): per case title, ``compare``'s results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=40, help="rounds (default 40)")
+    ap.add_argument("-n", type=int, default=100, help="rounds (default 100: a median to ~±0.03 of the ratio)")
     ap.add_argument("--user", default="sbtester", help="unprivileged user for case 2 (default sbtester)")
     ap.add_argument("--sbuild", default=None, help="one more command to time, beside the others")
     ap.add_argument("--no-pip", action="store_true", help="skip the `pip install .` venv")
@@ -245,14 +245,14 @@ def measure(argv: list[str] | None = None) -> dict[str, dict[str, tuple[float, f
 
 
 def run(quick: bool) -> list[dict]:
-    """For ``python -m bench``: ``measure`` with ``-n 10`` (quick) or 40, its output kept off
+    """For ``python -m bench``: ``measure`` with ``-n 10`` (quick) or 100, its output kept off
     the harness's; a row per case and entry."""
     import contextlib
     import io
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            cases = measure(["-n", "10" if quick else "40"])
+            cases = measure(["-n", "10" if quick else "100"])
     except SystemExit as e:
         raise RuntimeError(f"runtime_launch: {e.code}") from e
     return [{"name": f"launch: {title}, {name}", "sbuild_s": wall, "alternative": "unshare + the floor shell script",
