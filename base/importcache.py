@@ -1,9 +1,10 @@
 """The launch's modules in one file: one read instead of a path search and a .pyc per module.
 
 A launch (``sbuild exec IMG CMD``) loads ~25 modules. Importing them from their .pyc files
-costs ~1.3 ms more than from one file (``python -S`` importing the launch modules, 150
-interleaved runs on the 2-core bench machine: 6.30 against 4.98 ms median): each import
-walks ``sys.path``, lists directories, stats the source, opens and reads its .pyc. This
+costs ~0.7-1 ms more than from one file (``python -S`` importing the launch modules, 200
+interleaved runs on the 2-core bench machine: 6.58 against 5.85 ms median in setup.sh's
+layout, 6.71 against 5.69 in pip's): each import walks ``sys.path``, lists directories,
+stats the source, opens and reads its .pyc. This
 module keeps their compiled code, and the paths of the C extensions the launch loads, in
 ``base/__pycache__/launch.<cache tag>.imports``, and serves them from a finder placed first
 on ``sys.meta_path`` (``install``, which the launchers call before importing ``builder.cli``).
