@@ -114,23 +114,15 @@ def _refresh(finder: _Finder, where: str) -> None:
     silent: checked first, so that a user who may not pays one ``access`` call)."""
     if finder.entries and not finder.stale:
         return
-    from posix import access
+    from base import lean_os as os
 
-    cache = where.rpartition("/")[0]
-    if not access(cache if _exists(cache) else cache.rpartition("/")[0], 3):  # W_OK | X_OK (write makes it)
+    cache = os.path.dirname(where)  # (__pycache__: write makes it when missing)
+    if not os.access(cache if os.path.exists(cache) else os.path.dirname(cache), os.W_OK | os.X_OK):
         return
     try:
         write(where)
     except Exception:  # noqa: S110 - a cache: a failed write only means slower imports
         pass
-
-
-def _exists(path: str) -> bool:
-    try:
-        stat(path)
-    except OSError:
-        return False
-    return True
 
 
 def write(where: str | None = None) -> str:
@@ -145,11 +137,11 @@ def write(where: str | None = None) -> str:
     entries = {}
     for name, module in list(sys.modules.items()):
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
-        ours = name.partition(".")[0] in _PACKAGES and isinstance(origin, str) and origin.startswith(_ROOT + "/")
-        if not (ours or name == "__future__" or name in _EXTENSIONS) or not isinstance(origin, str):
+        if not isinstance(origin, str) or not origin.startswith("/"):
+            continue  # built into the interpreter, frozen, or no file
+        ours = name.partition(".")[0] in _PACKAGES and origin.startswith(_ROOT + "/")
+        if not (ours or name == "__future__" or name in _EXTENSIONS):
             continue
-        if name in _EXTENSIONS and not origin.startswith("/"):
-            continue  # built into the interpreter
         st = stat(origin)
         code = None
         if name not in _EXTENSIONS:

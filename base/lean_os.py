@@ -68,13 +68,14 @@ def fdopen(fd: int, *args, **kwargs):
 def makedirs(name, mode: int = 0o777, exist_ok: bool = False) -> None:
     """``os.makedirs``: the missing parents first (with the default mode), then ``name``."""
     name = fspath(name)
-    parent = path.dirname(name.rstrip("/"))
+    bare = name.rstrip("/")
+    parent = path.dirname(bare)
     if parent and not path.exists(parent):
         try:
             makedirs(parent, exist_ok=exist_ok)
         except FileExistsError:  # created meanwhile
             pass
-        if path.basename(name.rstrip("/")) == ".":  # "a/." is "a", made now
+        if path.basename(bare) == ".":  # "a/." is "a", made now
             return
     try:
         mkdir(name, mode)

@@ -127,30 +127,34 @@ def go_direct(script: str) -> None:
 def _replace_all(bindir: str, text: str) -> None:
     for name in NAMES:
         path = f"{bindir}/{name}"
-        tmp = f"{path}.tmp{os.getpid()}"
         try:
             with open(path) as f:
                 if f.read() != _INSTALLED:
                     continue  # not ours as pip installed it (edited, or replaced already)
-            mode = os.stat(path).st_mode & 0o7777
-            with open(tmp, "x") as f:
-                f.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
+            _write_script(path, text, os.stat(path).st_mode & 0o7777)
         except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            pass  # (the sh launcher stays, and works)
 
 
 def write_launcher(path: str) -> None:
     """Write the launcher script at ``path`` (atomically, mode 0755) for the running
     interpreter and this checkout or install; its file name is the name it answers to."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    text = _LAUNCHER.format(python=sys.executable, root=root)
+    _write_script(path, _LAUNCHER.format(python=sys.executable, root=root), 0o755)
+
+
+def _write_script(path: str, text: str, mode: int) -> None:
+    """``text`` at ``path`` with ``mode``, through a temporary file renamed into place (removed
+    if anything fails)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

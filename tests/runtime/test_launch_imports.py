@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-HEAVY = {"os", "_collections_abc", "posixpath", "stat_result", "logging", "argparse", "re", "threading",
+HEAVY = {"os", "_collections_abc", "posixpath", "logging", "argparse", "re", "threading",
          "subprocess", "typing", "enum", "dataclasses", "pathlib", "collections", "functools", "shutil",
          "signal", "ctypes", "pickle", "json", "warnings", "traceback", "types"}
 
